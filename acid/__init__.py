@@ -1,0 +1,79 @@
+"""acid: records, secondary indexes and real transactions on ordered engines.
+
+>>> import acid
+>>> store = acid.open("skiplist:/")
+>>> people = store.add_collection("people")
+>>> _ = people.add_index("name", lambda p: p["name"])
+>>> with store.begin(write=True):
+...     people.put({"name": "Ada"})
+(1,)
+>>> people.indices["name"].get("Ada")
+{'name': 'Ada'}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from acid import encoders, errors, keylib
+from acid.collection import CheckReport, Collection, add_index, check
+from acid.index import Index
+from acid.keylib import Desc, Key
+from acid.store import (
+    KIND_COUNTER,
+    KIND_ENCODER,
+    KIND_INDEX,
+    KIND_STRUCT,
+    KIND_TABLE,
+    Store,
+    TxnContext,
+    abort,
+)
+
+__all__ = [
+    "KIND_COUNTER",
+    "KIND_ENCODER",
+    "KIND_INDEX",
+    "KIND_STRUCT",
+    "KIND_TABLE",
+    "CheckReport",
+    "Collection",
+    "Desc",
+    "Index",
+    "Key",
+    "Store",
+    "TxnContext",
+    "abort",
+    "add_index",
+    "check",
+    "encoders",
+    "errors",
+    "keylib",
+    "open",
+]
+
+__version__ = "0.1.0"
+
+
+def open(  # noqa: A001 - the seed API's name
+    url: str,
+    trace_path: Any = None,
+    txn_context: Any = None,
+    *,
+    prefix: bytes | str = b"",
+) -> Store:
+    """Open the engine at ``url`` and return a :class:`Store` over it.
+
+    ``url`` is ``scheme:/path?param=value`` (``skiplist:/``, ``lmdb:/path``,
+    ``leveldb:/path``); ``pkg.mod+scheme:/...`` imports ``pkg.mod`` first so
+    it can register its engine. With ``trace_path`` every engine call is
+    logged there (see ``docs/engines.md``).
+    """
+    from acid import engines
+
+    engine = engines.from_url(url)
+    if trace_path is not None:
+        from acid.engines.trace import TraceEngine
+
+        engine = TraceEngine(engine, trace_path)
+    return Store(engine, txn_context=txn_context, prefix=prefix)

@@ -1,0 +1,79 @@
+"""The one exception tree of acid.
+
+Every error acid raises on purpose derives from :class:`Error`. Where callers
+naturally expect a builtin, the builtin is mixed in: :class:`NotFound` is a
+``KeyError`` and :class:`KeyEncodingError` is a ``ValueError``.
+
+``retryable`` tells a retry loop whether repeating the transaction may
+succeed (a lock wait that timed out, say); it is ``False`` for mistakes.
+
+>>> issubclass(NotFound, KeyError), issubclass(KeyEncodingError, ValueError)
+(True, True)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AbortError",
+    "ConfigError",
+    "ConstraintError",
+    "EngineError",
+    "Error",
+    "KeyEncodingError",
+    "MapFullError",
+    "NameInUse",
+    "NotFound",
+    "TxnError",
+    "TxnTimeout",
+]
+
+
+class Error(Exception):
+    """Root of every acid exception."""
+
+    retryable: bool = False
+
+
+class ConfigError(Error):
+    """Bad engine URL, unknown parameter, missing package, mismatched encoder."""
+
+
+class EngineError(Error):
+    """The storage engine failed; the message says what to do about it."""
+
+
+class MapFullError(EngineError):
+    """An LMDB map is full: reopen with a larger ``map_size``."""
+
+
+class TxnError(Error):
+    """A transaction was used wrongly (write in a read txn, nesting, reuse)."""
+
+
+class TxnTimeout(TxnError):
+    """A writer waited too long for another writer to finish."""
+
+    retryable = True
+
+
+class NotFound(Error, KeyError):
+    """A named object or record does not exist."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; we want prose.
+        return Exception.__str__(self)
+
+
+class NameInUse(Error):
+    """A collection, index or encoder name is already taken."""
+
+
+class KeyEncodingError(Error, ValueError):
+    """Bytes that are not a valid key, or a value the key encoding rejects."""
+
+
+class ConstraintError(Error):
+    """A record violates a rule declared on its collection or index."""
+
+
+class AbortError(Error):
+    """Raised by :func:`acid.abort` to unwind the active transaction quietly."""

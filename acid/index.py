@@ -1,0 +1,196 @@
+"""Secondary indexes, kept exact by one ``update(old, new)`` path.
+
+An index entry is the raw key ``prefix + pack((index_id,) + index_tuple) +
+SEP + pack(record_key)`` with an empty value; the record key inside the entry
+keeps duplicates of one index tuple apart.
+
+>>> import acid
+>>> store = acid.open("skiplist:/")
+>>> people = store.add_collection("people")
+>>> by_name = people.add_index("name", lambda p: p["name"])
+>>> for name in ["David", "Charles", "Charles", "Andrew"]:
+...     _ = people.put({"name": name})
+>>> list(by_name.pairs())
+[(('Andrew',), (4,)), (('Charles',), (2,)), (('Charles',), (3,)), (('David',), (1,))]
+>>> by_name.get("Charles")
+{'name': 'Charles'}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from acid import _query, keylib
+from acid.errors import ConfigError
+
+if TYPE_CHECKING:
+    from acid.collection import Collection
+
+__all__ = ["Index", "index_tuples"]
+
+#: The byte between the index tuple and the record key inside an entry.
+SEP = keylib.packs([(), ()])
+
+
+def index_tuples(result: Any) -> list[tuple[Any, ...]]:
+    """Normalize what an index function returned into a list of tuples.
+
+    ``None`` and ``[]`` give no entry; a tuple is one entry; a list gives one
+    entry per element (tuples as they are, other values as 1-tuples); any
+    other value is a 1-tuple.
+
+    >>> index_tuples(None), index_tuples(5), index_tuples((1, 2)), index_tuples([1, (2, 3)])
+    ([], [(5,)], [(1, 2)], [(1,), (2, 3)])
+    """
+    if result is None:
+        return []
+    kind = type(result)
+    if kind is tuple:
+        return [result]
+    if kind is list:
+        return [x if type(x) is tuple else _query.as_tuple(x) for x in result]
+    return [_query.as_tuple(result)]
+
+
+class Index:
+    """Query access to one index of a :class:`~acid.Collection`.
+
+    Create it with :meth:`Collection.add_index`; find it in
+    ``coll.indices[name]``. Query methods share the range arguments: ``args``
+    (or ``prefix``) an element-wise prefix of the index tuple, ``lo``
+    inclusive, ``hi`` exclusive (inclusive of every tuple starting with ``hi``
+    when ``include=True``), ``reverse``, ``max`` (``0`` means none).
+    """
+
+    def __init__(self, coll: Collection, info: dict[str, Any], func: Callable) -> None:
+        if not callable(func):
+            raise ConfigError(f"index {info['name']!r}: the index function must be callable")
+        self.coll = coll
+        self.store = coll.store
+        self.name: str = info["name"]
+        self.id: int = info["id"]
+        #: The index function.
+        self.func = func
+        self._prefix = keylib.pack((self.id,), self.store.prefix)
+
+    def __repr__(self) -> str:
+        return f"<acid.Index {self.coll.name}.{self.name} id={self.id}>"
+
+    # -- maintenance ------------------------------------------------------
+
+    def _packed(self, rec: Any) -> set[bytes]:
+        prefix = self._prefix
+        return {keylib.pack(t, prefix) for t in index_tuples(self.func(rec))}
+
+    def update(self, txn: Any, rkey: bytes, old: set[bytes], new: set[bytes]) -> None:
+        """Apply the difference between two entry sets for one record.
+
+        ``rkey`` is the packed record key; ``old``/``new`` come from
+        :meth:`entries`. Only entries that changed are written.
+        """
+        tail = SEP + rkey
+        for p in old - new:
+            txn.delete(p + tail)
+        for p in new - old:
+            txn.put(p + tail, b"")
+
+    def entries(self, rec: Any) -> set[bytes]:
+        """The packed index tuples ``rec`` produces (empty for ``None``)."""
+        return set() if rec is None else self._packed(rec)
+
+    # -- queries ----------------------------------------------------------
+
+    def _range(self, args: Any, lo: Any, hi: Any, prefix: Any, include: bool) -> tuple[bytes, bytes]:
+        if args is not None and prefix is not None:
+            raise TypeError("give args or prefix, not both (they mean the same)")
+        if args == ():
+            args = None
+        return _query.bounds(
+            self._prefix, lo=lo, hi=hi, prefix=prefix if args is None else args,
+            include=include,
+        )
+
+    def _iter(self, fn: Callable[[Any, bytes, bytes], Any], args: Any, lo: Any, hi: Any,
+              prefix: Any, reverse: Any, max: int | None, include: bool) -> Iterator[Any]:  # noqa: A002
+        start, stop = self._range(args, lo, hi, prefix, include)
+        return _query.scan(self.store, start, stop, reverse, max, fn)
+
+    def _split(self, k: bytes) -> list[tuple[Any, ...]]:
+        return keylib.unpacks(k, self._prefix)
+
+    def _record(self, txn: Any, k: bytes, raw: bool) -> tuple[tuple[Any, ...], Any]:
+        _, rkey = keylib.unpacks(k, self._prefix)
+        coll = self.coll
+        value = txn.get(keylib.pack(rkey, coll._kprefix))
+        if value is None:  # only if the index is inconsistent; check() reports it
+            return rkey, None
+        return rkey, (coll._decompress(value) if raw else coll._decode(value))
+
+    def pairs(self, args: Any = None, lo: Any = None, hi: Any = None, prefix: Any = None,
+              reverse: Any = None, max: int | None = None, include: bool = False) -> Iterator[tuple]:  # noqa: A002
+        """Yield ``(index tuple, record key)`` in index order."""
+        split = self._split
+        return self._iter(lambda txn, k, v: tuple(split(k)), args, lo, hi, prefix,
+                          reverse, max, include)
+
+    def tups(self, args: Any = None, lo: Any = None, hi: Any = None, prefix: Any = None,
+             reverse: Any = None, max: int | None = None, include: bool = False) -> Iterator[tuple]:  # noqa: A002
+        """Yield the index tuples (the index function's values) in order."""
+        split = self._split
+        return self._iter(lambda txn, k, v: split(k)[0], args, lo, hi, prefix,
+                          reverse, max, include)
+
+    def keys(self, args: Any = None, lo: Any = None, hi: Any = None, prefix: Any = None,
+             reverse: Any = None, max: int | None = None, include: bool = False) -> Iterator[tuple]:  # noqa: A002
+        """Yield the keys of the records the entries point at, in index order."""
+        split = self._split
+        return self._iter(lambda txn, k, v: split(k)[1], args, lo, hi, prefix,
+                          reverse, max, include)
+
+    def items(self, args: Any = None, lo: Any = None, hi: Any = None, prefix: Any = None,
+              reverse: Any = None, max: int | None = None, include: bool = False,
+              raw: bool = False) -> Iterator[tuple]:  # noqa: A002
+        """Yield ``(record key, record)`` in index order."""
+        record = self._record
+        return self._iter(lambda txn, k, v: record(txn, k, raw), args, lo, hi, prefix,
+                          reverse, max, include)
+
+    def values(self, args: Any = None, lo: Any = None, hi: Any = None, prefix: Any = None,
+               reverse: Any = None, max: int | None = None, include: bool = False,
+               raw: bool = False) -> Iterator[Any]:  # noqa: A002
+        """Yield the records in index order."""
+        record = self._record
+        return self._iter(lambda txn, k, v: record(txn, k, raw)[1], args, lo, hi, prefix,
+                          reverse, max, include)
+
+    def count(self, args: Any = None, lo: Any = None, hi: Any = None, prefix: Any = None,
+              max: int | None = None, include: bool = False) -> int:  # noqa: A002
+        """The number of entries in the range (at most ``max``)."""
+        return sum(1 for _ in self._iter(lambda txn, k, v: None, args, lo, hi, prefix,
+                                         False, max, include))
+
+    def find(self, args: Any = None, lo: Any = None, hi: Any = None, prefix: Any = None,
+             reverse: Any = None, include: bool = False, raw: bool = False,
+             default: Any = None) -> Any:
+        """The first record in the range, or ``default``."""
+        return next(self.values(args, lo, hi, prefix, reverse, 1, include, raw), default)
+
+    def get(self, x: Any, default: Any = None, raw: bool = False) -> Any:
+        """The first record whose index tuple starts with ``x``, or ``default``."""
+        return self.find(args=_query.as_tuple(x), raw=raw, default=default)
+
+    def has(self, x: Any) -> bool:
+        """Whether an entry with exactly the index tuple ``x`` exists."""
+        start = keylib.pack(_query.as_tuple(x), self._prefix) + SEP
+        stop = keylib.prefix_bound(start)
+        assert stop is not None
+        return next(_query.scan(self.store, start, stop, False, 1, lambda t, k, v: True),
+                    False)
+
+    # Names from the earlier API, kept for code written against it.
+    iterpairs = pairs
+    itertups = tups
+    iterkeys = keys
+    iteritems = items
+    itervalues = values
