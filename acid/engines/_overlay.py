@@ -1,0 +1,106 @@
+"""A write transaction's private changes and the merged view over a base.
+
+Engines without native write transactions (the memory engine, LevelDB)
+buffer a writer's puts and deletes here and read through it: point reads
+check the overlay first, scans merge the overlay's sorted keys with the base
+snapshot's scan. :func:`live_iter` keeps a scan valid while its transaction
+keeps writing by re-seeking after the last key it yielded whenever the
+transaction's write counter moved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from acid.engines._sortedkeys import SortedKeys
+from acid.errors import TxnError
+
+__all__ = ["DELETED", "Overlay", "live_iter", "merge"]
+
+
+class _Deleted(bytes):
+    """Marker stored in an overlay for a deleted key (never a real value)."""
+
+    def __repr__(self) -> str:
+        return "DELETED"
+
+
+#: Identity-compared marker: ``puts[key] is DELETED`` means "deleted here".
+DELETED = _Deleted()
+
+#: ``scan(key, reverse, inclusive)`` over a base snapshot.
+Scan = Callable[[bytes, bool, bool], Iterator[tuple[bytes, bytes]]]
+
+
+class Overlay:
+    """Buffered puts and deletes of one write transaction."""
+
+    __slots__ = ("keys", "puts")
+
+    def __init__(self) -> None:
+        self.puts: dict[bytes, bytes] = {}
+        self.keys = SortedKeys()
+
+    def __len__(self) -> int:
+        return len(self.puts)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        puts = self.puts
+        if key not in puts:
+            self.keys.add(key)
+        puts[key] = value
+
+    def scan(
+        self, key: bytes, reverse: bool, inclusive: bool
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """The overlay's own entries, deletions included (as ``DELETED``)."""
+        puts = self.puts
+        for k in self.keys.irange(key, reverse, inclusive):
+            yield k, puts[k]
+
+
+def merge(
+    base: Iterator[tuple[bytes, bytes]],
+    over: Iterator[tuple[bytes, bytes]],
+    reverse: bool,
+) -> Iterator[tuple[bytes, bytes]]:
+    """Merge two ordered scans; ``over`` wins ties and hides ``DELETED``."""
+    ok, ov = next(over, (None, None))
+    for bk, bv in base:
+        while ok is not None and (ok > bk if reverse else ok < bk):
+            if ov is not DELETED:
+                yield ok, ov  # type: ignore[misc]
+            ok, ov = next(over, (None, None))
+        if ok == bk:
+            if ov is not DELETED:
+                yield ok, ov  # type: ignore[misc]
+            ok, ov = next(over, (None, None))
+        else:
+            yield bk, bv
+    while ok is not None:
+        if ov is not DELETED:
+            yield ok, ov  # type: ignore[misc]
+        ok, ov = next(over, (None, None))
+
+
+def live_iter(
+    txn: object, scan: Scan, key: bytes, reverse: bool
+) -> Iterator[tuple[bytes, bytes]]:
+    """Scan ``scan`` from ``key``, re-seeking after every write of ``txn``.
+
+    ``txn`` needs an int attribute ``_writes`` bumped on every write and a
+    bool ``_done``. After yielding ``k`` the next item is the first key
+    after ``k`` (before ``k`` when reversed) in the view at that moment.
+    """
+    inclusive = True
+    while True:
+        if txn._done:  # type: ignore[attr-defined]
+            raise TxnError("iterator used after its transaction ended")
+        stamp = txn._writes  # type: ignore[attr-defined]
+        for k, v in scan(key, reverse, inclusive):
+            yield k, v
+            if txn._writes != stamp or txn._done:  # type: ignore[attr-defined]
+                key, inclusive = k, False
+                break
+        else:
+            return

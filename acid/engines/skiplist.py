@@ -1,0 +1,278 @@
+"""``skiplist:/`` - the in-memory engine, the default for tests and demos.
+
+Committed data live in a *version*: a dict (point reads) plus a
+:class:`~acid.engines._sortedkeys.SortedKeys` (order). A read transaction
+pins the current version and reads it directly, so its ``get`` is the
+dict's own ``get``. A version pinned by a reader is never modified: the
+next commit copies it and publishes the copy, and the old version is freed
+by reference counting when its last reader ends. An unpinned version is
+updated in place, so a single-threaded program never copies.
+
+Writers are serialized by a lock; a write transaction buffers its changes in
+an :class:`~acid.engines._overlay.Overlay` and publishes them on commit.
+
+>>> engine = SkipListEngine()
+>>> with engine.begin(write=True) as txn:
+...     txn.put(b"k", b"v")
+>>> reader = engine.begin()
+>>> with engine.begin(write=True) as txn:
+...     txn.delete(b"k")
+True
+>>> reader.get(b"k"), engine.begin().get(b"k")
+(b'v', None)
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from itertools import chain
+
+from acid.engines import (
+    DEFAULT_LOCK_TIMEOUT,
+    Engine,
+    EngineURL,
+    Param,
+    Txn,
+    acquire_writer,
+    closed_engine,
+    resolve_params,
+)
+from acid.engines._overlay import DELETED, Overlay, live_iter, merge
+from acid.engines._sortedkeys import SortedKeys
+from acid.errors import ConfigError
+
+__all__ = ["SkipListEngine"]
+
+#: Largest commit applied in place while new readers wait for it; bigger
+#: commits build a new version beside the old one instead.
+INPLACE_MAX = 4096
+
+
+class _Version:
+    """One committed state: immutable once a reader pinned it."""
+
+    __slots__ = ("data", "keys", "readers")
+
+    def __init__(self, data: dict[bytes, bytes], keys: SortedKeys) -> None:
+        self.data = data
+        self.keys = keys
+        self.readers: set[int] = set()  # ids of read txns pinning this version
+
+    def scan(
+        self, key: bytes, reverse: bool, inclusive: bool = True
+    ) -> Iterator[tuple[bytes, bytes]]:
+        data = self.data
+        for k in self.keys.irange(key, reverse, inclusive):
+            yield k, data[k]
+
+    def apply(self, overlay: Overlay, copy: bool) -> _Version:
+        """This version with ``overlay`` applied (a new one if ``copy``)."""
+        data = self.data.copy() if copy else self.data
+        puts = overlay.puts
+        if len(puts) * 4 > len(data):  # bulk: rebuild the order in C
+            for k, v in puts.items():
+                if v is DELETED:
+                    data.pop(k, None)
+                else:
+                    data[k] = v
+            merged = dict.fromkeys(sorted(chain(self.keys, overlay.keys)))
+            ordered = list(filter(data.__contains__, merged))
+            keys = SortedKeys.from_sorted(ordered)
+        else:
+            keys = self.keys.copy() if copy else self.keys
+            for k, v in puts.items():
+                if v is DELETED:
+                    if data.pop(k, None) is not None:
+                        keys.discard(k)
+                else:
+                    if k not in data:
+                        keys.add(k)
+                    data[k] = v
+        if copy or keys is not self.keys:
+            return _Version(data, keys)
+        return self
+
+
+class SkipListEngine(Engine):
+    """In-memory ordered engine with snapshot readers and one writer."""
+
+    snapshots = True
+    multi_process = False
+    persistent = False
+
+    PARAMS = {
+        "lock_timeout": Param(
+            Param.SECONDS, DEFAULT_LOCK_TIMEOUT, "seconds a writer waits"
+        ),
+    }
+
+    def __init__(self, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
+        self.url = "skiplist:/"
+        self.lock_timeout = lock_timeout
+        self._current = _Version({}, SortedKeys())
+        self._pin_lock = threading.Lock()
+        self._writer = threading.Lock()
+        self._closed = False
+
+    @classmethod
+    def from_url(cls, url: EngineURL) -> SkipListEngine:
+        if url.path not in ("", "/"):
+            raise ConfigError(
+                f"skiplist: the engine is in memory and takes no path, got "
+                f"{url.path!r}; use skiplist:/ (persistence is not supported yet)"
+            )
+        params = resolve_params(url, cls.PARAMS)
+        return cls(**params)
+
+    def begin(self, write: bool = False, timeout: float | None = None) -> Txn:
+        if self._closed:
+            raise closed_engine(self.url)
+        if write:
+            acquire_writer(self._writer, timeout, self.lock_timeout, self.url)
+            return _WriteTxn(self)
+        with self._pin_lock:
+            version = self._current
+            txn = _ReadTxn(version)
+            version.readers.add(id(txn))
+        return txn
+
+    def close(self) -> None:
+        self._closed = True
+
+    def _publish(self, overlay: Overlay) -> None:
+        """Apply a committing writer's overlay (the writer lock is held)."""
+        if self._closed:
+            raise closed_engine(self.url)
+        with self._pin_lock:
+            current = self._current
+            if not current.readers and len(overlay) <= INPLACE_MAX:
+                self._current = current.apply(overlay, copy=False)
+                return
+        # Readers may pin ``current`` meanwhile: it is not modified.
+        new = current.apply(overlay, copy=True)
+        self._current = new
+
+
+class _ReadTxn(Txn):
+    write = False
+
+    def __init__(self, version: _Version) -> None:
+        self._version = version
+        self.get = version.data.get  # type: ignore[method-assign]
+
+    put = Txn._read_only
+    delete = Txn._read_only
+    replace = Txn._read_only
+    pop = Txn._read_only
+
+    def iter(self, key: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        if self._done:
+            self._ended()
+        return self._scan(key, reverse)
+
+    def _scan(self, key: bytes, reverse: bool) -> Iterator[tuple[bytes, bytes]]:
+        data = self._version.data
+        for k in self._version.keys.irange(key, reverse):
+            if self._done:
+                self._ended()
+            yield k, data[k]
+
+    def commit(self) -> None:
+        if self._done:
+            self._ended()
+        self.abort()
+
+    def abort(self) -> None:
+        if not self._done:
+            self._done = True
+            self._version.readers.discard(id(self))
+            self.get = self._ended  # type: ignore[method-assign]
+
+    def __del__(self) -> None:
+        # An abandoned reader must not keep its version pinned; set.discard
+        # is atomic, so this is safe from any thread and inside the GC.
+        version = getattr(self, "_version", None)
+        if version is not None:
+            version.readers.discard(id(self))
+
+
+class _WriteTxn(Txn):
+    write = True
+
+    def __init__(self, engine: SkipListEngine) -> None:
+        self._engine: SkipListEngine | None = engine
+        self._base = engine._current
+        self._base_get = self._base.data.get
+        self._overlay = Overlay()
+        self._puts = self._overlay.puts
+        self._writes = 0
+
+    def get(self, key: bytes) -> bytes | None:
+        value = self._puts.get(key)
+        if value is None:
+            return self._base_get(key)
+        return None if value is DELETED else value
+
+    def put(self, key: bytes, value: bytes) -> None:
+        if type(key) is not bytes or type(value) is not bytes:
+            raise TypeError("keys and values must be bytes")
+        self._overlay.put(key, value)
+        self._writes += 1
+
+    def delete(self, key: bytes) -> bool:
+        if self.get(key) is None:
+            return False
+        self._overlay.put(key, DELETED)
+        self._writes += 1
+        return True
+
+    def pop(self, key: bytes) -> bytes | None:
+        old = self.get(key)
+        if old is not None:
+            self._overlay.put(key, DELETED)
+            self._writes += 1
+        return old
+
+    def iter(self, key: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        if self._done:
+            self._ended()
+        return live_iter(self, self._scan, key, reverse)
+
+    def _scan(
+        self, key: bytes, reverse: bool, inclusive: bool
+    ) -> Iterator[tuple[bytes, bytes]]:
+        base = self._base.scan(key, reverse, inclusive)
+        if not self._puts:
+            return base
+        return merge(base, self._overlay.scan(key, reverse, inclusive), reverse)
+
+    def commit(self) -> None:
+        if self._done:
+            self._ended()
+        try:
+            if self._puts:
+                assert self._engine is not None
+                self._engine._publish(self._overlay)
+        finally:
+            self._finish()
+
+    def abort(self) -> None:
+        if not self._done:
+            self._finish()
+
+    def _finish(self) -> None:
+        self._done = True
+        self._writes += 1  # wakes live iterators so that they raise
+        engine, self._engine = self._engine, None
+        self._overlay = Overlay()
+        self._puts = {}
+        self.get = self.put = self.delete = self.pop = self._ended  # type: ignore[method-assign]
+        if engine is not None:
+            engine._writer.release()
+
+    def __del__(self) -> None:
+        # A writer dropped without commit/abort must not block every later
+        # writer until the timeout: release the lock (abort semantics).
+        if not self._done and getattr(self, "_engine", None) is not None:
+            self._finish()
