@@ -1,0 +1,150 @@
+"""The examples and promises of the seed API, on every engine."""
+
+from __future__ import annotations
+
+import pytest
+
+import acid
+from acid.errors import AbortError, NameInUse, NotFound, TxnError
+
+
+def test_seed_index_example(store: acid.Store) -> None:
+    coll = acid.Collection(store, "people")
+    coll.add_index("name", lambda person: person["name"])
+    coll.put({"name": "David"})
+    coll.put({"name": "Charles"})
+    coll.put({"name": "Charles"})
+    coll.put({"name": "Andrew"})
+    it = coll.indices["name"].iterpairs()
+    assert list(it) == [
+        (("Andrew",), (4,)),
+        (("Charles",), (2,)),
+        (("Charles",), (3,)),
+        (("David",), (1,)),
+    ]
+
+
+def test_count_returns_previous_and_reads(store: acid.Store) -> None:
+    assert store.count("c") == 1
+    assert store.count("c") == 2
+    assert store.count("c", n=5) == 3
+    assert store.count("c", 0) == 8
+    assert store.count("c", None) == 8
+    assert store.count("other", init=100) == 100
+    assert store.count("fresh", n=0, init=7) == 7
+    assert store.count("fresh", n=0, init=9) == 9  # reading does not create
+
+
+def test_count_rejects_reserved_and_bad_names(store: acid.Store) -> None:
+    with pytest.raises(ValueError, match="reserved"):
+        store.count("\x00mine")
+    with pytest.raises(TypeError):
+        store.count(5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        store.count("x", n=1.5)  # type: ignore[arg-type]
+
+
+def test_counter_rolls_back_with_transaction(store: acid.Store) -> None:
+    store.count("c")
+    with store.begin(write=True):
+        assert store.count("c") == 2
+        acid.abort()
+    assert store.count("c", 0) == 2
+    with pytest.raises(RuntimeError), store.begin(write=True):
+        store.count("c")
+        raise RuntimeError("boom")
+    assert store.count("c", 0) == 2
+
+
+def test_meta_roundtrip(store: acid.Store) -> None:
+    assert store.get_meta(acid.KIND_STRUCT, "s") is None
+    store.set_meta(acid.KIND_STRUCT, "s", {"a": 1, "b": "two", "c": None, "d": 1.5})
+    assert store.get_meta(acid.KIND_STRUCT, "s") == {"a": 1, "b": "two", "c": None, "d": 1.5}
+    store.set_meta(acid.KIND_STRUCT, "s", {"z": True})
+    assert store.get_meta(acid.KIND_STRUCT, "s") == {"z": True}
+    with pytest.raises(ValueError, match="kind"):
+        store.get_meta("nonsense", "s")
+    with pytest.raises(TypeError):
+        store.set_meta(acid.KIND_STRUCT, "s", [1, 2])  # type: ignore[arg-type]
+
+
+def test_abort_leaves_block_quietly(store: acid.Store) -> None:
+    coll = store.add_collection("c")
+    with store.begin(write=True):
+        coll.put("x", key=1)
+        acid.abort()
+        raise AssertionError("not reached")  # pragma: no cover
+    assert coll.get(1) is None
+
+
+def test_abort_outside_block_raises(store: acid.Store) -> None:
+    with pytest.raises(AbortError):
+        acid.abort()
+
+
+def test_nested_begin_is_caught(store: acid.Store) -> None:
+    with store.begin(write=True):
+        with pytest.raises(TxnError, match="nested"):
+            with store.begin():
+                pass  # pragma: no cover
+
+
+def test_write_in_read_txn(store: acid.Store) -> None:
+    coll = store.add_collection("c")
+    with store.begin():
+        with pytest.raises(TxnError, match="read transaction"):
+            coll.put({"a": 1}, key=1)
+        with pytest.raises(TxnError):
+            coll.delete(1)
+        with pytest.raises(TxnError):
+            store.count("n")
+        with pytest.raises(TxnError):
+            store.in_txn(lambda: None, write=True)
+
+
+def test_in_txn_joins_active(store: acid.Store) -> None:
+    coll = store.add_collection("c")
+
+    def work() -> object:
+        coll.put("v", key=1)
+        return store.txn
+
+    with store.begin(write=True) as txn:
+        assert store.in_txn(work, write=True) is txn
+        acid.abort()
+    assert coll.get(1) is None
+    assert store.in_txn(work, write=True) is not None
+    assert coll.get(1) == "v"
+
+
+def test_rename_collection(store: acid.Store) -> None:
+    a = store.add_collection("a")
+    idx = a.add_index("v", lambda r: r)
+    a.put("x", key=1)
+    store.add_collection("taken")
+    with pytest.raises(NameInUse):
+        store.rename_collection("a", "taken")
+    with pytest.raises(NotFound):
+        store.rename_collection("missing", "b")
+    store.rename_collection("a", "b")
+    assert a.name == "b"
+    assert a.get(1) == "x"
+    assert list(idx.keys()) == [(1,)]
+    b = store.add_collection("b")
+    assert b.get(1) == "x"
+    assert b.add_index("v", lambda r: r).id == idx.id
+    assert sorted(store.collections()) == ["b", "taken"]
+    a.put("y", key=2)  # the auto-key counter name does not change on rename
+    assert b.put("z") == (1,)
+    assert store.check().ok
+
+
+def test_exports_pinned() -> None:
+    assert acid.__all__ == sorted(acid.__all__, key=lambda s: (not s.isupper(), s))
+    assert set(acid.__all__) == {
+        "KIND_COUNTER", "KIND_ENCODER", "KIND_INDEX", "KIND_STRUCT", "KIND_TABLE",
+        "CheckReport", "Collection", "Desc", "Index", "Key", "Store", "TxnContext",
+        "abort", "add_index", "check", "encoders", "errors", "keylib", "open",
+    }
+    for name in acid.__all__:
+        assert getattr(acid, name) is not None
