@@ -155,11 +155,15 @@ class Engine:
         several processes may open the same location at once.
     ``persistent``
         data survive ``close()`` and reopening the same URL.
+    ``max_key_size``
+        the longest key the engine stores, ``None`` for no limit. Keys must
+        be non-empty (LMDB cannot store the empty key).
     """
 
     snapshots: bool = True
     multi_process: bool = False
     persistent: bool = False
+    max_key_size: int | None = None
     url: str = ""
 
     def begin(self, write: bool = False, timeout: float | None = None) -> Txn:

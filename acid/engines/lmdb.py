@@ -214,7 +214,7 @@ def _translate(exc: lmdb.Error, engine: LMDBEngine, key: bytes = b"?") -> Error:
     if isinstance(exc, lmdb.BadValsizeError):
         return EngineError(
             f"LMDB keys must be 1 to {LMDBEngine.max_key_size} bytes, got "
-            f"{len(key) if isinstance(key, bytes) else '?'}; keep keys shorter"
+            f"{len(key) if isinstance(key, bytes) else '?'}"
         )
     if isinstance(exc, lmdb.ReadonlyError):
         return TxnError(f"{engine.url} is read-only; reopen it without readonly")

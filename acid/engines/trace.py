@@ -1,0 +1,215 @@
+"""The trace engine: wraps any engine and logs every call, one line each.
+
+A trace lets a session be replayed against another engine
+(``python -m acid.tools.replay TRACE URL``) to find where engines disagree.
+The format is documented in ``docs/engines.md``; in short::
+
+    # acid-trace 1 engine=skiplist:/ pid=4242
+    T1 begin write -> ok
+    T1 put x6b x76 -> ok
+    T1 iter I1 x fwd -> ok
+    T1 next I1 -> x6b x76
+    T1 next I1 -> end
+    T1 commit -> ok
+
+Bytes are written as ``x`` followed by lowercase hex (``x`` alone is the
+empty string). Each line is flushed when written, so a crash leaves every
+completed call in the file.
+
+>>> import io
+>>> from acid.engines.skiplist import SkipListEngine
+>>> out = io.StringIO()
+>>> engine = TraceEngine(SkipListEngine(), out)
+>>> with engine.begin(write=True) as txn:
+...     txn.put(b"k", b"v")
+>>> print(out.getvalue().split("\\n", 1)[1], end="")
+T1 begin write -> ok
+T1 put x6b x76 -> ok
+T1 commit -> ok
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+
+from acid.engines import Engine, Txn
+
+__all__ = ["TRACE_VERSION", "TraceEngine", "format_value", "parse_bytes"]
+
+TRACE_VERSION = 1
+
+
+def format_value(value: object) -> str:
+    """A call's result as a trace token: ``x<hex>``, ``none``, ``true``..."""
+    if value is None:
+        return "none"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, bytes):
+        return "x" + value.hex()
+    if isinstance(value, tuple):
+        return " ".join(format_value(v) for v in value)
+    raise TypeError(f"cannot trace a {type(value).__name__}")
+
+
+def format_error(exc: BaseException) -> str:
+    return f"error:{type(exc).__name__}"
+
+
+def parse_bytes(token: str) -> bytes:
+    """The inverse of :func:`format_value` for bytes tokens."""
+    if not token.startswith("x"):
+        raise ValueError(f"expected x<hex>, got {token!r}")
+    return bytes.fromhex(token[1:])
+
+
+class _Log:
+    """A locked, line-flushed text sink shared by an engine and its txns."""
+
+    def __init__(self, sink: str | os.PathLike[str] | IO[str]) -> None:
+        if isinstance(sink, str | os.PathLike):
+            self.file: IO[str] = open(sink, "a", encoding="ascii", buffering=1)  # noqa: SIM115
+            self.owned = True
+        else:
+            self.file = sink
+            self.owned = False
+        self.lock = threading.RLock()
+        self.txn_ids = itertools.count(1)
+        self.iter_ids = itertools.count(1)
+
+    def write(self, line: str) -> None:
+        self.file.write(line + "\n")
+        self.file.flush()
+
+    def call(self, prefix: str, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` under the log lock and log ``prefix -> ok`` (or error)."""
+        with self.lock:
+            try:
+                result = fn()
+            except Exception as exc:
+                self.write(f"{prefix} -> {format_error(exc)}")
+                raise
+            self.write(f"{prefix} -> ok")
+            return result
+
+
+class TraceEngine(Engine):
+    """``engine`` with every call logged to ``sink`` (a path or text file)."""
+
+    def __init__(self, engine: Engine, sink: str | os.PathLike[str] | IO[str]) -> None:
+        self.engine = engine
+        self.url = engine.url
+        self.snapshots = engine.snapshots
+        self.multi_process = engine.multi_process
+        self.persistent = engine.persistent
+        self.max_key_size = engine.max_key_size
+        self._log = _Log(sink)
+        self._log.write(
+            f"# acid-trace {TRACE_VERSION} engine={engine.url or '?'} pid={os.getpid()}"
+        )
+
+    def begin(self, write: bool = False, timeout: float | None = None) -> Txn:
+        log = self._log
+        tid = next(log.txn_ids)
+        prefix = f"T{tid} begin {'write' if write else 'read'}"
+        if not write:
+            native = log.call(prefix, lambda: self.engine.begin(False, timeout))
+            return _TraceTxn(native, log, tid)
+        # A writer may wait for another writer: never hold the log lock
+        # while waiting, or that writer could not log its commit.
+        try:
+            native = self.engine.begin(True, timeout)
+        except Exception as exc:
+            with log.lock:
+                log.write(f"{prefix} -> {format_error(exc)}")
+            raise
+        with log.lock:
+            log.write(f"{prefix} -> ok")
+        return _TraceTxn(native, log, tid)
+
+    def close(self) -> None:
+        log = self._log
+        with log.lock:
+            try:
+                self.engine.close()
+            finally:
+                log.write("engine close -> ok")
+                if log.owned:
+                    log.file.close()
+
+
+class _TraceTxn(Txn):
+    def __init__(self, native: Txn, log: _Log, tid: int) -> None:
+        self._txn = native
+        self._log = log
+        self._tid = tid
+        self.write = native.write
+
+    @property
+    def _done(self) -> bool:  # type: ignore[override]
+        return self._txn.closed
+
+    def _call(self, text: str, fn: Callable[[], Any], valued: bool) -> Any:
+        with self._log.lock:
+            try:
+                result = fn()
+            except Exception as exc:
+                self._log.write(f"T{self._tid} {text} -> {format_error(exc)}")
+                raise
+            shown = format_value(result) if valued else "ok"
+            self._log.write(f"T{self._tid} {text} -> {shown}")
+            return result
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._call(f"get {format_value(key)}", lambda: self._txn.get(key), True)  # type: ignore[no-any-return]
+
+    def put(self, key: bytes, value: bytes) -> None:
+        text = f"put {format_value(key)} {format_value(value)}"
+        self._call(text, lambda: self._txn.put(key, value), False)
+
+    def delete(self, key: bytes) -> bool:
+        return self._call(  # type: ignore[no-any-return]
+            f"delete {format_value(key)}", lambda: self._txn.delete(key), True
+        )
+
+    def replace(self, key: bytes, value: bytes) -> bytes | None:
+        text = f"replace {format_value(key)} {format_value(value)}"
+        return self._call(text, lambda: self._txn.replace(key, value), True)  # type: ignore[no-any-return]
+
+    def pop(self, key: bytes) -> bytes | None:
+        return self._call(f"pop {format_value(key)}", lambda: self._txn.pop(key), True)  # type: ignore[no-any-return]
+
+    def iter(self, key: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        iid = next(self._log.iter_ids)
+        text = f"iter I{iid} {format_value(key)} {'rev' if reverse else 'fwd'}"
+        native = self._call(text, lambda: self._txn.iter(key, reverse), False)
+        return self._steps(native, iid)
+
+    def _steps(
+        self, native: Iterator[tuple[bytes, bytes]], iid: int
+    ) -> Iterator[tuple[bytes, bytes]]:
+        log, prefix = self._log, f"T{self._tid} next I{iid}"
+        while True:
+            with log.lock:
+                try:
+                    item = next(native)
+                except StopIteration:
+                    log.write(f"{prefix} -> end")
+                    return
+                except Exception as exc:
+                    log.write(f"{prefix} -> {format_error(exc)}")
+                    raise
+                log.write(f"{prefix} -> {format_value(item)}")
+            yield item
+
+    def commit(self) -> None:
+        self._call("commit", self._txn.commit, False)
+
+    def abort(self) -> None:
+        self._call("abort", self._txn.abort, False)
