@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 import acid
 
@@ -36,7 +42,7 @@ def sort_key(t: tuple) -> bytes:
     return acid.keylib.pack(t)
 
 
-def run_machine(open_store: Any) -> None:
+def run_machine(open_store: Any, examples: int = 15) -> None:
     class Machine(RuleBasedStateMachine):
         def __init__(self) -> None:
             super().__init__()
@@ -89,7 +95,8 @@ def run_machine(open_store: Any) -> None:
         def query(self, age: int) -> None:
             got = list(self.idx["age"].keys(lo=age, hi=age + 2))
             want = sorted(
-                (k for k, r in self.model.items() if age <= r["age"] < age + 2),
+                (k for k, r in self.model.items()
+                 if sort_key((age,)) <= sort_key((r["age"],)) < sort_key((age + 2,))),
                 key=lambda k: (sort_key((self.model[k]["age"],)), sort_key(k)),
             )
             assert got == want
@@ -103,11 +110,13 @@ def run_machine(open_store: Any) -> None:
             assert self.store.check().ok
             self.store.close()
 
-    run = settings(
-        max_examples=15, stateful_step_count=25, deadline=None,
-        suppress_health_check=list(HealthCheck),
-    )(Machine.TestCase)
-    run().runTest()
+    run_state_machine_as_test(
+        Machine,
+        settings=settings(
+            max_examples=examples, stateful_step_count=25, deadline=None,
+            suppress_health_check=list(HealthCheck),
+        ),
+    )
 
 
 def test_state_machine(open_store: Any) -> None:
@@ -116,7 +125,4 @@ def test_state_machine(open_store: Any) -> None:
 
 @pytest.mark.stress
 def test_state_machine_long(open_store: Any) -> None:
-    from hypothesis import settings as s
-
-    with s(max_examples=300):
-        run_machine(open_store)
+    run_machine(open_store, examples=300)
