@@ -1,0 +1,385 @@
+"""The engine conformance suite, reusable by third-party engines.
+
+Subclass :class:`EngineConformance` in a test module (the class name must
+start with ``Test`` for pytest to collect it) and say how to open your
+engine at a directory; calling ``open_engine`` again with the same directory
+must reopen the same data when the engine is ``persistent``::
+
+    from acid.testing import EngineConformance
+
+    class TestMyEngine(EngineConformance):
+        def open_engine(self, path):
+            return MyEngine(path / "db")
+
+Tests branch on the engine's capability attributes (``snapshots``,
+``persistent``, ``max_key_size``), never on its class.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from acid.engines import Engine
+from acid.errors import EngineError, TxnError, TxnTimeout
+
+__all__ = ["EngineConformance", "fill"]
+
+
+def fill(engine: Engine, items: dict[bytes, bytes]) -> None:
+    """Commit ``items`` in one write transaction."""
+    with engine.begin(write=True) as txn:
+        for key, value in items.items():
+            txn.put(key, value)
+
+
+def _all(engine: Engine, reverse: bool = False) -> list[tuple[bytes, bytes]]:
+    with engine.begin() as txn:
+        return list(txn.iter(b"\xff" * 8 if reverse else b"", reverse))
+
+
+class EngineConformance:
+    """Mixin of pytest tests every engine must pass."""
+
+    def open_engine(self, path: Path) -> Engine:
+        """Open (or reopen) the engine under test stored at ``path``."""
+        raise NotImplementedError
+
+    @pytest.fixture
+    def engine(self, tmp_path: Path) -> Iterator[Engine]:
+        engine = self.open_engine(tmp_path)
+        yield engine
+        engine.close()
+
+    # -- point operations -------------------------------------------------
+
+    def test_empty_engine(self, engine: Engine) -> None:
+        with engine.begin(write=True) as txn:
+            assert txn.get(b"k") is None
+            assert txn.delete(b"k") is False
+            assert txn.pop(b"k") is None
+            assert list(txn.iter(b"")) == []
+            assert list(txn.iter(b"\xff", reverse=True)) == []
+        assert _all(engine) == []
+        assert _all(engine, reverse=True) == []
+
+    def test_put_get_overwrite_delete(self, engine: Engine) -> None:
+        with engine.begin(write=True) as txn:
+            assert txn.put(b"k", b"1") is None
+            txn.put(b"k", b"2")
+            assert txn.get(b"k") == b"2"
+            txn.put(b"gone", b"x")
+        with engine.begin(write=True) as txn:
+            assert txn.get(b"k") == b"2"
+            assert txn.delete(b"gone") is True
+            assert txn.delete(b"gone") is False
+            assert txn.get(b"gone") is None
+        with engine.begin() as txn:
+            assert txn.get(b"k") == b"2"
+            assert txn.get(b"gone") is None
+            assert txn.get(b"k\x00") is None
+
+    def test_replace_and_pop(self, engine: Engine) -> None:
+        with engine.begin(write=True) as txn:
+            assert txn.replace(b"k", b"1") is None
+            assert txn.replace(b"k", b"2") == b"1"
+            assert txn.pop(b"k") == b"2"
+            assert txn.pop(b"k") is None
+            assert txn.get(b"k") is None
+            txn.put(b"k", b"3")
+        with engine.begin() as txn:
+            assert txn.get(b"k") == b"3"
+
+    def test_empty_value_is_not_absent(self, engine: Engine) -> None:
+        fill(engine, {b"k": b""})
+        with engine.begin() as txn:
+            assert txn.get(b"k") == b""
+            assert list(txn.iter(b"")) == [(b"k", b"")]
+
+    def test_binary_keys_sort_bytewise(self, engine: Engine) -> None:
+        keys = [
+            b"\x00",
+            b"\x00\x00",
+            b"\x00\xff",
+            b"a\x00b",
+            b"a",
+            b"\xff",
+            b"\xff\x00",
+        ]
+        items = {key: key[::-1] + b"!" for key in keys}
+        fill(engine, items)
+        assert _all(engine) == sorted(items.items())
+        assert _all(engine, reverse=True) == sorted(items.items(), reverse=True)
+        with engine.begin() as txn:
+            for key, value in items.items():
+                assert txn.get(key) == value
+
+    def test_large_value(self, engine: Engine) -> None:
+        big = bytes(range(256)) * 4096  # 1 MiB
+        fill(engine, {b"big": big, b"small": b"s"})
+        with engine.begin() as txn:
+            assert txn.get(b"big") == big
+            assert list(txn.iter(b"b")) == [(b"big", big), (b"small", b"s")]
+
+    def test_longest_key(self, engine: Engine) -> None:
+        size = engine.max_key_size or 4096
+        key = b"\xfe" * size
+        fill(engine, {key: b"v"})
+        with engine.begin() as txn:
+            assert txn.get(key) == b"v"
+            assert list(txn.iter(b"\xff" * (size + 10), reverse=True)) == [(key, b"v")]
+
+    # -- iteration --------------------------------------------------------
+
+    def test_range_with_sentinels(self, engine: Engine) -> None:
+        inside = {b"b" + bytes([i]): bytes([i]) for i in (0, 1, 2, 128, 255)}
+        fill(engine, {b"a\xff": b"before", b"c": b"after", **inside})
+        with engine.begin() as txn:
+            got = [kv for kv in txn.iter(b"b") if kv[0] < b"c"]
+            assert got == sorted(inside.items())
+            assert next(iter(txn.iter(b"a\xff\x00"))) == (b"b\x00", b"\x00")
+            assert next(iter(txn.iter(b"b\xff\x00"))) == (b"c", b"after")
+            rev = list(txn.iter(b"b\xff\xff", reverse=True))
+            assert rev[: len(inside)] == sorted(inside.items(), reverse=True)
+            assert rev[len(inside)] == (b"a\xff", b"before")
+            # Exact hits are included in both directions.
+            assert next(iter(txn.iter(b"b\x02")))[0] == b"b\x02"
+            assert next(iter(txn.iter(b"b\x02", reverse=True)))[0] == b"b\x02"
+            assert next(iter(txn.iter(b"b\x03", reverse=True)))[0] == b"b\x02"
+            assert list(txn.iter(b"c\x00")) == []
+            assert list(txn.iter(b"a\xfe", reverse=True)) == []
+
+    def test_reverse_from_past_the_end(self, engine: Engine) -> None:
+        fill(engine, {b"a": b"1", b"\xff\xff": b"2"})
+        with engine.begin() as txn:
+            expected = [(b"\xff\xff", b"2"), (b"a", b"1")]
+            assert list(txn.iter(b"\xff" * 1000, reverse=True)) == expected
+            assert list(txn.iter(b"\xff" * 3, reverse=True)) == expected
+
+    def test_many_keys_against_a_model(self, engine: Engine) -> None:
+        rng = random.Random(7)
+        model = {
+            rng.randbytes(rng.randint(1, 12)): rng.randbytes(5) for _ in range(3000)
+        }
+        fill(engine, model)
+        doomed = rng.sample(sorted(model), 1000)
+        with engine.begin(write=True) as txn:
+            for key in doomed:
+                assert txn.delete(key)
+                del model[key]
+        assert _all(engine) == sorted(model.items())
+        probe = rng.randbytes(3)
+        with engine.begin() as txn:
+            assert list(txn.iter(probe)) == sorted(
+                i for i in model.items() if i[0] >= probe
+            )
+            assert list(txn.iter(probe, reverse=True)) == sorted(
+                (i for i in model.items() if i[0] <= probe), reverse=True
+            )
+
+    # -- write transactions -----------------------------------------------
+
+    def test_read_your_writes(self, engine: Engine) -> None:
+        fill(engine, {b"a": b"1", b"b": b"2", b"c": b"3"})
+        with engine.begin(write=True) as txn:
+            txn.put(b"bb", b"new")
+            txn.put(b"a", b"changed")
+            txn.delete(b"c")
+            assert txn.get(b"bb") == b"new"
+            assert txn.get(b"c") is None
+            expected = [(b"a", b"changed"), (b"b", b"2"), (b"bb", b"new")]
+            assert list(txn.iter(b"")) == expected
+            assert list(txn.iter(b"\xff", reverse=True)) == expected[::-1]
+            txn.put(b"c", b"again")
+            assert list(txn.iter(b"bb")) == [(b"bb", b"new"), (b"c", b"again")]
+
+    def test_iterator_sees_later_writes_after_its_position(
+        self, engine: Engine
+    ) -> None:
+        fill(engine, {b"a": b"1", b"c": b"3", b"e": b"5", b"g": b"7"})
+        with engine.begin(write=True) as txn:
+            it = txn.iter(b"")
+            assert next(it) == (b"a", b"1")
+            txn.put(b"b", b"2")  # just after the position: seen
+            txn.put(b"0", b"0")  # behind the position: not seen
+            assert next(it) == (b"b", b"2")
+            txn.delete(b"c")  # the next key: skipped
+            txn.put(b"e", b"five")  # an overwrite ahead: new value
+            assert next(it) == (b"e", b"five")
+            txn.delete(b"e")  # the current key: iteration continues after it
+            assert list(it) == [(b"g", b"7")]
+            rit = txn.iter(b"\xff", reverse=True)
+            assert next(rit) == (b"g", b"7")
+            txn.put(b"f", b"6")
+            txn.put(b"h", b"8")
+            assert list(rit) == [(b"f", b"6"), (b"b", b"2"), (b"a", b"1"), (b"0", b"0")]
+
+    def test_abort_discards(self, engine: Engine) -> None:
+        fill(engine, {b"k": b"1"})
+        txn = engine.begin(write=True)
+        txn.put(b"k", b"2")
+        txn.put(b"new", b"x")
+        txn.abort()
+        with pytest.raises(RuntimeError):
+            with engine.begin(write=True) as txn:
+                txn.delete(b"k")
+                raise RuntimeError("roll back")
+        assert _all(engine) == [(b"k", b"1")]
+
+    def test_commit_lands_for_new_readers(self, engine: Engine) -> None:
+        txn = engine.begin(write=True)
+        txn.put(b"k", b"v")
+        with engine.begin() as reader:
+            assert reader.get(b"k") is None  # not committed yet
+        txn.commit()
+        with engine.begin() as reader:
+            assert reader.get(b"k") == b"v"
+
+    def test_use_after_end_raises(self, engine: Engine) -> None:
+        fill(engine, {b"a": b"1", b"b": b"2"})
+        for write in (False, True):
+            for end in ("commit", "abort"):
+                txn = engine.begin(write=write)
+                it = txn.iter(b"")
+                assert next(it) == (b"a", b"1")
+                getattr(txn, end)()
+                assert txn.closed
+                with pytest.raises(TxnError):
+                    txn.get(b"a")
+                with pytest.raises(TxnError):
+                    txn.iter(b"")
+                with pytest.raises(TxnError):
+                    next(it)
+                with pytest.raises(TxnError):
+                    txn.commit()
+                with pytest.raises(TxnError):
+                    txn.put(b"a", b"x")
+                txn.abort()  # aborting an ended transaction is a no-op
+
+    def test_write_in_read_txn_raises(self, engine: Engine) -> None:
+        with engine.begin() as txn:
+            for call in (
+                lambda: txn.put(b"k", b"v"),
+                lambda: txn.delete(b"k"),
+                lambda: txn.replace(b"k", b"v"),
+                lambda: txn.pop(b"k"),
+            ):
+                with pytest.raises(TxnError):
+                    call()
+        assert _all(engine) == []
+
+    # -- concurrency ------------------------------------------------------
+
+    def test_reader_snapshot_is_stable(self, engine: Engine) -> None:
+        if not engine.snapshots:
+            pytest.skip("engine does not promise snapshot reads")
+        fill(engine, {b"a": b"1", b"b": b"2"})
+        reader = engine.begin()
+        it = reader.iter(b"")
+        assert next(it) == (b"a", b"1")
+
+        def write() -> None:
+            with engine.begin(write=True) as txn:
+                txn.put(b"a", b"changed")
+                txn.delete(b"b")
+                txn.put(b"c", b"3")
+
+        thread = threading.Thread(target=write)
+        thread.start()
+        thread.join()
+        assert reader.get(b"a") == b"1"
+        assert reader.get(b"c") is None
+        assert list(it) == [(b"b", b"2")]
+        assert list(reader.iter(b"")) == [(b"a", b"1"), (b"b", b"2")]
+        reader.abort()
+        assert _all(engine) == [(b"a", b"changed"), (b"c", b"3")]
+
+    def test_readers_do_not_wait_for_a_writer(self, engine: Engine) -> None:
+        fill(engine, {b"k": b"v"})
+        with engine.begin(write=True) as writer:
+            writer.put(b"k", b"w")
+            result: list[bytes | None] = []
+
+            def read() -> None:
+                with engine.begin() as txn:
+                    result.append(txn.get(b"k"))
+
+            thread = threading.Thread(target=read)
+            thread.start()
+            thread.join(timeout=5)
+            assert result == [b"v"]
+
+    def test_second_writer_times_out(self, engine: Engine) -> None:
+        errors: list[BaseException] = []
+
+        def second() -> None:
+            start = time.monotonic()
+            try:
+                engine.begin(write=True, timeout=0.2)
+            except TxnTimeout as exc:
+                errors.append(exc)
+                assert time.monotonic() - start >= 0.15
+                assert exc.retryable
+
+        with engine.begin(write=True):
+            thread = threading.Thread(target=second)
+            thread.start()
+            thread.join(timeout=10)
+        assert len(errors) == 1
+        assert "timeout" in str(errors[0])
+
+    def test_second_writer_waits_then_proceeds(self, engine: Engine) -> None:
+        order: list[str] = []
+        first = engine.begin(write=True)
+        first.put(b"k", b"1")
+
+        def second() -> None:
+            with engine.begin(write=True, timeout=10) as txn:
+                order.append("second begins")
+                assert txn.get(b"k") == b"1"  # sees the first writer's commit
+                txn.put(b"k", b"2")
+
+        thread = threading.Thread(target=second)
+        thread.start()
+        time.sleep(0.1)
+        order.append("first commits")
+        first.commit()
+        thread.join(timeout=10)
+        assert order == ["first commits", "second begins"]
+        assert _all(engine) == [(b"k", b"2")]
+
+    def test_abandoned_writer_releases_the_lock(self, engine: Engine) -> None:
+        txn = engine.begin(write=True)
+        txn.put(b"k", b"v")
+        del txn
+        with engine.begin(write=True, timeout=2) as txn:
+            assert txn.get(b"k") is None
+
+    # -- lifecycle --------------------------------------------------------
+
+    def test_closed_engine_raises(self, tmp_path: Path) -> None:
+        engine = self.open_engine(tmp_path)
+        with engine:
+            pass
+        with pytest.raises(EngineError):
+            engine.begin()
+
+    def test_persistence_across_reopen(self, tmp_path: Path) -> None:
+        engine = self.open_engine(tmp_path)
+        if not engine.persistent:
+            engine.close()
+            pytest.skip("engine is not persistent")
+        with engine:
+            fill(engine, {b"a": b"1", b"b": b"2"})
+            with engine.begin(write=True) as txn:
+                txn.delete(b"a")
+            txn = engine.begin(write=True)
+            txn.put(b"lost", b"x")
+            txn.abort()
+        with self.open_engine(tmp_path) as again:
+            assert _all(again) == [(b"b", b"2")]

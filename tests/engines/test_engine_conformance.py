@@ -1,0 +1,50 @@
+"""Every built-in engine, and the trace engine around each, passes the suite."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from acid.engines import Engine, from_url
+from acid.engines.trace import TraceEngine
+from acid.testing import EngineConformance
+
+
+class TestSkipList(EngineConformance):
+    def open_engine(self, path: Path) -> Engine:
+        return from_url("skiplist:/")
+
+
+class TestLMDB(EngineConformance):
+    def open_engine(self, path: Path) -> Engine:
+        return from_url(f"lmdb:{path}/db?map_size=256MiB&sync=false")
+
+
+class TestLevelDB(EngineConformance):
+    def open_engine(self, path: Path) -> Engine:
+        pytest.importorskip("plyvel")
+        return from_url(f"leveldb:{path}/db?sync=false")
+
+
+class _Traced(EngineConformance):
+    """The wrapped engine must behave exactly like the engine itself."""
+
+    inner: type[EngineConformance]
+
+    def open_engine(self, path: Path) -> Engine:
+        engine = self.inner.open_engine(self, path)  # type: ignore[arg-type]
+        return TraceEngine(engine, io.StringIO())
+
+
+class TestTracedSkipList(_Traced):
+    inner = TestSkipList
+
+
+class TestTracedLMDB(_Traced):
+    inner = TestLMDB
+
+
+class TestTracedLevelDB(_Traced):
+    inner = TestLevelDB
