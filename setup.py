@@ -1,7 +1,7 @@
 """Builds the optional C twin ``acid._keylib``.
 
 A machine without a working compiler still gets a working, pure-Python
-install: the build failure is reported and ``acid.keylib`` falls back to
+install (set ``ACID_REQUIRE_C=1`` to make a failed build an error instead): the build failure is reported and ``acid.keylib`` falls back to
 ``acid._keylib_py`` (``acid.keylib.IMPLEMENTATION`` says which one is used).
 """
 
@@ -17,6 +17,8 @@ class OptionalBuildExt(build_ext):
         try:
             super().run()
         except Exception as exc:  # noqa: BLE001 - any build failure degrades
+            if os.environ.get("ACID_REQUIRE_C"):
+                raise
             self._warn(exc)
 
     def build_extension(self, ext: Extension) -> None:

@@ -148,7 +148,9 @@ class Collection:
         cid = value[0]
         if cid == 0:
             return value[1:]
-        comp = self.compressor if cid == self._cid else self.store._compressor_by_id(cid)
+        comp = (
+            self.compressor if cid == self._cid else self.store._compressor_by_id(cid)
+        )
         return comp.decompress(value[1:])
 
     def _decode(self, value: bytes) -> Any:
@@ -193,7 +195,9 @@ class Collection:
         for k, v in list(txn.iter(start)):  # type: ignore[union-attr]
             if k >= stop:
                 break
-            idx.update(txn, k[len(self._kprefix) :], _NONE, idx.entries(self._decode(v)))
+            idx.update(
+                txn, k[len(self._kprefix) :], _NONE, idx.entries(self._decode(v))
+            )
         return info
 
     # -- writes -----------------------------------------------------------
@@ -209,12 +213,16 @@ class Collection:
             with self.store.begin(write=True):
                 return self.put(rec, key)
         if not txn.write:
-            raise TxnError("cannot put inside a read transaction; use begin(write=True)")
+            raise TxnError(
+                "cannot put inside a read transaction; use begin(write=True)"
+            )
         if key is None:
             if self.key_func is None:
                 key = (self.store._count(self.counter_name, 1, 1),)
             else:
-                key = _query.as_tuple(self.key_func(rec))
+                key = self.key_func(rec)
+                if type(key) is not tuple:
+                    key = _query.as_tuple(key)
         elif type(key) is not tuple:
             key = _query.as_tuple(key)
         rkey = keylib.pack(key)
@@ -226,8 +234,11 @@ class Collection:
         new = [idx.entries(rec) for idx in self._indexes]
         old_value = txn.replace(full, value)
         if old_value is None:
-            for idx, entries in zip(self._indexes, new, strict=True):
-                idx.update(txn, rkey, _NONE, entries)
+            tail = SEP + rkey
+            put = txn.put
+            for entries in new:
+                for p in entries:
+                    put(p + tail, b"")
             return key
         try:
             old_rec = self._decode(old_value)
@@ -249,7 +260,9 @@ class Collection:
             with self.store.begin(write=True):
                 return self.delete(key)
         if not txn.write:
-            raise TxnError("cannot delete inside a read transaction; use begin(write=True)")
+            raise TxnError(
+                "cannot delete inside a read transaction; use begin(write=True)"
+            )
         rkey = keylib.pack(_query.as_tuple(key))
         full = self._kprefix + rkey
         if not self._indexes:
@@ -290,16 +303,33 @@ class Collection:
             return default
         return self._decompress(value) if raw else self._decode(value)
 
-    def _scan(self, fn: Callable[[Any, bytes, bytes], Any], key: Any, lo: Any, hi: Any,
-              prefix: Any, reverse: Any, max: int | None, include: bool) -> Iterator[Any]:  # noqa: A002
+    def _scan(
+        self,
+        fn: Callable[[Any, bytes, bytes], Any],
+        key: Any,
+        lo: Any,
+        hi: Any,
+        prefix: Any,
+        reverse: Any,
+        max: int | None,
+        include: bool,
+    ) -> Iterator[Any]:  # noqa: A002
         start, stop = _query.bounds(
             self._kprefix, key=key, lo=lo, hi=hi, prefix=prefix, include=include
         )
         return _query.scan(self.store, start, stop, reverse, max, fn)
 
-    def items(self, key: Any = None, lo: Any = None, hi: Any = None, prefix: Any = None,
-              reverse: Any = False, max: int | None = None, include: bool = False,
-              raw: bool = False) -> Iterator[tuple[tuple[Any, ...], Any]]:  # noqa: A002
+    def items(
+        self,
+        key: Any = None,
+        lo: Any = None,
+        hi: Any = None,
+        prefix: Any = None,
+        reverse: Any = False,
+        max: int | None = None,
+        include: bool = False,
+        raw: bool = False,
+    ) -> Iterator[tuple[tuple[Any, ...], Any]]:  # noqa: A002
         """Yield ``(key, record)`` in key order.
 
         ``key`` matches exactly; ``prefix`` is an element-wise tuple prefix;
@@ -309,33 +339,74 @@ class Collection:
         """
         kp, unpack = self._kprefix, keylib.unpack
         dec = self._decompress if raw else self._decode
-        return self._scan(lambda t, k, v: (unpack(k, kp), dec(v)),
-                          key, lo, hi, prefix, reverse, max, include)
+        return self._scan(
+            lambda t, k, v: (unpack(k, kp), dec(v)),
+            key,
+            lo,
+            hi,
+            prefix,
+            reverse,
+            max,
+            include,
+        )
 
-    def keys(self, key: Any = None, lo: Any = None, hi: Any = None, prefix: Any = None,
-             reverse: Any = None, max: int | None = None,
-             include: bool = False) -> Iterator[tuple[Any, ...]]:  # noqa: A002
+    def keys(
+        self,
+        key: Any = None,
+        lo: Any = None,
+        hi: Any = None,
+        prefix: Any = None,
+        reverse: Any = None,
+        max: int | None = None,
+        include: bool = False,
+    ) -> Iterator[tuple[Any, ...]]:  # noqa: A002
         """Yield keys in key order; arguments as for :meth:`items`."""
         kp, unpack = self._kprefix, keylib.unpack
-        return self._scan(lambda t, k, v: unpack(k, kp), key, lo, hi, prefix,
-                          reverse, max, include)
+        return self._scan(
+            lambda t, k, v: unpack(k, kp), key, lo, hi, prefix, reverse, max, include
+        )
 
-    def values(self, key: Any = None, lo: Any = None, hi: Any = None, prefix: Any = None,
-               reverse: Any = None, max: int | None = None, include: bool = False,
-               raw: bool = False) -> Iterator[Any]:  # noqa: A002
+    def values(
+        self,
+        key: Any = None,
+        lo: Any = None,
+        hi: Any = None,
+        prefix: Any = None,
+        reverse: Any = None,
+        max: int | None = None,
+        include: bool = False,
+        raw: bool = False,
+    ) -> Iterator[Any]:  # noqa: A002
         """Yield records in key order; arguments as for :meth:`items`."""
         dec = self._decompress if raw else self._decode
-        return self._scan(lambda t, k, v: dec(v), key, lo, hi, prefix, reverse, max,
-                          include)
+        return self._scan(
+            lambda t, k, v: dec(v), key, lo, hi, prefix, reverse, max, include
+        )
 
-    def find(self, key: Any = None, lo: Any = None, hi: Any = None, prefix: Any = None,
-             reverse: Any = None, include: bool = False, raw: bool = False,
-             default: Any = None) -> Any:
+    def find(
+        self,
+        key: Any = None,
+        lo: Any = None,
+        hi: Any = None,
+        prefix: Any = None,
+        reverse: Any = None,
+        include: bool = False,
+        raw: bool = False,
+        default: Any = None,
+    ) -> Any:
         """The first record in the range, or ``default``."""
         return next(self.values(key, lo, hi, prefix, reverse, 1, include, raw), default)
 
-    def findkey(self, key: Any = None, lo: Any = None, hi: Any = None, prefix: Any = None,
-                reverse: Any = None, include: bool = False, default: Any = None) -> Any:
+    def findkey(
+        self,
+        key: Any = None,
+        lo: Any = None,
+        hi: Any = None,
+        prefix: Any = None,
+        reverse: Any = None,
+        include: bool = False,
+        default: Any = None,
+    ) -> Any:
         """The first key in the range, or ``default``."""
         return next(self.keys(key, lo, hi, prefix, reverse, 1, include), default)
 
@@ -406,7 +477,10 @@ def _check_index(txn: Any, idx: Index, report: CheckReport) -> None:
             break
         actual.add(k)
     report.checked_entries += len(actual)
-    for bucket, keys in ((report.missing, expected - actual), (report.stale, actual - expected)):
+    for bucket, keys in (
+        (report.missing, expected - actual),
+        (report.stale, actual - expected),
+    ):
         for k in sorted(keys):
             tup, rkey = keylib.unpacks(k, idx._prefix)
             bucket.append((coll.name, idx.name, tup, rkey))
