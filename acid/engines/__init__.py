@@ -129,18 +129,29 @@ class Txn:
         elif not self._done:
             self.commit()
 
-    # Helpers for subclasses.
+    # Helpers for subclasses. Engines install the plain functions
+    # ``txn_ended``/``txn_read_only`` as *instance* attributes: a bound method
+    # stored on its own instance would make a reference cycle and delay
+    # freeing the transaction (and its reader slot) until the cyclic GC runs.
     def _ended(self, *args: object, **kwargs: object) -> Any:
         """Stand-in for every operation once the transaction has ended."""
-        raise TxnError("transaction already committed or aborted")
+        return txn_ended()
 
     def _read_only(self, *args: object, **kwargs: object) -> Any:
         """Stand-in for write operations of a read transaction."""
         if self._done:
-            self._ended()
-        raise TxnError(
-            "write in a read transaction; begin the transaction with write=True"
-        )
+            txn_ended()
+        return txn_read_only()
+
+
+def txn_ended(*args: object, **kwargs: object) -> Any:
+    """Raise the error for using a committed or aborted transaction."""
+    raise TxnError("transaction already committed or aborted")
+
+
+def txn_read_only(*args: object, **kwargs: object) -> Any:
+    """Raise the error for writing in a read transaction."""
+    raise TxnError("write in a read transaction; begin the transaction with write=True")
 
 
 class Engine:

@@ -35,6 +35,8 @@ from acid.engines import (
     acquire_writer,
     closed_engine,
     resolve_params,
+    txn_ended,
+    txn_read_only,
 )
 from acid.engines._overlay import DELETED, Overlay, live_iter, merge
 from acid.errors import ConfigError, EngineError, Error, TxnError
@@ -151,7 +153,7 @@ class _LevelDBTxn(Txn):
         self._overlay = Overlay()
         self._puts = self._overlay.puts
         if not write:
-            self.put = self.delete = self.replace = self.pop = self._read_only  # type: ignore[method-assign]
+            self.put = self.delete = self.replace = self.pop = txn_read_only  # type: ignore[method-assign]
 
     def get(self, key: bytes) -> bytes | None:
         value = self._puts.get(key)
@@ -256,7 +258,7 @@ class _LevelDBTxn(Txn):
         self._writes += 1
         self._overlay = Overlay()
         self._puts = {}
-        self.get = self.put = self.delete = self.pop = self._ended  # type: ignore[method-assign]
+        self.get = self.put = self.delete = self.pop = txn_ended  # type: ignore[method-assign]
         snapshot, self._snapshot = self._snapshot, None
         try:
             if snapshot is not None:

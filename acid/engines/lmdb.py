@@ -33,6 +33,8 @@ from acid.engines import (
     acquire_writer,
     closed_engine,
     resolve_params,
+    txn_ended,
+    txn_read_only,
 )
 from acid.errors import ConfigError, EngineError, Error, MapFullError, TxnError
 
@@ -231,7 +233,7 @@ class _LMDBTxn(Txn):
         self.write = write
         self._writes = 0
         if not write:
-            self.put = self.delete = self.replace = self.pop = self._read_only  # type: ignore[method-assign]
+            self.put = self.delete = self.replace = self.pop = txn_read_only  # type: ignore[method-assign]
 
     def get(self, key: bytes) -> bytes | None:
         try:
@@ -339,9 +341,9 @@ class _LMDBTxn(Txn):
     def _finish(self) -> None:
         self._done = True
         self._native = None
-        self._nget = self._ended
-        self.get = self.put = self.delete = self._ended  # type: ignore[method-assign]
-        self.replace = self.pop = self._ended  # type: ignore[method-assign]
+        self._nget = txn_ended
+        self.get = self.put = self.delete = txn_ended  # type: ignore[method-assign]
+        self.replace = self.pop = txn_ended  # type: ignore[method-assign]
         if self.write:
             self._writes += 1
             self._engine._shared.writer.release()

@@ -37,6 +37,7 @@ from acid.engines import (
     acquire_writer,
     closed_engine,
     resolve_params,
+    txn_ended,
 )
 from acid.engines._overlay import DELETED, Overlay, live_iter, merge
 from acid.engines._sortedkeys import SortedKeys
@@ -187,7 +188,7 @@ class _ReadTxn(Txn):
         if not self._done:
             self._done = True
             self._version.readers.discard(id(self))
-            self.get = self._ended  # type: ignore[method-assign]
+            self.get = txn_ended  # type: ignore[method-assign]
 
     def __del__(self) -> None:
         # An abandoned reader must not keep its version pinned; set.discard
@@ -267,7 +268,7 @@ class _WriteTxn(Txn):
         engine, self._engine = self._engine, None
         self._overlay = Overlay()
         self._puts = {}
-        self.get = self.put = self.delete = self.pop = self._ended  # type: ignore[method-assign]
+        self.get = self.put = self.delete = self.pop = txn_ended  # type: ignore[method-assign]
         if engine is not None:
             engine._writer.release()
 
