@@ -1,8 +1,9 @@
 """Builds the optional C twin ``acid._keylib``.
 
 A machine without a working compiler still gets a working, pure-Python
-install (set ``ACID_REQUIRE_C=1`` to make a failed build an error instead): the build failure is reported and ``acid.keylib`` falls back to
+install: the build failure is reported and ``acid.keylib`` falls back to
 ``acid._keylib_py`` (``acid.keylib.IMPLEMENTATION`` says which one is used).
+Set ``ACID_REQUIRE_C=1`` to make a failed build an error instead (CI does).
 """
 
 import os

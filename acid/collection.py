@@ -287,9 +287,9 @@ class Collection:
 
         With ``raw=True``, the encoded bytes instead of the decoded record.
         """
-        if type(key) is not tuple:
-            key = _query.as_tuple(key)
-        full = keylib.pack(key, self._kprefix)
+        full = keylib.pack(
+            key if type(key) is tuple else _query.as_tuple(key), self._kprefix
+        )
         txn = self._ctx.get()
         if txn is None:
             txn = self.store.engine.begin(write=False)
@@ -301,7 +301,12 @@ class Collection:
             value = txn.get(full)
         if value is None:
             return default
-        return self._decompress(value) if raw else self._decode(value)
+        if raw:
+            return self._decompress(value)
+        # _decode inlined: this is the hottest read path (bench/layer_bench.py).
+        if value and value[0] == 0:
+            return self._unpack(value[1:])
+        return self._unpack(self._decompress(value))
 
     def _scan(
         self,

@@ -196,7 +196,8 @@ def train_zstd_dict(samples: Iterable[bytes], size: int = 8192) -> bytes:
     data = [bytes(s) for s in samples]
     if len(data) < 8:
         raise ConfigError(
-            f"need at least 8 sample records to train a zstd dictionary, got {len(data)}"
+            "need at least 8 sample records to train a zstd dictionary, "
+            f"got {len(data)}"
         )
     try:
         return zstandard.train_dictionary(size, data).as_bytes()

@@ -40,8 +40,10 @@ def index_tuples(result: Any) -> list[tuple[Any, ...]]:
     entry per element (tuples as they are, other values as 1-tuples); any
     other value is a 1-tuple.
 
-    >>> index_tuples(None), index_tuples(5), index_tuples((1, 2)), index_tuples([1, (2, 3)])
-    ([], [(5,)], [(1, 2)], [(1,), (2, 3)])
+    >>> index_tuples(None), index_tuples(5), index_tuples((1, 2))
+    ([], [(5,)], [(1, 2)])
+    >>> index_tuples([1, (2, 3)])
+    [(1,), (2, 3)]
     """
     if result is None:
         return []
@@ -65,7 +67,9 @@ class Index:
 
     def __init__(self, coll: Collection, info: dict[str, Any], func: Callable) -> None:
         if not callable(func):
-            raise ConfigError(f"index {info['name']!r}: the index function must be callable")
+            raise ConfigError(
+                f"index {info['name']!r}: the index function must be callable"
+            )
         self.coll = coll
         self.store = coll.store
         self.name: str = info["name"]
@@ -101,18 +105,32 @@ class Index:
 
     # -- queries ----------------------------------------------------------
 
-    def _range(self, args: Any, lo: Any, hi: Any, prefix: Any, include: bool) -> tuple[bytes, bytes]:
+    def _range(
+        self, args: Any, lo: Any, hi: Any, prefix: Any, include: bool
+    ) -> tuple[bytes, bytes]:
         if args is not None and prefix is not None:
             raise TypeError("give args or prefix, not both (they mean the same)")
         if args == ():
             args = None
         return _query.bounds(
-            self._prefix, lo=lo, hi=hi, prefix=prefix if args is None else args,
+            self._prefix,
+            lo=lo,
+            hi=hi,
+            prefix=prefix if args is None else args,
             include=include,
         )
 
-    def _iter(self, fn: Callable[[Any, bytes, bytes], Any], args: Any, lo: Any, hi: Any,
-              prefix: Any, reverse: Any, max: int | None, include: bool) -> Iterator[Any]:  # noqa: A002
+    def _iter(
+        self,
+        fn: Callable[[Any, bytes, bytes], Any],
+        args: Any,
+        lo: Any,
+        hi: Any,
+        prefix: Any,
+        reverse: Any,
+        max: int | None,
+        include: bool,
+    ) -> Iterator[Any]:  # noqa: A002
         start, stop = self._range(args, lo, hi, prefix, include)
         return _query.scan(self.store, start, stop, reverse, max, fn)
 
@@ -127,54 +145,141 @@ class Index:
             return rkey, None
         return rkey, (coll._decompress(value) if raw else coll._decode(value))
 
-    def pairs(self, args: Any = None, lo: Any = None, hi: Any = None, prefix: Any = None,
-              reverse: Any = None, max: int | None = None, include: bool = False) -> Iterator[tuple]:  # noqa: A002
+    def pairs(
+        self,
+        args: Any = None,
+        lo: Any = None,
+        hi: Any = None,
+        prefix: Any = None,
+        reverse: Any = None,
+        max: int | None = None,
+        include: bool = False,
+    ) -> Iterator[tuple]:  # noqa: A002
         """Yield ``(index tuple, record key)`` in index order."""
         split = self._split
-        return self._iter(lambda txn, k, v: tuple(split(k)), args, lo, hi, prefix,
-                          reverse, max, include)
+        return self._iter(
+            lambda txn, k, v: tuple(split(k)),
+            args,
+            lo,
+            hi,
+            prefix,
+            reverse,
+            max,
+            include,
+        )
 
-    def tups(self, args: Any = None, lo: Any = None, hi: Any = None, prefix: Any = None,
-             reverse: Any = None, max: int | None = None, include: bool = False) -> Iterator[tuple]:  # noqa: A002
+    def tups(
+        self,
+        args: Any = None,
+        lo: Any = None,
+        hi: Any = None,
+        prefix: Any = None,
+        reverse: Any = None,
+        max: int | None = None,
+        include: bool = False,
+    ) -> Iterator[tuple]:  # noqa: A002
         """Yield the index tuples (the index function's values) in order."""
         split = self._split
-        return self._iter(lambda txn, k, v: split(k)[0], args, lo, hi, prefix,
-                          reverse, max, include)
+        return self._iter(
+            lambda txn, k, v: split(k)[0], args, lo, hi, prefix, reverse, max, include
+        )
 
-    def keys(self, args: Any = None, lo: Any = None, hi: Any = None, prefix: Any = None,
-             reverse: Any = None, max: int | None = None, include: bool = False) -> Iterator[tuple]:  # noqa: A002
+    def keys(
+        self,
+        args: Any = None,
+        lo: Any = None,
+        hi: Any = None,
+        prefix: Any = None,
+        reverse: Any = None,
+        max: int | None = None,
+        include: bool = False,
+    ) -> Iterator[tuple]:  # noqa: A002
         """Yield the keys of the records the entries point at, in index order."""
         split = self._split
-        return self._iter(lambda txn, k, v: split(k)[1], args, lo, hi, prefix,
-                          reverse, max, include)
+        return self._iter(
+            lambda txn, k, v: split(k)[1], args, lo, hi, prefix, reverse, max, include
+        )
 
-    def items(self, args: Any = None, lo: Any = None, hi: Any = None, prefix: Any = None,
-              reverse: Any = None, max: int | None = None, include: bool = False,
-              raw: bool = False) -> Iterator[tuple]:  # noqa: A002
+    def items(
+        self,
+        args: Any = None,
+        lo: Any = None,
+        hi: Any = None,
+        prefix: Any = None,
+        reverse: Any = None,
+        max: int | None = None,
+        include: bool = False,
+        raw: bool = False,
+    ) -> Iterator[tuple]:  # noqa: A002
         """Yield ``(record key, record)`` in index order."""
         record = self._record
-        return self._iter(lambda txn, k, v: record(txn, k, raw), args, lo, hi, prefix,
-                          reverse, max, include)
+        return self._iter(
+            lambda txn, k, v: record(txn, k, raw),
+            args,
+            lo,
+            hi,
+            prefix,
+            reverse,
+            max,
+            include,
+        )
 
-    def values(self, args: Any = None, lo: Any = None, hi: Any = None, prefix: Any = None,
-               reverse: Any = None, max: int | None = None, include: bool = False,
-               raw: bool = False) -> Iterator[Any]:  # noqa: A002
+    def values(
+        self,
+        args: Any = None,
+        lo: Any = None,
+        hi: Any = None,
+        prefix: Any = None,
+        reverse: Any = None,
+        max: int | None = None,
+        include: bool = False,
+        raw: bool = False,
+    ) -> Iterator[Any]:  # noqa: A002
         """Yield the records in index order."""
         record = self._record
-        return self._iter(lambda txn, k, v: record(txn, k, raw)[1], args, lo, hi, prefix,
-                          reverse, max, include)
+        return self._iter(
+            lambda txn, k, v: record(txn, k, raw)[1],
+            args,
+            lo,
+            hi,
+            prefix,
+            reverse,
+            max,
+            include,
+        )
 
-    def count(self, args: Any = None, lo: Any = None, hi: Any = None, prefix: Any = None,
-              max: int | None = None, include: bool = False) -> int:  # noqa: A002
+    def count(
+        self,
+        args: Any = None,
+        lo: Any = None,
+        hi: Any = None,
+        prefix: Any = None,
+        max: int | None = None,
+        include: bool = False,
+    ) -> int:  # noqa: A002
         """The number of entries in the range (at most ``max``)."""
-        return sum(1 for _ in self._iter(lambda txn, k, v: None, args, lo, hi, prefix,
-                                         False, max, include))
+        return sum(
+            1
+            for _ in self._iter(
+                lambda txn, k, v: None, args, lo, hi, prefix, False, max, include
+            )
+        )
 
-    def find(self, args: Any = None, lo: Any = None, hi: Any = None, prefix: Any = None,
-             reverse: Any = None, include: bool = False, raw: bool = False,
-             default: Any = None) -> Any:
+    def find(
+        self,
+        args: Any = None,
+        lo: Any = None,
+        hi: Any = None,
+        prefix: Any = None,
+        reverse: Any = None,
+        include: bool = False,
+        raw: bool = False,
+        default: Any = None,
+    ) -> Any:
         """The first record in the range, or ``default``."""
-        return next(self.values(args, lo, hi, prefix, reverse, 1, include, raw), default)
+        return next(
+            self.values(args, lo, hi, prefix, reverse, 1, include, raw), default
+        )
 
     def get(self, x: Any, default: Any = None, raw: bool = False) -> Any:
         """The first record whose index tuple starts with ``x``, or ``default``."""
@@ -185,8 +290,9 @@ class Index:
         start = keylib.pack(_query.as_tuple(x), self._prefix) + SEP
         stop = keylib.prefix_bound(start)
         assert stop is not None
-        return next(_query.scan(self.store, start, stop, False, 1, lambda t, k, v: True),
-                    False)
+        return next(
+            _query.scan(self.store, start, stop, False, 1, lambda t, k, v: True), False
+        )
 
     # Names from the earlier API, kept for code written against it.
     iterpairs = pairs

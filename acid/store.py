@@ -83,21 +83,16 @@ class TxnContext:
     ``reset`` with these meanings.
     """
 
-    __slots__ = ("_var",)
+    __slots__ = ("_var", "get", "set", "reset")
 
     def __init__(self) -> None:
         self._var: contextvars.ContextVar[Txn | None] = contextvars.ContextVar(
             "acid_txn", default=None
         )
-
-    def get(self) -> Txn | None:
-        return self._var.get()
-
-    def set(self, txn: Txn | None) -> Any:
-        return self._var.set(txn)
-
-    def reset(self, token: Any) -> None:
-        self._var.reset(token)
+        # Bound C methods, not Python wrappers: get() runs on every operation.
+        self.get: Callable[[], Txn | None] = self._var.get
+        self.set: Callable[[Txn | None], Any] = self._var.set
+        self.reset: Callable[[Any], None] = self._var.reset
 
 
 class _TxnContextLike(Protocol):
@@ -302,13 +297,17 @@ class Store:
         if not isinstance(name, str):
             raise TypeError(f"counter name must be str, not {type(name).__name__}")
         if name.startswith("\x00"):
-            raise ValueError(f"counter names starting with '\\x00' are reserved: {name!r}")
+            raise ValueError(
+                f"counter names starting with '\\x00' are reserved: {name!r}"
+            )
         return self._count(name, n, init)
 
     def _count(self, name: str, n: int | None, init: int) -> int:
         for arg, label in ((n, "n"), (init, "init")):
             if arg is not None and (type(arg) is not int):
-                raise TypeError(f"counter {label} must be int, not {type(arg).__name__}")
+                raise TypeError(
+                    f"counter {label} must be int, not {type(arg).__name__}"
+                )
         key = keylib.pack((name,), self._counter_prefix)
 
         def run() -> int:

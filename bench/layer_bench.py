@@ -288,7 +288,9 @@ def run(n: int, repeat: int, durable: bool, engines: list[str]) -> None:
                         fresh.close()
                         shutil.rmtree(tmp + "-each", ignore_errors=True)
                     else:
-                        times.setdefault(label, []).append(timed(lambda f=fn: f(store)))
+                        times.setdefault(label, []).append(
+                            timed(lambda f=fn, s=store: f(s))
+                        )
                 store.close()
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -321,7 +323,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--durability", choices=["durable", "relaxed", "both"], default="both")
+    ap.add_argument(
+        "--durability", choices=["durable", "relaxed", "both"], default="both"
+    )
     ap.add_argument("--memory", action="store_true", help="also run acid on skiplist:/")
     args = ap.parse_args()
     engines = ["raw", "acid", "sqlite"] + (["acid-mem"] if args.memory else [])

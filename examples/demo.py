@@ -26,12 +26,29 @@ def main() -> None:
     with acid.open(url) as store:
         people = open_people(store)
         with store.begin(write=True):
-            people.put({"email": "ada@x.org", "name": "Ada", "age": 36, "tags": ["math"]})
-            people.put({"email": "alan@x.org", "name": "Alan", "age": 41,
-                        "tags": ["math", "crypto"]})
-            people.put({"email": "grace@x.org", "name": "Grace", "age": 85,
-                        "tags": ["navy", "cobol"]})
-        print("by age 30..50:", [p["name"] for p in people.indices["age"].values(lo=30, hi=50)])
+            people.put(
+                {"email": "ada@x.org", "name": "Ada", "age": 36, "tags": ["math"]}
+            )
+            people.put(
+                {
+                    "email": "alan@x.org",
+                    "name": "Alan",
+                    "age": 41,
+                    "tags": ["math", "crypto"],
+                }
+            )
+            people.put(
+                {
+                    "email": "grace@x.org",
+                    "name": "Grace",
+                    "age": 85,
+                    "tags": ["navy", "cobol"],
+                }
+            )
+        print(
+            "by age 30..50:",
+            [p["name"] for p in people.indices["age"].values(lo=30, hi=50)],
+        )
         print("tagged math:  ", [k[0] for k in people.indices["tag"].keys("math")])
 
         with store.begin(write=True):
@@ -43,7 +60,7 @@ def main() -> None:
     if url.startswith("lmdb:"):
         with acid.open(url) as store:
             people = open_people(store)
-            print("reopened:     ", [k[0] for k in people.keys()])
+            print("reopened:     ", [k[0] for k in people.keys()])  # noqa: SIM118
             print("oldest:       ", people.indices["age"].find(reverse=True)["name"])
 
 

@@ -30,7 +30,10 @@ def test_ci_runs_the_readme_test_command() -> None:
 def test_demo_runs(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "demo.py"), f"lmdb:{tmp_path}/demo"],
-        capture_output=True, text=True, timeout=120, check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     ).stdout
     assert "after abort:   Ada" in out
     assert "check:         ok" in out

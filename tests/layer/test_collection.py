@@ -165,7 +165,9 @@ def test_reopen_with_other_encoder_fails(open_store: object) -> None:
 
 
 def test_unregistered_encoder(store: acid.Store) -> None:
-    enc = acid.encoders.Encoder("mine", repr_bytes := (lambda o: repr(o).encode()), bytes)
+    enc = acid.encoders.Encoder(
+        "mine", repr_bytes := (lambda o: repr(o).encode()), bytes
+    )
     store.add_encoder(enc)
     store.add_collection("c", encoder="mine").put(1, key=1)
     assert repr_bytes(1) == b"1"

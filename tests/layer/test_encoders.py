@@ -61,8 +61,13 @@ def test_trained_dictionary_shrinks_small_records(open_store: object) -> None:
     store = open_store()  # type: ignore[operator]
     rng = random.Random(7)
     recs = [
-        {"id": i, "name": f"user{i}", "email": f"user{i}@example.com",
-         "age": rng.randint(18, 90), "tags": rng.sample(["red", "green", "blue", "x"], 2)}
+        {
+            "id": i,
+            "name": f"user{i}",
+            "email": f"user{i}@example.com",
+            "age": rng.randint(18, 90),
+            "tags": rng.sample(["red", "green", "blue", "x"], 2),
+        }
         for i in range(2000)
     ]
     samples = [encoders.MSGPACK.pack(r) for r in recs[:1000]]
@@ -76,7 +81,10 @@ def test_trained_dictionary_shrinks_small_records(open_store: object) -> None:
             plain.put(r, key=r["id"])
     txn = store.engine.begin()
     try:
-        sizes = [len(txn.get(acid.keylib.pack((c.id, 1500), store.prefix))) for c in (coll, plain)]
+        sizes = [
+            len(txn.get(acid.keylib.pack((c.id, 1500), store.prefix)))
+            for c in (coll, plain)
+        ]
     finally:
         txn.abort()
     raw_len = len(msgpack.packb(recs[1500]))

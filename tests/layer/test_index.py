@@ -51,8 +51,11 @@ def test_multi_valued_indexes(people: acid.Collection) -> None:
     assert [k[0] for k in tags.keys("even")] == [0, 2, 4, 6]
     assert [k[0] for k in tags.keys("three")] == [0, 3, 6]
     pairs = people.indices["pairs"]
-    assert list(pairs.pairs("three")) == [(("three", 30), (0,)), (("three", 30), (3,)),
-                                          (("three", 36), (6,))]
+    assert list(pairs.pairs("three")) == [
+        (("three", 30), (0,)),
+        (("three", 30), (3,)),
+        (("three", 36), (6,)),
+    ]
     people.put({"id": 0, "age": 31, "tags": ["odd"]})
     assert [k[0] for k in tags.keys("three")] == [3, 6]
     assert [k[0] for k in tags.keys("odd")] == [0, 1, 3, 5]
@@ -77,7 +80,9 @@ def test_none_and_empty_give_no_entries(store: acid.Store) -> None:
 
 def test_duplicate_entries_collapse(store: acid.Store) -> None:
     coll = store.add_collection("c")
-    idx = coll.add_index("x", lambda r: [tuple(x) if isinstance(x, list) else x for x in r])
+    idx = coll.add_index(
+        "x", lambda r: [tuple(x) if isinstance(x, list) else x for x in r]
+    )
     coll.put([1, 1, (1,), 2], key="k")
     assert list(idx.tups()) == [(1,), (2,)]
     coll.put([2], key="k")

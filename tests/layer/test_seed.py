@@ -59,7 +59,12 @@ def test_counter_rolls_back_with_transaction(store: acid.Store) -> None:
 def test_meta_roundtrip(store: acid.Store) -> None:
     assert store.get_meta(acid.KIND_STRUCT, "s") is None
     store.set_meta(acid.KIND_STRUCT, "s", {"a": 1, "b": "two", "c": None, "d": 1.5})
-    assert store.get_meta(acid.KIND_STRUCT, "s") == {"a": 1, "b": "two", "c": None, "d": 1.5}
+    assert store.get_meta(acid.KIND_STRUCT, "s") == {
+        "a": 1,
+        "b": "two",
+        "c": None,
+        "d": 1.5,
+    }
     store.set_meta(acid.KIND_STRUCT, "s", {"z": True})
     assert store.get_meta(acid.KIND_STRUCT, "s") == {"z": True}
     with pytest.raises(ValueError, match="kind"):
@@ -142,9 +147,25 @@ def test_rename_collection(store: acid.Store) -> None:
 def test_exports_pinned() -> None:
     assert acid.__all__ == sorted(acid.__all__, key=lambda s: (not s.isupper(), s))
     assert set(acid.__all__) == {
-        "KIND_COUNTER", "KIND_ENCODER", "KIND_INDEX", "KIND_STRUCT", "KIND_TABLE",
-        "CheckReport", "Collection", "Desc", "Index", "Key", "Store", "TxnContext",
-        "abort", "add_index", "check", "encoders", "errors", "keylib", "open",
+        "KIND_COUNTER",
+        "KIND_ENCODER",
+        "KIND_INDEX",
+        "KIND_STRUCT",
+        "KIND_TABLE",
+        "CheckReport",
+        "Collection",
+        "Desc",
+        "Index",
+        "Key",
+        "Store",
+        "TxnContext",
+        "abort",
+        "add_index",
+        "check",
+        "encoders",
+        "errors",
+        "keylib",
+        "open",
     }
     for name in acid.__all__:
         assert getattr(acid, name) is not None

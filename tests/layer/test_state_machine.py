@@ -21,8 +21,11 @@ import acid
 KEYS = st.integers(min_value=-5, max_value=30)
 TAGS = st.lists(st.sampled_from(["a", "b", "c", "d"]), max_size=3)
 RECORDS = st.fixed_dictionaries(
-    {"age": st.one_of(st.integers(0, 6), st.floats(0, 6, allow_nan=False)),
-     "tags": TAGS, "name": st.text("xyz", max_size=3)}
+    {
+        "age": st.one_of(st.integers(0, 6), st.floats(0, 6, allow_nan=False)),
+        "tags": TAGS,
+        "name": st.text("xyz", max_size=3),
+    }
 )
 
 
@@ -62,7 +65,9 @@ def run_machine(open_store: Any, examples: int = 15) -> None:
             for k, r in self.model.items():
                 for t in acid.index.index_tuples(func(r)):
                     out.add((sort_key(t), t, k))
-            return [(t, k) for _, t, k in sorted(out, key=lambda e: (e[0], sort_key(e[2])))]
+            return [
+                (t, k) for _, t, k in sorted(out, key=lambda e: (e[0], sort_key(e[2])))
+            ]
 
         @rule(key=KEYS, rec=RECORDS)
         def put(self, key: int, rec: dict) -> None:
@@ -95,8 +100,11 @@ def run_machine(open_store: Any, examples: int = 15) -> None:
         def query(self, age: int) -> None:
             got = list(self.idx["age"].keys(lo=age, hi=age + 2))
             want = sorted(
-                (k for k, r in self.model.items()
-                 if sort_key((age,)) <= sort_key((r["age"],)) < sort_key((age + 2,))),
+                (
+                    k
+                    for k, r in self.model.items()
+                    if sort_key((age,)) <= sort_key((r["age"],)) < sort_key((age + 2,))
+                ),
                 key=lambda k: (sort_key((self.model[k]["age"],)), sort_key(k)),
             )
             assert got == want
@@ -113,7 +121,9 @@ def run_machine(open_store: Any, examples: int = 15) -> None:
     run_state_machine_as_test(
         Machine,
         settings=settings(
-            max_examples=examples, stateful_step_count=25, deadline=None,
+            max_examples=examples,
+            stateful_step_count=25,
+            deadline=None,
             suppress_health_check=list(HealthCheck),
         ),
     )
