@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CheckReport", "Collection", "add_index", "check"]
 
-_NONE: set[bytes] = set()
+_NONE: tuple[bytes, ...] = ()
 
 
 def _resolve(store: Store, value: Any, kind: type, what: str) -> Any:

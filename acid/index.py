@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Index", "index_tuples"]
 
+#: What Index.entries() returns: packed index tuples, without duplicates.
+Entries = tuple[bytes, ...] | set[bytes]
+
 #: The byte between the index tuple and the record key inside an entry.
 SEP = keylib.packs([(), ()])
 
@@ -83,25 +86,44 @@ class Index:
 
     # -- maintenance ------------------------------------------------------
 
-    def _packed(self, rec: Any) -> set[bytes]:
-        prefix = self._prefix
-        return {keylib.pack(t, prefix) for t in index_tuples(self.func(rec))}
+    def entries(self, rec: Any) -> Entries:
+        """The packed index tuples ``rec`` produces, without duplicates.
 
-    def update(self, txn: Any, rkey: bytes, old: set[bytes], new: set[bytes]) -> None:
-        """Apply the difference between two entry sets for one record.
+        ``None`` (no record) gives none. Single-valued results come back as a
+        1-tuple, lists as a set: both are what :meth:`update` takes.
+        """
+        if rec is None:
+            return ()
+        result = self.func(rec)
+        if result is None:
+            return ()
+        kind = type(result)
+        if kind is tuple:
+            return (keylib.pack(result, self._prefix),)
+        if kind is list:
+            prefix, as_tuple = self._prefix, _query.as_tuple
+            return {keylib.pack(as_tuple(x), prefix) for x in result}
+        return (keylib.pack(_query.as_tuple(result), self._prefix),)
+
+    def update(self, txn: Any, rkey: bytes, old: Entries, new: Entries) -> None:
+        """Apply the difference between two entry collections for one record.
 
         ``rkey`` is the packed record key; ``old``/``new`` come from
         :meth:`entries`. Only entries that changed are written.
         """
         tail = SEP + rkey
-        for p in old - new:
+        if len(old) == 1 and len(new) == 1:  # the common single-valued case
+            (o,) = old
+            (n,) = new
+            if o != n:
+                txn.delete(o + tail)
+                txn.put(n + tail, b"")
+            return
+        old_set, new_set = set(old), set(new)
+        for p in old_set - new_set:
             txn.delete(p + tail)
-        for p in new - old:
+        for p in new_set - old_set:
             txn.put(p + tail, b"")
-
-    def entries(self, rec: Any) -> set[bytes]:
-        """The packed index tuples ``rec`` produces (empty for ``None``)."""
-        return set() if rec is None else self._packed(rec)
 
     # -- queries ----------------------------------------------------------
 

@@ -169,3 +169,66 @@ def test_exports_pinned() -> None:
     }
     for name in acid.__all__:
         assert getattr(acid, name) is not None
+
+
+def test_custom_txn_context(open_store: object) -> None:
+    import threading
+
+    class ThreadLocalContext:
+        """A txn_context keeping the transaction in a threading.local."""
+
+        def __init__(self) -> None:
+            self.local = threading.local()
+            self.calls = 0
+
+        def get(self) -> object:
+            self.calls += 1
+            return getattr(self.local, "txn", None)
+
+        def set(self, txn: object) -> object:
+            old = getattr(self.local, "txn", None)
+            self.local.txn = txn
+            return old
+
+        def reset(self, token: object) -> None:
+            self.local.txn = token
+
+    ctx = ThreadLocalContext()
+    store = open_store(txn_context=ctx)  # type: ignore[operator]
+    coll = store.add_collection("c")
+    with store.begin(write=True):
+        coll.put("x", key=1)
+        assert ctx.local.txn is store.txn is not None
+        acid.abort()
+    assert ctx.local.txn is None
+    assert coll.get(1) is None and ctx.calls > 0
+
+
+def test_asyncio_tasks_have_their_own_transaction(store: acid.Store) -> None:
+    import asyncio
+
+    coll = store.add_collection("c")
+    seen: dict[str, object] = {}
+
+    async def writer(started: asyncio.Event, done: asyncio.Event) -> None:
+        with store.begin(write=True):
+            coll.put("w", key=1)
+            seen["writer"] = store.txn
+            started.set()
+            await done.wait()
+
+    async def reader(started: asyncio.Event, done: asyncio.Event) -> None:
+        await started.wait()
+        seen["reader"] = store.txn  # the writer's block is not ours
+        seen["value"] = coll.get(1)
+        done.set()
+
+    async def main() -> None:
+        started, done = asyncio.Event(), asyncio.Event()
+        await asyncio.gather(writer(started, done), reader(started, done))
+
+    asyncio.run(main())
+    assert seen["writer"] is not None and seen["reader"] is None
+    if store.engine.snapshots:
+        assert seen["value"] is None  # uncommitted write not visible
+    assert coll.get(1) == "w"
