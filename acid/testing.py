@@ -70,7 +70,7 @@ class EngineConformance:
 
     def test_put_get_overwrite_delete(self, engine: Engine) -> None:
         with engine.begin(write=True) as txn:
-            assert txn.put(b"k", b"1") is None
+            txn.put(b"k", b"1")
             txn.put(b"k", b"2")
             assert txn.get(b"k") == b"2"
             txn.put(b"gone", b"x")

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-import plyvel
+import plyvel  # type: ignore[import-untyped]
 
 from acid.engines import (
     DEFAULT_LOCK_TIMEOUT,
@@ -159,7 +159,7 @@ class _LevelDBTxn(Txn):
         value = self._puts.get(key)
         if value is None:
             try:
-                return self._sget(key)  # type: ignore[no-any-return]
+                return self._sget(key)
             except (plyvel.Error, RuntimeError) as exc:
                 raise self._fail(exc) from exc
         return None if value is DELETED else value
@@ -196,8 +196,8 @@ class _LevelDBTxn(Txn):
     ) -> Iterator[tuple[bytes, bytes]]:
         snap = self._snapshot
         if reverse:
-            return snap.iterator(stop=key, include_stop=inclusive, reverse=True)  # type: ignore[no-any-return]
-        return snap.iterator(start=key if inclusive else key + b"\x00")  # type: ignore[no-any-return]
+            return snap.iterator(stop=key, include_stop=inclusive, reverse=True)
+        return snap.iterator(start=key if inclusive else key + b"\x00")
 
     def _read_scan(self, key: bytes, reverse: bool) -> Iterator[tuple[bytes, bytes]]:
         try:

@@ -237,7 +237,7 @@ class _LMDBTxn(Txn):
 
     def get(self, key: bytes) -> bytes | None:
         try:
-            return self._nget(key)  # type: ignore[no-any-return]
+            return self._nget(key)  # type: ignore[return-value]
         except lmdb.Error as exc:
             if key == b"" and isinstance(exc, lmdb.BadValsizeError):
                 return None  # LMDB cannot store the empty key
@@ -262,7 +262,7 @@ class _LMDBTxn(Txn):
 
     def replace(self, key: bytes, value: bytes) -> bytes | None:
         try:
-            old: bytes | None = self._native.replace(key, value)  # type: ignore[union-attr]
+            old: bytes | None = self._native.replace(key, value)  # type: ignore[union-attr,assignment]
         except lmdb.Error as exc:
             raise self._fail(exc, key) from exc
         self._writes += 1
@@ -270,7 +270,7 @@ class _LMDBTxn(Txn):
 
     def pop(self, key: bytes) -> bytes | None:
         try:
-            old: bytes | None = self._native.pop(key)  # type: ignore[union-attr]
+            old: bytes | None = self._native.pop(key)  # type: ignore[union-attr,assignment]
         except lmdb.Error as exc:
             if key == b"" and isinstance(exc, lmdb.BadValsizeError):
                 return None
@@ -291,19 +291,19 @@ class _LMDBTxn(Txn):
                 return
             step = cur.iterprev if reverse else cur.iternext
             if not self.write:  # nothing can change under a reader
-                yield from step()
+                yield from step()  # type: ignore[misc]
                 return
             while True:
                 stamp = self._writes
                 for k, v in step():
-                    yield k, v
+                    yield k, v  # type: ignore[misc]
                     if self._writes != stamp:
                         break
                 else:
                     return
                 if self._done:
                     self._ended()
-                if not _seek(cur, k, reverse, False):
+                if not _seek(cur, k, reverse, False):  # type: ignore[arg-type]
                     return
         except lmdb.Error as exc:
             raise self._fail(exc, key) from exc

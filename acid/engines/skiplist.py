@@ -160,7 +160,7 @@ class _ReadTxn(Txn):
 
     def __init__(self, version: _Version) -> None:
         self._version = version
-        self.get = version.data.get  # type: ignore[method-assign]
+        self.get = version.data.get  # type: ignore[method-assign,assignment]
 
     put = Txn._read_only
     delete = Txn._read_only

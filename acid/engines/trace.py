@@ -167,23 +167,23 @@ class _TraceTxn(Txn):
             return result
 
     def get(self, key: bytes) -> bytes | None:
-        return self._call(f"get {format_value(key)}", lambda: self._txn.get(key), True)  # type: ignore[no-any-return]
+        return self._call(f"get {format_value(key)}", lambda: self._txn.get(key), True)
 
     def put(self, key: bytes, value: bytes) -> None:
         text = f"put {format_value(key)} {format_value(value)}"
         self._call(text, lambda: self._txn.put(key, value), False)
 
     def delete(self, key: bytes) -> bool:
-        return self._call(  # type: ignore[no-any-return]
+        return self._call(
             f"delete {format_value(key)}", lambda: self._txn.delete(key), True
         )
 
     def replace(self, key: bytes, value: bytes) -> bytes | None:
         text = f"replace {format_value(key)} {format_value(value)}"
-        return self._call(text, lambda: self._txn.replace(key, value), True)  # type: ignore[no-any-return]
+        return self._call(text, lambda: self._txn.replace(key, value), True)
 
     def pop(self, key: bytes) -> bytes | None:
-        return self._call(f"pop {format_value(key)}", lambda: self._txn.pop(key), True)  # type: ignore[no-any-return]
+        return self._call(f"pop {format_value(key)}", lambda: self._txn.pop(key), True)
 
     def iter(self, key: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
         iid = next(self._log.iter_ids)
