@@ -368,6 +368,7 @@ class EngineConformance:
             pass
         with pytest.raises(EngineError):
             engine.begin()
+        engine.close()  # closing again is harmless
 
     def test_persistence_across_reopen(self, tmp_path: Path) -> None:
         engine = self.open_engine(tmp_path)

@@ -187,7 +187,10 @@ class Engine:
         raise NotImplementedError
 
     def close(self) -> None:
-        """Release the engine; further use raises ``EngineError``."""
+        """Release the engine; further use raises ``EngineError``.
+
+        Closing an engine again is a no-op.
+        """
         raise NotImplementedError
 
     def __enter__(self) -> Engine:

@@ -110,6 +110,7 @@ class TraceEngine(Engine):
         self.persistent = engine.persistent
         self.max_key_size = engine.max_key_size
         self._log = _Log(sink)
+        self._closed = False
         self._log.write(
             f"# acid-trace {TRACE_VERSION} engine={engine.url or '?'} pid={os.getpid()}"
         )
@@ -134,8 +135,12 @@ class TraceEngine(Engine):
         return _TraceTxn(native, log, tid)
 
     def close(self) -> None:
+        """Close the wrapped engine and the trace; closing again is a no-op."""
         log = self._log
         with log.lock:
+            if self._closed:
+                return
+            self._closed = True
             try:
                 self.engine.close()
             finally:
