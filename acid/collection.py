@@ -98,6 +98,7 @@ class Collection:
         self.counter_name: str = counter_name or meta["counter"]
         self._kprefix = keylib.pack((self.id,), store.prefix)
         self._ctx = store._ctx
+        self._engine_get = store.engine.get
         self._pack = encoder.pack
         self._unpack = encoder.unpack
         self._cid = compressor.id  # type: ignore[union-attr]
@@ -291,14 +292,7 @@ class Collection:
             key if type(key) is tuple else _query.as_tuple(key), self._kprefix
         )
         txn = self._ctx.get()
-        if txn is None:
-            txn = self.store.engine.begin(write=False)
-            try:
-                value = txn.get(full)
-            finally:
-                txn.abort()
-        else:
-            value = txn.get(full)
+        value = self._engine_get(full) if txn is None else txn.get(full)
         if value is None:
             return default
         if raw:

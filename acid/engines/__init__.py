@@ -186,6 +186,18 @@ class Engine:
         """
         raise NotImplementedError
 
+    def get(self, key: bytes) -> bytes | None:
+        """One read in a snapshot of its own: ``begin()``, ``get``, ``abort``.
+
+        The layer above calls this for reads outside any transaction, so an
+        engine may override it with something cheaper that means the same.
+        """
+        txn = self.begin()
+        try:
+            return txn.get(key)
+        finally:
+            txn.abort()
+
     def close(self) -> None:
         """Release the engine; further use raises ``EngineError``.
 

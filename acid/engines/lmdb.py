@@ -34,7 +34,6 @@ from acid.engines import (
     closed_engine,
     resolve_params,
     txn_ended,
-    txn_read_only,
 )
 from acid.errors import ConfigError, EngineError, Error, MapFullError, TxnError
 
@@ -114,7 +113,7 @@ class LMDBEngine(Engine):
             raise closed_engine(self.url)
         if not write:
             try:
-                return _LMDBTxn(self, env.begin(buffers=False), False)
+                return _LMDBReader(self, env.begin())  # buffers=False is the default
             except lmdb.Error as exc:
                 raise _translate(exc, self) from exc
         if self.readonly:
@@ -132,6 +131,18 @@ class LMDBEngine(Engine):
                 raise _translate(exc, self) from exc
             raise
         return _LMDBTxn(self, native, True)
+
+    def get(self, key: bytes) -> bytes | None:
+        env = self._env
+        if env is None:
+            raise closed_engine(self.url)
+        try:
+            with env.begin() as txn:  # no wrapper object: the autocommit read path
+                return txn.get(key)  # type: ignore[no-any-return]
+        except lmdb.Error as exc:
+            if key == b"" and isinstance(exc, lmdb.BadValsizeError):
+                return None
+            raise _translate(exc, self, key) from exc
 
     def close(self) -> None:
         if self._env is not None:
@@ -225,15 +236,74 @@ def _translate(exc: lmdb.Error, engine: LMDBEngine, key: bytes = b"?") -> Error:
     return EngineError(f"LMDB error on {engine.url}: {exc}")
 
 
+class _LMDBReader(Txn):
+    """A read transaction: one LMDB snapshot, nothing to count or re-seek.
+
+    Kept apart from the writer because autocommit reads create one per
+    operation: construction and abort are on the hot path. An abandoned
+    reader gives its slot back when py-lmdb frees the native transaction.
+    """
+
+    __slots__ = ("_engine", "_native", "_done")
+    write = False
+
+    def __init__(self, engine: LMDBEngine, native: lmdb.Transaction) -> None:
+        self._engine = engine
+        self._native = native
+        self._done = False
+
+    def get(self, key: bytes) -> bytes | None:
+        try:
+            return self._native.get(key)  # type: ignore[no-any-return]
+        except lmdb.Error as exc:
+            if key == b"" and isinstance(exc, lmdb.BadValsizeError):
+                return None  # LMDB cannot store the empty key
+            raise self._fail(exc, key) from exc
+
+    put = delete = replace = pop = Txn._read_only  # type: ignore[assignment]
+
+    def iter(self, key: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        if self._done:
+            self._ended()
+        return self._iter(key, reverse)
+
+    def _iter(self, key: bytes, reverse: bool) -> Iterator[tuple[bytes, bytes]]:
+        cur = self._native.cursor()
+        try:
+            if _seek(cur, key, reverse, True):
+                yield from (cur.iterprev if reverse else cur.iternext)()
+        except lmdb.Error as exc:
+            raise self._fail(exc, key) from exc
+
+    def commit(self) -> None:
+        if self._done:
+            self._ended()
+        self.abort()
+
+    def abort(self) -> None:
+        if not self._done:
+            self._done = True
+            try:
+                self._native.abort()
+            except lmdb.Error:
+                pass  # already invalidated by the environment closing
+
+    def _fail(self, exc: lmdb.Error, key: bytes) -> Error:
+        if self._done:
+            return TxnError("transaction already committed or aborted")
+        return _translate(exc, self._engine, key)
+
+
 class _LMDBTxn(Txn):
+    """A write transaction, holding the engine's writer lock until it ends."""
+
+    write = True
+
     def __init__(self, engine: LMDBEngine, native: lmdb.Transaction, write: bool):
         self._engine = engine
         self._native: lmdb.Transaction | None = native
         self._nget = native.get
-        self.write = write
         self._writes = 0
-        if not write:
-            self.put = self.delete = self.replace = self.pop = txn_read_only  # type: ignore[method-assign]
 
     def get(self, key: bytes) -> bytes | None:
         try:
@@ -344,9 +414,8 @@ class _LMDBTxn(Txn):
         self._nget = txn_ended
         self.get = self.put = self.delete = txn_ended  # type: ignore[method-assign]
         self.replace = self.pop = txn_ended  # type: ignore[method-assign]
-        if self.write:
-            self._writes += 1
-            self._engine._shared.writer.release()
+        self._writes += 1
+        self._engine._shared.writer.release()
 
     def __del__(self) -> None:
         # An abandoned transaction gives back its reader slot (or the writer

@@ -126,6 +126,12 @@ class SkipListEngine(Engine):
         params = resolve_params(url, cls.PARAMS)
         return cls(**params)
 
+    def get(self, key: bytes) -> bytes | None:
+        if self._closed:
+            raise closed_engine(self.url)
+        with self._pin_lock:  # an in-place commit holds it while it applies
+            return self._current.data.get(key)
+
     def begin(self, write: bool = False, timeout: float | None = None) -> Txn:
         if self._closed:
             raise closed_engine(self.url)
