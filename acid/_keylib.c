@@ -1358,9 +1358,13 @@ kl_prefix_bound(PyObject *module, PyObject *raw)
         result = Py_NewRef(Py_None);
     }
     else {
-        result = PyBytes_FromStringAndSize((const char *)s, n);
-        if (result != NULL)
+        /* NULL data: a fresh object (one-byte strings are shared singletons,
+         * which must never be written to). */
+        result = PyBytes_FromStringAndSize(NULL, n);
+        if (result != NULL) {
+            memcpy(PyBytes_AS_STRING(result), s, n);
             PyBytes_AS_STRING(result)[n - 1]++;
+        }
     }
     PyBuffer_Release(&view);
     return result;
