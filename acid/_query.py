@@ -7,6 +7,7 @@ either. A range is ``[start, stop)`` in raw bytes under a ``base`` prefix.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from itertools import dropwhile, islice
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from acid import keylib
@@ -73,53 +74,111 @@ def scan(
     stop: bytes,
     reverse: bool | None,
     max: int | None,  # noqa: A002
-    fn: Callable[[Any, bytes, bytes], T],
-) -> Iterator[T]:
-    """Yield ``fn(txn, key, value)`` for raw keys in ``[start, stop)``.
+    fn: Callable[[Any, bytes, bytes], T] | None = None,
+    *,
+    key_prefix: bytes | None = None,
+    decode: Callable[[bytes], Any] | None = None,
+    plain: Callable[[bytes], Any] | None = None,
+) -> Iterator[Any]:
+    """Rows of the raw key range ``[start, stop)``, in order or reversed.
+
+    Each row is ``fn(txn, key, value)`` when ``fn`` is given; otherwise the
+    key unpacked after ``key_prefix``, the value decoded by ``decode``, or
+    ``(key, value)`` when both are given. ``plain`` decodes a value whose
+    first byte is 0 (uncompressed) after that byte, saving a call per row.
 
     Runs in the active transaction, or in a read transaction of its own that
     lives as long as the iterator. Arguments are checked now, not at the
     first ``next()``.
     """
     check_max(max)
+    if start >= stop or (max is not None and max <= 0):
+        return iter(())
     txn = store._ctx.get()
     own = txn is None
     if own:
-        txn = store.engine.begin(write=False)
-    return _scan(txn, own, start, stop, bool(reverse), max, fn)
+        txn = store.engine.begin()
+    if reverse:
+        # The engine starts at the last key <= stop; stop itself is excluded.
+        rows = dropwhile(lambda kv: kv[0] >= stop, txn.iter(stop, reverse=True))
+        out = start.__gt__
+    else:
+        rows = txn.iter(start)
+        out = stop.__le__
+    gen: Iterator[Any]
+    if fn is not None:
+        gen = _call(txn, own, rows, out, fn)
+    elif decode is None:
+        gen = _keys(txn, own, rows, out, key_prefix or b"")
+    elif plain is None:
+        raise TypeError("scan() with decode needs plain too")
+    elif key_prefix is None:
+        gen = _values(txn, own, rows, out, decode, plain)
+    else:
+        gen = _items(txn, own, rows, out, key_prefix, decode, plain)
+    return gen if max is None else islice(gen, max)
 
 
-def _scan(
+# One generator per row shape, so the per-row path has no extra call: these
+# loops are the scan hot path (bench/layer_bench.py).
+
+
+def _call(txn: Any, own: bool, rows: Iterator, out: Callable, fn: Callable) -> Iterator:
+    try:
+        for k, v in rows:
+            if out(k):
+                return
+            yield fn(txn, k, v)
+    finally:
+        if own:
+            txn.abort()
+
+
+def _keys(txn: Any, own: bool, rows: Iterator, out: Callable, kp: bytes) -> Iterator:
+    unpack = keylib.unpack
+    try:
+        for k, _ in rows:
+            if out(k):
+                return
+            yield unpack(k, kp)
+    finally:
+        if own:
+            txn.abort()
+
+
+def _values(
     txn: Any,
     own: bool,
-    start: bytes,
-    stop: bytes,
-    reverse: bool,
-    limit: int | None,
-    fn: Callable[[Any, bytes, bytes], T],
-) -> Iterator[T]:
+    rows: Iterator,
+    out: Callable,
+    decode: Callable,
+    plain: Callable,
+) -> Iterator:
     try:
-        if start >= stop or (limit is not None and limit <= 0):
-            return
-        left = -1 if limit is None else limit
-        if reverse:
-            for k, v in txn.iter(stop, reverse=True):
-                if k >= stop:
-                    continue
-                if k < start:
-                    break
-                yield fn(txn, k, v)
-                left -= 1
-                if not left:
-                    break
-        else:
-            for k, v in txn.iter(start):
-                if k >= stop:
-                    break
-                yield fn(txn, k, v)
-                left -= 1
-                if not left:
-                    break
+        for k, v in rows:
+            if out(k):
+                return
+            yield plain(v[1:]) if v and v[0] == 0 else decode(v)
+    finally:
+        if own:
+            txn.abort()
+
+
+def _items(
+    txn: Any,
+    own: bool,
+    rows: Iterator,
+    out: Callable,
+    kp: bytes,
+    decode: Callable,
+    plain: Callable,
+) -> Iterator:
+    unpack = keylib.unpack
+    try:
+        for k, v in rows:
+            if out(k):
+                return
+            yield unpack(k, kp), (plain(v[1:]) if v and v[0] == 0 else decode(v))
     finally:
         if own:
             txn.abort()

@@ -304,19 +304,33 @@ class Collection:
 
     def _scan(
         self,
-        fn: Callable[[Any, bytes, bytes], Any],
+        what: str,
         key: Any,
         lo: Any,
         hi: Any,
         prefix: Any,
         reverse: Any,
-        max: int | None,
+        max: int | None,  # noqa: A002
         include: bool,
-    ) -> Iterator[Any]:  # noqa: A002
+        raw: bool = False,
+    ) -> Iterator[Any]:
         start, stop = _query.bounds(
             self._kprefix, key=key, lo=lo, hi=hi, prefix=prefix, include=include
         )
-        return _query.scan(self.store, start, stop, reverse, max, fn)
+        decode = plain = None
+        if what != "keys":
+            decode = self._decompress if raw else self._decode
+            plain = bytes if raw else self._unpack
+        return _query.scan(
+            self.store,
+            start,
+            stop,
+            reverse,
+            max,
+            key_prefix=None if what == "values" else self._kprefix,
+            decode=decode,
+            plain=plain,
+        )
 
     def items(
         self,
@@ -325,10 +339,10 @@ class Collection:
         hi: Any = None,
         prefix: Any = None,
         reverse: Any = False,
-        max: int | None = None,
+        max: int | None = None,  # noqa: A002
         include: bool = False,
         raw: bool = False,
-    ) -> Iterator[tuple[tuple[Any, ...], Any]]:  # noqa: A002
+    ) -> Iterator[tuple[tuple[Any, ...], Any]]:
         """Yield ``(key, record)`` in key order.
 
         ``key`` matches exactly; ``prefix`` is an element-wise tuple prefix;
@@ -336,18 +350,7 @@ class Collection:
         every key starting with ``hi``); ``max`` caps the count (``0`` yields
         nothing); ``raw`` yields encoded bytes instead of records.
         """
-        kp, unpack = self._kprefix, keylib.unpack
-        dec = self._decompress if raw else self._decode
-        return self._scan(
-            lambda t, k, v: (unpack(k, kp), dec(v)),
-            key,
-            lo,
-            hi,
-            prefix,
-            reverse,
-            max,
-            include,
-        )
+        return self._scan("items", key, lo, hi, prefix, reverse, max, include, raw)
 
     def keys(
         self,
@@ -356,14 +359,11 @@ class Collection:
         hi: Any = None,
         prefix: Any = None,
         reverse: Any = None,
-        max: int | None = None,
+        max: int | None = None,  # noqa: A002
         include: bool = False,
-    ) -> Iterator[tuple[Any, ...]]:  # noqa: A002
+    ) -> Iterator[tuple[Any, ...]]:
         """Yield keys in key order; arguments as for :meth:`items`."""
-        kp, unpack = self._kprefix, keylib.unpack
-        return self._scan(
-            lambda t, k, v: unpack(k, kp), key, lo, hi, prefix, reverse, max, include
-        )
+        return self._scan("keys", key, lo, hi, prefix, reverse, max, include)
 
     def values(
         self,
@@ -372,15 +372,12 @@ class Collection:
         hi: Any = None,
         prefix: Any = None,
         reverse: Any = None,
-        max: int | None = None,
+        max: int | None = None,  # noqa: A002
         include: bool = False,
         raw: bool = False,
-    ) -> Iterator[Any]:  # noqa: A002
+    ) -> Iterator[Any]:
         """Yield records in key order; arguments as for :meth:`items`."""
-        dec = self._decompress if raw else self._decode
-        return self._scan(
-            lambda t, k, v: dec(v), key, lo, hi, prefix, reverse, max, include
-        )
+        return self._scan("values", key, lo, hi, prefix, reverse, max, include, raw)
 
     def find(
         self,
