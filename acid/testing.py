@@ -240,6 +240,17 @@ class EngineConformance:
         with engine.begin() as reader:
             assert reader.get(b"k") == b"v"
 
+    def test_engine_get_reads_committed_state(self, engine: Engine) -> None:
+        fill(engine, {b"k": b"1", b"e": b""})
+        assert engine.get(b"k") == b"1"
+        assert engine.get(b"e") == b""
+        assert engine.get(b"missing") is None
+        txn = engine.begin(write=True)
+        txn.put(b"k", b"2")
+        assert engine.get(b"k") == b"1"  # not committed yet
+        txn.commit()
+        assert engine.get(b"k") == b"2"
+
     def test_use_after_end_raises(self, engine: Engine) -> None:
         fill(engine, {b"a": b"1", b"b": b"2"})
         for write in (False, True):
@@ -368,6 +379,8 @@ class EngineConformance:
             pass
         with pytest.raises(EngineError):
             engine.begin()
+        with pytest.raises(EngineError):
+            engine.get(b"k")
         engine.close()  # closing again is harmless
 
     def test_persistence_across_reopen(self, tmp_path: Path) -> None:
