@@ -60,7 +60,7 @@ def main() -> None:
     if url.startswith("lmdb:"):
         with acid.open(url) as store:
             people = open_people(store)
-            print("reopened:     ", [k[0] for k in people.keys()])  # noqa: SIM118
+            print("reopened:     ", [k[0] for k in people.keys()])
             print("oldest:       ", people.indices["age"].find(reverse=True)["name"])
 
 
