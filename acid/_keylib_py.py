@@ -459,8 +459,27 @@ def _unpack_items(
                 v, pos = _unpack_frac(s, pos, v, t)
             append(v)
         elif t == STR:
-            v, pos = _unpack_str(s, pos)
-            append(v)
+            end = s.find(0, pos)
+            g = end - pos
+            if 1 < g <= 8:  # up to 7 bytes: _ungroup's short case, inlined
+                high, shift, pad_mask, pad, size = _ONE_CHUNK[g]
+                x = int.from_bytes(s[pos:end])
+                if x & high != high:
+                    raise KeyEncodingError("bad 7-bit group")
+                x = (x ^ high) << shift
+                x -= (x & 0x7F007F007F007F00) >> 1
+                x -= ((x & 0x3FFF00003FFF0000) >> 2) * 3
+                x -= ((x & 0x0FFFFFFF00000000) >> 4) * 15
+                if x & pad_mask:
+                    raise KeyEncodingError("non-zero padding bits in 7-bit groups")
+                try:
+                    append((x >> pad).to_bytes(size).decode("utf-8", "surrogatepass"))
+                except UnicodeDecodeError:
+                    raise KeyEncodingError("string is not valid UTF-8") from None
+                pos = end + 1
+            else:
+                v, pos = _unpack_str(s, pos)
+                append(v)
         elif t <= SEP:
             return items, pos - 1, t
         else:
