@@ -125,6 +125,8 @@ class Desc:
 
     __slots__ = ("_value",)
 
+    _value: Any
+
     def __init__(self, value: Any) -> None:
         object.__setattr__(self, "_value", value)
 
@@ -446,6 +448,7 @@ def _unpack_items(
     items: list[Any] = []
     append = items.append
     n = len(s)
+    v: Any
     while pos < n:
         t = s[pos]
         pos += 1
