@@ -962,7 +962,7 @@ read_frac(const unsigned char *s, Py_ssize_t n, Py_ssize_t *pos, int t, IntVal *
     return PyFloat_FromDouble(iv->neg ? -a : a);
 }
 
-/* Decode 7-bit groups s[start:end] into out (room for 7 * ceil(g / 8)). */
+/* Decode the g 7-bit groups at s into out (room for 7 * g / 8 bytes). */
 static int
 ungroup(const unsigned char *s, Py_ssize_t g, unsigned char *out, Py_ssize_t *outlen)
 {
@@ -1013,7 +1013,8 @@ read_groups(const unsigned char *s, Py_ssize_t n, Py_ssize_t *pos, int is_str)
         return encoding_error(is_str ? "unterminated string" : "unterminated bytes");
     if (s[e] != 0)
         return encoding_error("bad 7-bit group");
-    Py_ssize_t g = e - p, cap = 7 * ((g + 7) >> 3), len;
+    /* ungroup() writes exactly 7 * g / 8 bytes */
+    Py_ssize_t g = e - p, cap = 7 * (g >> 3) + ((g & 7) * 7 >> 3), len;
     *pos = e + 1;
     if (!is_str) {
         PyObject *out = PyBytes_FromStringAndSize(NULL, cap);
@@ -1023,8 +1024,6 @@ read_groups(const unsigned char *s, Py_ssize_t n, Py_ssize_t *pos, int is_str)
             Py_DECREF(out);
             return NULL;
         }
-        if (len != cap && _PyBytes_Resize(&out, len) < 0)
-            return NULL;
         return out;
     }
     unsigned char stack[256];
