@@ -7,8 +7,10 @@ either. A range is ``[start, stop)`` in raw bytes under a ``base`` prefix.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from itertools import dropwhile, islice
 from typing import TYPE_CHECKING, Any, TypeVar
+from uuid import UUID
 
 from acid import keylib
 
@@ -18,13 +20,19 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
+#: Exact types that are always wrapped into a 1-tuple, checked first because
+#: ``isinstance(value, Key)`` costs more than the rest of a put.
+SCALARS = frozenset({int, str, bytes, float, bool, type(None), UUID, datetime})
+
+
 def as_tuple(value: Any) -> tuple[Any, ...]:
     """A key argument as a tuple: tuples and Keys as they are, scalars wrapped."""
-    if type(value) is tuple:
+    kind = type(value)
+    if kind is tuple:
         return value
-    if isinstance(value, keylib.Key):
-        return tuple(value)
-    return (value,)
+    if kind in SCALARS or not isinstance(value, keylib.Key):
+        return (value,)
+    return tuple(value)
 
 
 def bounds(

@@ -134,11 +134,10 @@ class Collection:
     # -- values -----------------------------------------------------------
 
     def _encode(self, rec: Any) -> bytes:
+        # b"..." + any buffer gives bytes, so encoders may return bytearray.
         data = self._pack(rec)
-        if not isinstance(data, bytes):
-            data = bytes(data)
         if self._cid:
-            packed = self.compressor.compress(data)
+            packed = self.compressor.compress(bytes(data))
             if len(packed) < len(data):
                 return self._cbyte + packed
         return b"\x00" + data
@@ -222,17 +221,19 @@ class Collection:
                 key = (self.store._count(self.counter_name, 1, 1),)
             else:
                 key = self.key_func(rec)
-                if type(key) is not tuple:
-                    key = _query.as_tuple(key)
-        elif type(key) is not tuple:
-            key = _query.as_tuple(key)
+        if type(key) is not tuple:
+            key = (key,) if type(key) in _query.SCALARS else _query.as_tuple(key)
         rkey = keylib.pack(key)
         value = self._encode(rec)
         full = self._kprefix + rkey
-        if not self._indexes:
+        indexes = self._indexes
+        if not indexes:
             txn.put(full, value)
             return key
-        new = [idx.entries(rec) for idx in self._indexes]
+        if len(indexes) == 1:  # no list comprehension frame for the usual case
+            new = [indexes[0].entries(rec)]
+        else:
+            new = [idx.entries(rec) for idx in indexes]
         old_value = txn.replace(full, value)
         if old_value is None:
             tail = SEP + rkey

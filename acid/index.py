@@ -98,6 +98,8 @@ class Index:
         if result is None:
             return ()
         kind = type(result)
+        if kind in _query.SCALARS:
+            return (keylib.pack((result,), self._prefix),)
         if kind is tuple:
             return (keylib.pack(result, self._prefix),)
         if kind is list:

@@ -302,7 +302,10 @@ class _LMDBTxn(Txn):
     def __init__(self, engine: LMDBEngine, native: lmdb.Transaction, write: bool):
         self._engine = engine
         self._native: lmdb.Transaction | None = native
+        # Bound native methods, looked up once: these calls are the write path.
         self._nget = native.get
+        self._nput = native.put
+        self._nreplace = native.replace
         self._writes = 0
 
     def get(self, key: bytes) -> bytes | None:
@@ -315,7 +318,7 @@ class _LMDBTxn(Txn):
 
     def put(self, key: bytes, value: bytes) -> None:
         try:
-            self._native.put(key, value)  # type: ignore[union-attr]
+            self._nput(key, value)
         except lmdb.Error as exc:
             raise self._fail(exc, key) from exc
         self._writes += 1
@@ -332,7 +335,7 @@ class _LMDBTxn(Txn):
 
     def replace(self, key: bytes, value: bytes) -> bytes | None:
         try:
-            old: bytes | None = self._native.replace(key, value)  # type: ignore[union-attr,assignment]
+            old: bytes | None = self._nreplace(key, value)
         except lmdb.Error as exc:
             raise self._fail(exc, key) from exc
         self._writes += 1
