@@ -240,7 +240,7 @@ class Collection:
             put = txn.put
             for entries in new:
                 for p in entries:
-                    put(p + tail, b"")
+                    put(p + tail, rkey)
             return key
         try:
             old_rec = self._decode(old_value)
@@ -460,24 +460,25 @@ def _check(store: Store) -> CheckReport:
 
 def _check_index(txn: Any, idx: Index, report: CheckReport) -> None:
     coll = idx.coll
-    expected: set[bytes] = set()
+    expected: dict[bytes, bytes] = {}
     start, stop = _query.bounds(coll._kprefix)
     for k, v in txn.iter(start):
         if k >= stop:
             break
-        tail = SEP + k[len(coll._kprefix) :]
-        expected.update(p + tail for p in idx.entries(coll._decode(v)))
-    actual: set[bytes] = set()
+        rkey = k[len(coll._kprefix) :]
+        tail = SEP + rkey
+        expected.update((p + tail, rkey) for p in idx.entries(coll._decode(v)))
+    actual: dict[bytes, bytes] = {}
     start, stop = _query.bounds(idx._prefix)
-    for k, _ in txn.iter(start):
+    for k, v in txn.iter(start):
         if k >= stop:
             break
-        actual.add(k)
+        actual[k] = v
     report.checked_entries += len(actual)
-    for bucket, keys in (
-        (report.missing, expected - actual),
-        (report.stale, actual - expected),
-    ):
+    missing = expected.keys() - actual.keys()
+    # An entry whose value is not its record key would fetch the wrong record.
+    stale = {k for k, v in actual.items() if expected.get(k) != v}
+    for bucket, keys in ((report.missing, missing), (report.stale, stale)):
         for k in sorted(keys):
             tup, rkey = keylib.unpacks(k, idx._prefix)
             bucket.append((coll.name, idx.name, tup, rkey))

@@ -1,8 +1,9 @@
 """Secondary indexes, kept exact by one ``update(old, new)`` path.
 
 An index entry is the raw key ``prefix + pack((index_id,) + index_tuple) +
-SEP + pack(record_key)`` with an empty value; the record key inside the entry
-keeps duplicates of one index tuple apart.
+SEP + pack(record_key)``; the record key inside the entry keeps duplicates of
+one index tuple apart. Its value is ``pack(record_key)`` again, so a query
+finds the record without unpacking the entry.
 
 >>> import acid
 >>> store = acid.open("skiplist:/")
@@ -119,13 +120,13 @@ class Index:
             (n,) = new
             if o != n:
                 txn.delete(o + tail)
-                txn.put(n + tail, b"")
+                txn.put(n + tail, rkey)
             return
         old_set, new_set = set(old), set(new)
         for p in old_set - new_set:
             txn.delete(p + tail)
         for p in new_set - old_set:
-            txn.put(p + tail, b"")
+            txn.put(p + tail, rkey)
 
     # -- queries ----------------------------------------------------------
 
@@ -161,13 +162,28 @@ class Index:
     def _split(self, k: bytes) -> list[tuple[Any, ...]]:
         return keylib.unpacks(k, self._prefix)
 
-    def _record(self, txn: Any, k: bytes, raw: bool) -> tuple[tuple[Any, ...], Any]:
-        _, rkey = keylib.unpacks(k, self._prefix)
+    def _fetcher(self, raw: bool, with_key: bool) -> Callable[[Any, bytes, bytes], Any]:
+        """A row function that loads the record an entry points at.
+
+        The entry's value is the packed record key, so the record's raw key
+        is one concatenation away: no unpacking on the query hot path.
+        """
         coll = self.coll
-        value = txn.get(keylib.pack(rkey, coll._kprefix))
-        if value is None:  # only if the index is inconsistent; check() reports it
-            return rkey, None
-        return rkey, (coll._decompress(value) if raw else coll._decode(value))
+        kp, unpack = coll._kprefix, keylib.unpack
+        decode = coll._decompress if raw else coll._decode
+        plain = bytes if raw else coll._unpack
+
+        def fetch(txn: Any, k: bytes, v: bytes) -> Any:
+            value = txn.get(kp + v)
+            if value is None:  # only if the index is inconsistent; check() says so
+                rec = None
+            elif value[0] == 0:
+                rec = plain(value[1:])
+            else:
+                rec = decode(value)
+            return (unpack(v), rec) if with_key else rec
+
+        return fetch
 
     def pairs(
         self,
@@ -176,9 +192,9 @@ class Index:
         hi: Any = None,
         prefix: Any = None,
         reverse: Any = None,
-        max: int | None = None,
+        max: int | None = None,  # noqa: A002
         include: bool = False,
-    ) -> Iterator[tuple]:  # noqa: A002
+    ) -> Iterator[tuple]:
         """Yield ``(index tuple, record key)`` in index order."""
         split = self._split
         return self._iter(
@@ -199,9 +215,9 @@ class Index:
         hi: Any = None,
         prefix: Any = None,
         reverse: Any = None,
-        max: int | None = None,
+        max: int | None = None,  # noqa: A002
         include: bool = False,
-    ) -> Iterator[tuple]:  # noqa: A002
+    ) -> Iterator[tuple]:
         """Yield the index tuples (the index function's values) in order."""
         split = self._split
         return self._iter(
@@ -215,13 +231,13 @@ class Index:
         hi: Any = None,
         prefix: Any = None,
         reverse: Any = None,
-        max: int | None = None,
+        max: int | None = None,  # noqa: A002
         include: bool = False,
-    ) -> Iterator[tuple]:  # noqa: A002
+    ) -> Iterator[tuple]:
         """Yield the keys of the records the entries point at, in index order."""
-        split = self._split
+        unpack = keylib.unpack
         return self._iter(
-            lambda txn, k, v: split(k)[1], args, lo, hi, prefix, reverse, max, include
+            lambda txn, k, v: unpack(v), args, lo, hi, prefix, reverse, max, include
         )
 
     def items(
@@ -231,22 +247,13 @@ class Index:
         hi: Any = None,
         prefix: Any = None,
         reverse: Any = None,
-        max: int | None = None,
+        max: int | None = None,  # noqa: A002
         include: bool = False,
         raw: bool = False,
-    ) -> Iterator[tuple]:  # noqa: A002
+    ) -> Iterator[tuple]:
         """Yield ``(record key, record)`` in index order."""
-        record = self._record
-        return self._iter(
-            lambda txn, k, v: record(txn, k, raw),
-            args,
-            lo,
-            hi,
-            prefix,
-            reverse,
-            max,
-            include,
-        )
+        fetch = self._fetcher(raw, True)
+        return self._iter(fetch, args, lo, hi, prefix, reverse, max, include)
 
     def values(
         self,
@@ -255,22 +262,13 @@ class Index:
         hi: Any = None,
         prefix: Any = None,
         reverse: Any = None,
-        max: int | None = None,
+        max: int | None = None,  # noqa: A002
         include: bool = False,
         raw: bool = False,
-    ) -> Iterator[Any]:  # noqa: A002
+    ) -> Iterator[Any]:
         """Yield the records in index order."""
-        record = self._record
-        return self._iter(
-            lambda txn, k, v: record(txn, k, raw)[1],
-            args,
-            lo,
-            hi,
-            prefix,
-            reverse,
-            max,
-            include,
-        )
+        fetch = self._fetcher(raw, False)
+        return self._iter(fetch, args, lo, hi, prefix, reverse, max, include)
 
     def count(
         self,

@@ -174,6 +174,20 @@ def test_check_reports_drift(store: acid.Store) -> None:
     assert report.stale == [("c", "v", (9,), (2,))]
 
 
+def test_check_reports_entry_pointing_elsewhere(store: acid.Store) -> None:
+    coll = store.add_collection("c")
+    idx = coll.add_index("v", lambda r: r["v"])
+    coll.put({"v": 1}, key=1)
+    coll.put({"v": 2}, key=2)
+    with store.begin(write=True) as txn:  # entry of record 1 now names record 2
+        txn.put(
+            acid.keylib.packs([(idx.id, 1), (1,)], store.prefix), acid.keylib.pack((2,))
+        )
+    assert list(idx.values()) == [{"v": 2}, {"v": 2}]
+    report = store.check()
+    assert report.stale == [("c", "v", (1,), (1,))] and not report.missing
+
+
 def test_threads_each_have_their_own_transaction(store: acid.Store) -> None:
     coll = store.add_collection("c")
     coll.add_index("t", lambda r: r["t"])
