@@ -104,3 +104,38 @@ def live_iter(
                 break
         else:
             return
+
+
+class OverlayWrites:
+    """``put``/``delete``/``pop`` of a transaction that buffers its writes.
+
+    Mixed into write transactions that keep an :class:`Overlay` in
+    ``self._overlay``, count writes in ``self._writes`` (iterators re-seek
+    when it moves) and read through the overlay with ``self.get``.
+    """
+
+    _overlay: Overlay
+    _writes: int
+
+    def get(self, key: bytes) -> bytes | None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def put(self, key: bytes, value: bytes) -> None:
+        if type(key) is not bytes or type(value) is not bytes:
+            raise TypeError("keys and values must be bytes")
+        self._overlay.put(key, value)
+        self._writes += 1
+
+    def delete(self, key: bytes) -> bool:
+        if self.get(key) is None:
+            return False
+        self._overlay.put(key, DELETED)
+        self._writes += 1
+        return True
+
+    def pop(self, key: bytes) -> bytes | None:
+        old = self.get(key)
+        if old is not None:
+            self._overlay.put(key, DELETED)
+            self._writes += 1
+        return old

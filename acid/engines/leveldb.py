@@ -38,7 +38,7 @@ from acid.engines import (
     txn_ended,
     txn_read_only,
 )
-from acid.engines._overlay import DELETED, Overlay, live_iter, merge
+from acid.engines._overlay import DELETED, Overlay, OverlayWrites, live_iter, merge
 from acid.errors import ConfigError, EngineError, Error, TxnError
 
 __all__ = ["LevelDBEngine"]
@@ -143,7 +143,7 @@ def _text(exc: BaseException) -> str:
     return arg.decode(errors="replace") if isinstance(arg, bytes) else str(arg)
 
 
-class _LevelDBTxn(Txn):
+class _LevelDBTxn(OverlayWrites, Txn):
     def __init__(self, engine: LevelDBEngine, snapshot: Any, write: bool) -> None:
         self._engine = engine
         self._snapshot = snapshot
@@ -163,26 +163,6 @@ class _LevelDBTxn(Txn):
             except (plyvel.Error, RuntimeError) as exc:
                 raise self._fail(exc) from exc
         return None if value is DELETED else value
-
-    def put(self, key: bytes, value: bytes) -> None:
-        if type(key) is not bytes or type(value) is not bytes:
-            raise TypeError("keys and values must be bytes")
-        self._overlay.put(key, value)
-        self._writes += 1
-
-    def delete(self, key: bytes) -> bool:
-        if self.get(key) is None:
-            return False
-        self._overlay.put(key, DELETED)
-        self._writes += 1
-        return True
-
-    def pop(self, key: bytes) -> bytes | None:
-        old = self.get(key)
-        if old is not None:
-            self._overlay.put(key, DELETED)
-            self._writes += 1
-        return old
 
     def iter(self, key: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
         if self._done:

@@ -39,7 +39,7 @@ from acid.engines import (
     resolve_params,
     txn_ended,
 )
-from acid.engines._overlay import DELETED, Overlay, live_iter, merge
+from acid.engines._overlay import DELETED, Overlay, OverlayWrites, live_iter, merge
 from acid.engines._sortedkeys import SortedKeys
 from acid.errors import ConfigError
 
@@ -204,7 +204,7 @@ class _ReadTxn(Txn):
             version.readers.discard(id(self))
 
 
-class _WriteTxn(Txn):
+class _WriteTxn(OverlayWrites, Txn):
     write = True
 
     def __init__(self, engine: SkipListEngine) -> None:
@@ -220,26 +220,6 @@ class _WriteTxn(Txn):
         if value is None:
             return self._base_get(key)
         return None if value is DELETED else value
-
-    def put(self, key: bytes, value: bytes) -> None:
-        if type(key) is not bytes or type(value) is not bytes:
-            raise TypeError("keys and values must be bytes")
-        self._overlay.put(key, value)
-        self._writes += 1
-
-    def delete(self, key: bytes) -> bool:
-        if self.get(key) is None:
-            return False
-        self._overlay.put(key, DELETED)
-        self._writes += 1
-        return True
-
-    def pop(self, key: bytes) -> bytes | None:
-        old = self.get(key)
-        if old is not None:
-            self._overlay.put(key, DELETED)
-            self._writes += 1
-        return old
 
     def iter(self, key: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
         if self._done:
