@@ -104,8 +104,9 @@ def scan(
         return iter(())
     txn = store._ctx.get()
     own = txn is None
-    if own:
+    if txn is None:
         txn = store.engine.begin()
+    rows: Iterator[tuple[bytes, bytes]]
     if reverse:
         # The engine starts at the last key <= stop; stop itself is excluded.
         rows = dropwhile(lambda kv: kv[0] >= stop, txn.iter(stop, reverse=True))

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from acid import _query, encoders, keylib
-from acid.errors import ConfigError, NameInUse, TxnError
+from acid.errors import ConfigError, NameInUse, NotFound, TxnError
 from acid.index import SEP, Index
 from acid.store import KIND_INDEX, KIND_TABLE
 
@@ -34,11 +34,32 @@ __all__ = ["CheckReport", "Collection", "add_index", "check"]
 _NONE: tuple[bytes, ...] = ()
 
 
-def _resolve(store: Store, value: Any, kind: type, what: str) -> Any:
+def _as_encoder(store: Store, value: encoders.Encoder | str) -> encoders.Encoder:
     if isinstance(value, str):
-        value = store.get_encoder(value)
-    if not isinstance(value, kind):
-        raise TypeError(f"{what} must be an acid.encoders.{kind.__name__} or its name")
+        found = store._encoders.get(value)
+        if found is None:
+            raise NotFound(
+                f"no encoder named {value!r}; register it with store.add_encoder()"
+            )
+        return found
+    if not isinstance(value, encoders.Encoder):
+        raise TypeError("encoder must be an acid.encoders.Encoder or its name")
+    return value
+
+
+def _as_compressor(
+    store: Store, value: encoders.Compressor | str
+) -> encoders.Compressor:
+    if isinstance(value, str):
+        found = store._compressors.get(value) or store._load_compressor(value)
+        if found is None:
+            raise NotFound(
+                f"no compressor named {value!r}; register it with store.add_encoder()"
+            )
+        return found
+    if not isinstance(value, encoders.Compressor):
+        raise TypeError("compressor must be an acid.encoders.Compressor or its name")
+    store.add_encoder(value)
     return value
 
 
@@ -72,36 +93,34 @@ class Collection:
         self.key_func = key_func
         self.indices: dict[str, Index] = {}
         self._indexes: tuple[Index, ...] = ()
-        if encoder is not None:
-            encoder = _resolve(store, encoder, encoders.Encoder, "encoder")
-        if compressor is not None:
-            compressor = _resolve(store, compressor, encoders.Compressor, "compressor")
-            store.add_encoder(compressor)
+        enc = None if encoder is None else _as_encoder(store, encoder)
+        comp = None if compressor is None else _as_compressor(store, compressor)
         meta = store.get_meta(KIND_TABLE, name)
         if meta is None:
             meta = store.in_txn(
-                lambda: self._create(encoder, compressor, counter_name), write=True
+                lambda: self._create(enc, comp, counter_name), write=True
             )
         stored = meta["encoder"]
-        if encoder is None:
-            encoder = self._stored_encoder(stored)
-        elif encoder.name != stored:
+        if enc is None:
+            enc = self._stored_encoder(stored)
+        elif enc.name != stored:
             raise ConfigError(
                 f"collection {name!r} was created with encoder {stored!r}, "
-                f"not {encoder.name!r}; open it with encoder={stored!r}"
+                f"not {enc.name!r}; open it with encoder={stored!r}"
             )
-        if compressor is None:
-            compressor = store.get_encoder(meta["compressor"])
+        if comp is None:
+            comp = _as_compressor(store, meta["compressor"])
+        assert comp.id is not None  # registered compressors have their id
         self.id: int = meta["id"]
-        self.encoder: encoders.Encoder = encoder
-        self.compressor: encoders.Compressor = compressor  # type: ignore[assignment]
+        self.encoder: encoders.Encoder = enc
+        self.compressor: encoders.Compressor = comp
         self.counter_name: str = counter_name or meta["counter"]
         self._kprefix = keylib.pack((self.id,), store.prefix)
         self._ctx = store._ctx
         self._engine_get = store.engine.get
-        self._pack = encoder.pack
-        self._unpack = encoder.unpack
-        self._cid = compressor.id  # type: ignore[union-attr]
+        self._pack = enc.pack
+        self._unpack = enc.unpack
+        self._cid: int = comp.id
         self._cbyte = bytes([self._cid])
         store._register_live(self)
 
@@ -210,8 +229,7 @@ class Collection:
         """
         txn = self._ctx.get()
         if txn is None:
-            with self.store.begin(write=True):
-                return self.put(rec, key)
+            return self.store.in_txn(lambda: self.put(rec, key), write=True)
         if not txn.write:
             raise TxnError(
                 "cannot put inside a read transaction; use begin(write=True)"
@@ -259,8 +277,7 @@ class Collection:
         """
         txn = self._ctx.get()
         if txn is None:
-            with self.store.begin(write=True):
-                return self.delete(key)
+            return self.store.in_txn(lambda: self.delete(key), write=True)
         if not txn.write:
             raise TxnError(
                 "cannot delete inside a read transaction; use begin(write=True)"

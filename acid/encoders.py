@@ -200,7 +200,7 @@ def train_zstd_dict(samples: Iterable[bytes], size: int = 8192) -> bytes:
             f"got {len(data)}"
         )
     try:
-        return zstandard.train_dictionary(size, data).as_bytes()
+        return zstandard.train_dictionary(size, list[Any](data)).as_bytes()
     except zstandard.ZstdError as exc:
         raise ConfigError(
             f"zstd dictionary training failed ({exc}); give more or larger samples, "

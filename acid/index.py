@@ -34,7 +34,7 @@ __all__ = ["Index", "index_tuples"]
 Entries = tuple[bytes, ...] | set[bytes]
 
 #: The byte between the index tuple and the record key inside an entry.
-SEP = keylib.packs([(), ()])
+SEP: bytes = keylib.packs([(), ()])
 
 
 def index_tuples(result: Any) -> list[tuple[Any, ...]]:

@@ -16,6 +16,7 @@ Key('user', 42)
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Iterator
 from types import ModuleType
@@ -26,7 +27,7 @@ from acid.errors import KeyEncodingError
 
 _c: ModuleType | None
 try:
-    from acid import _keylib as _c
+    _c = importlib.import_module("acid._keylib")
 except ImportError:  # not built: the pure twin serves
     _c = None
 

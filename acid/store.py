@@ -269,6 +269,9 @@ class Store:
         if txn is None:
             with self.begin(write=write):
                 return func()
+            # Reached only when acid.abort() ended the block: func() returned
+            # nothing, and there is nothing to return.
+            return None  # type: ignore[return-value]
         if write and not txn.write:
             raise TxnError(
                 "a write needs a write transaction, but a read transaction is "

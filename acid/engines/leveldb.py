@@ -24,7 +24,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-import plyvel  # type: ignore[import-untyped]
+import plyvel
 
 from acid.engines import (
     DEFAULT_LOCK_TIMEOUT,

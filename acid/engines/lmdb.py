@@ -138,7 +138,7 @@ class LMDBEngine(Engine):
             raise closed_engine(self.url)
         try:
             with env.begin() as txn:  # no wrapper object: the autocommit read path
-                return txn.get(key)  # type: ignore[no-any-return]
+                return txn.get(key)
         except lmdb.Error as exc:
             if key == b"" and isinstance(exc, lmdb.BadValsizeError):
                 return None
@@ -254,13 +254,13 @@ class _LMDBReader(Txn):
 
     def get(self, key: bytes) -> bytes | None:
         try:
-            return self._native.get(key)  # type: ignore[no-any-return]
+            return self._native.get(key)  # type: ignore[return-value]  # buffers=False: bytes
         except lmdb.Error as exc:
             if key == b"" and isinstance(exc, lmdb.BadValsizeError):
                 return None  # LMDB cannot store the empty key
             raise self._fail(exc, key) from exc
 
-    put = delete = replace = pop = Txn._read_only  # type: ignore[assignment]
+    put = delete = replace = pop = Txn._read_only
 
     def iter(self, key: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
         if self._done:
@@ -271,7 +271,7 @@ class _LMDBReader(Txn):
         cur = self._native.cursor()
         try:
             if _seek(cur, key, reverse, True):
-                yield from (cur.iterprev if reverse else cur.iternext)()
+                yield from (cur.iterprev if reverse else cur.iternext)()  # type: ignore[misc]
         except lmdb.Error as exc:
             raise self._fail(exc, key) from exc
 
@@ -335,7 +335,7 @@ class _LMDBTxn(Txn):
 
     def replace(self, key: bytes, value: bytes) -> bytes | None:
         try:
-            old: bytes | None = self._nreplace(key, value)
+            old: bytes | None = self._nreplace(key, value)  # type: ignore[assignment]
         except lmdb.Error as exc:
             raise self._fail(exc, key) from exc
         self._writes += 1
