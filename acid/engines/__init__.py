@@ -481,3 +481,23 @@ def from_url(url: str | EngineURL) -> Engine:
 
 
 IS_64BIT = sys.maxsize > 2**32
+
+
+#: Engine classes by the names the API documents, imported on first use so
+#: that ``import acid.engines`` never needs an optional package (plyvel).
+_LAZY = {
+    "SkipListEngine": "acid.engines.skiplist",
+    "SkiplistEngine": "acid.engines.skiplist",  # the seed API's spelling
+    "LMDBEngine": "acid.engines.lmdb",
+    "LevelDBEngine": "acid.engines.leveldb",
+    "TraceEngine": "acid.engines.trace",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'acid.engines' has no attribute {name!r}")
+    return getattr(
+        importlib.import_module(module), name.replace("Skiplist", "SkipList")
+    )

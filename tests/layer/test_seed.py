@@ -232,3 +232,16 @@ def test_asyncio_tasks_have_their_own_transaction(store: acid.Store) -> None:
     if store.engine.snapshots:
         assert seen["value"] is None  # uncommitted write not visible
     assert coll.get(1) == "w"
+
+
+def test_seed_names_resolve() -> None:
+    import acid.core
+    import acid.engines
+
+    assert acid.core.KIND_TABLE == acid.KIND_TABLE
+    assert acid.core.TxnContext is acid.TxnContext
+    assert acid.engines.SkiplistEngine is acid.engines.SkipListEngine
+    assert acid.engines.TraceEngine.__name__ == "TraceEngine"
+    assert isinstance(acid.open("skiplist:/").engine, acid.engines.SkiplistEngine)
+    with pytest.raises(AttributeError):
+        acid.engines.NoSuchEngine  # noqa: B018
