@@ -23,6 +23,7 @@ Run: python bench/layer_bench.py [--n 100000] [--repeat 3] [--durability both]
 from __future__ import annotations
 
 import argparse
+import gc
 import random
 import shutil
 import sqlite3
@@ -266,9 +267,17 @@ class Sqlite:
 
 
 def timed(fn: Callable[[], Any]) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
+    # The cyclic GC off while timing, as timeit does: otherwise whichever
+    # contender happens to trigger a full collection over the 100k records
+    # held by the harness pays for it, and ratios swing by 1.5x run to run.
+    gc.collect()
+    gc.disable()
+    try:
+        t = time.perf_counter()
+        fn()
+        return time.perf_counter() - t
+    finally:
+        gc.enable()
 
 
 def run(n: int, repeat: int, durable: bool, engines: list[str]) -> None:
