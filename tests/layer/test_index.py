@@ -234,3 +234,23 @@ def test_prefixes_isolate_stores(open_store: object) -> None:
         acid.abort()
     assert list(cb.values()) == ["b1", "b2"]
     assert a.check().ok and b.check().ok
+
+
+def test_write_while_iterating_in_one_transaction(store: acid.Store) -> None:
+    coll = store.add_collection("c")
+    idx = coll.add_index("odd", lambda r: r % 2)
+    with store.begin(write=True):
+        for i in range(30):
+            coll.put(i, key=i)
+    with store.begin(write=True):
+        seen = []
+        for key, rec in coll.items():
+            seen.append(key[0])
+            coll.delete(key)  # the current record
+            coll.delete(key[0] + 1)  # the next one: must not be yielded
+            if key[0] == 10:
+                coll.put(100, key=100)  # ahead of the iterator: must be seen
+        assert seen == [*range(0, 30, 2), 100]
+        assert list(coll.keys()) == []
+        assert idx.count() == 0
+    assert store.check().ok
