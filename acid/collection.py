@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 __all__ = ["CheckReport", "Collection", "add_index", "check"]
 
 _NONE: tuple[bytes, ...] = ()
+# Module globals for the put path: one dict lookup instead of two.
+_SCALARS = _query.SCALARS
+_pack = keylib.pack
 
 
 def _as_encoder(store: Store, value: encoders.Encoder | str) -> encoders.Encoder:
@@ -240,9 +243,10 @@ class Collection:
             else:
                 key = self.key_func(rec)
         if type(key) is not tuple:
-            key = (key,) if type(key) in _query.SCALARS else _query.as_tuple(key)
-        rkey = keylib.pack(key)
-        value = self._encode(rec)
+            key = (key,) if type(key) in _SCALARS else _query.as_tuple(key)
+        rkey = _pack(key)
+        # _encode inlined for the plain compressor: the insert hot path.
+        value = self._encode(rec) if self._cid else b"\x00" + self._pack(rec)
         full = self._kprefix + rkey
         indexes = self._indexes
         if not indexes:

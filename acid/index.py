@@ -33,6 +33,10 @@ __all__ = ["Index", "index_tuples"]
 #: What Index.entries() returns: packed index tuples, without duplicates.
 Entries = tuple[bytes, ...] | set[bytes]
 
+# Module globals for the put path: one dict lookup instead of two.
+_SCALARS = _query.SCALARS
+_pack = keylib.pack
+
 #: The byte between the index tuple and the record key inside an entry.
 SEP: bytes = keylib.packs([(), ()])
 
@@ -99,10 +103,10 @@ class Index:
         if result is None:
             return ()
         kind = type(result)
-        if kind in _query.SCALARS:
-            return (keylib.pack((result,), self._prefix),)
+        if kind in _SCALARS:
+            return (_pack((result,), self._prefix),)
         if kind is tuple:
-            return (keylib.pack(result, self._prefix),)
+            return (_pack(result, self._prefix),)
         if kind is list:
             prefix, as_tuple = self._prefix, _query.as_tuple
             return {keylib.pack(as_tuple(x), prefix) for x in result}
