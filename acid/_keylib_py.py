@@ -20,6 +20,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID
 
+from acid._keylib_groups import ONE_CHUNK, groups, ungroup
 from acid.errors import KeyEncodingError
 
 __all__ = ["Desc", "pack", "packs", "prefix_bound", "unpack", "unpacks"]
@@ -60,57 +61,6 @@ _MIN_US = (datetime.min - _EPOCH) // timedelta(microseconds=1)
 _MAX_US = (datetime.max - _EPOCH) // timedelta(microseconds=1)
 _DAY_US = 86400 * 1000000
 _BIAS = 1 << 63
-
-# 7-bit groups. Bytes are cut into 7-byte chunks (56 bits); each chunk moves
-# to its own 64-bit word, where three steps spread it into eight 7-bit groups,
-# one per byte (28 -> 32, 14 -> 16, 7 -> 8 bits). Every step moves the bits
-# under a mask up by ``shift`` bits: ``x += (x & mask) * ((1 << shift) - 1)``.
-# Decoding runs the steps backwards. A plan holds the steps for a number of
-# chunks, with the masks repeated over every word.
-_WORD_MASKS = (
-    (0x00FFFFFFF0000000, 4),
-    (0x0FFFC0000FFFC000, 2),
-    (0x3F803F803F803F80, 1),
-)
-_CHUNK = (1 << 56) - 1
-_PLANNED = 64  # plans for up to this many chunks are kept; longer ones differ
-
-
-class _Plan:
-    __slots__ = ("encode", "decode", "high")
-
-    def __init__(self, chunks: int) -> None:
-        steps = []
-        # Chunk k (0 = least significant) starts at bit 56k and must end at
-        # 64k; moving by 8 * 2**j the chunks whose index has bit j set, for
-        # j from high to low, gets there without any chunk overlapping another.
-        for j in reversed(range(max(chunks - 1, 0).bit_length())):
-            mask = 0
-            for k in range(chunks):
-                if k >> j & 1:
-                    mask |= _CHUNK << (56 * k + 8 * (k >> (j + 1) << (j + 1)))
-            steps.append((mask, 8 << j))
-        for mask, shift in _WORD_MASKS:
-            steps.append((int.from_bytes(mask.to_bytes(8) * chunks), shift))
-        self.encode = tuple((m, (1 << sh) - 1) for m, sh in steps)
-        self.decode = tuple((m << sh, sh, (1 << sh) - 1) for m, sh in reversed(steps))
-        self.high = int.from_bytes(b"\x80" * (8 * chunks))
-
-
-_PLANS = [_Plan(c) for c in range(_PLANNED + 1)]
-# One chunk (up to 7 bytes, 8 groups), by group count g: the top bits of g
-# group bytes, the shift that left-aligns them, the padding mask and width,
-# and the byte count.
-_ONE_CHUNK = [
-    (
-        int.from_bytes(b"\x80" * g),
-        64 - 8 * g,
-        (1 << (56 - 8 * (7 * g >> 3))) - 1,
-        56 - 8 * (7 * g >> 3),
-        7 * g >> 3,
-    )
-    for g in range(9)
-]
 
 
 class Desc:
@@ -221,7 +171,7 @@ def _pack_items(out: bytearray, tup: tuple, depth: int, in_desc: bool) -> None:
             _pack_int(out, v)
         elif t is str:
             out.append(STR)
-            out += _groups(v.encode("utf-8", "surrogatepass"))
+            out += groups(v.encode("utf-8", "surrogatepass"))
             out.append(END)
         else:
             _pack_other(out, v, depth, in_desc)
@@ -242,11 +192,11 @@ def _pack_other(out: bytearray, v: Any, depth: int, in_desc: bool) -> None:
         _pack_float(out, float(v))
     elif isinstance(v, str):
         out.append(STR)
-        out += _groups(str.encode(v, "utf-8", "surrogatepass"))
+        out += groups(str.encode(v, "utf-8", "surrogatepass"))
         out.append(END)
     elif isinstance(v, bytes):
         out.append(BYTES)
-        out += _groups(v)
+        out += groups(v)
         out.append(END)
     elif isinstance(v, tuple):
         if depth >= MAX_DEPTH:
@@ -340,44 +290,6 @@ def _pack_datetime(out: bytearray, v: datetime) -> None:
         _pack_int(out, off_us)
 
 
-def _groups(b: bytes) -> bytes:
-    """Return ``b`` as 7-bit groups, each in a byte with its top bit set."""
-    n = len(b)
-    if not n:
-        return b""
-    chunks = (n + 6) // 7
-    g = (8 * n + 6) // 7
-    if chunks > _PLANNED:
-        return _groups_long(b, chunks)[:g]
-    if chunks == 1:  # the common short case, unrolled
-        x = int.from_bytes(b) << (56 - 8 * n)
-        x += (x & 0x00FFFFFFF0000000) * 15
-        x += (x & 0x0FFFC0000FFFC000) * 3
-        x += x & 0x3F803F803F803F80
-        return ((x | 0x8080808080808080) >> (64 - 8 * g)).to_bytes(g)
-    plan = _PLANS[chunks]
-    x = int.from_bytes(b) << (8 * (7 * chunks - n))
-    for mask, mul in plan.encode:
-        x += (x & mask) * mul
-    return ((x | plan.high) >> (8 * (8 * chunks - g))).to_bytes(g)
-
-
-def _groups_long(b: bytes, chunks: int) -> bytes:
-    # Too many chunks for a cached plan: place the chunks in their words with
-    # strided slices, then run the word steps over all words at once.
-    padded = b + bytes(7 * chunks - len(b))
-    wide = bytearray(8 * chunks)
-    for j in range(7):  # chunk k's 7 bytes go to bytes 8k+1..8k+7
-        wide[j + 1 :: 8] = padded[j::7]
-    x = int.from_bytes(wide)
-    for mask, mul in _PLANS[1].encode:
-        x += (x & int.from_bytes(mask.to_bytes(8) * chunks)) * mul
-    return (x | int.from_bytes(b"\x80" * (8 * chunks))).to_bytes(8 * chunks)
-
-
-# -------------------------------------------------------------- unpacking
-
-
 def unpack(raw: bytes, prefix: bytes = b"") -> tuple:
     """Decode a key made by :func:`pack`, after checking and skipping ``prefix``.
 
@@ -464,8 +376,8 @@ def _unpack_items(
         elif t == STR:
             end = s.find(0, pos)
             g = end - pos
-            if 1 < g <= 8:  # up to 7 bytes: _ungroup's short case, inlined
-                high, shift, pad_mask, pad, size = _ONE_CHUNK[g]
+            if 1 < g <= 8:  # up to 7 bytes: ungroup's short case, inlined
+                high, shift, pad_mask, pad, size = ONE_CHUNK[g]
                 x = int.from_bytes(s[pos:end])
                 if x & high != high:
                     raise KeyEncodingError("bad 7-bit group")
@@ -511,7 +423,7 @@ def _unpack_other(
         end = s.find(0, pos)
         if end < 0:
             raise KeyEncodingError("unterminated bytes")
-        return _ungroup(s, pos, end), end + 1
+        return ungroup(s, pos, end), end + 1
     if t == TUPLE:
         if depth >= MAX_DEPTH:
             raise KeyEncodingError(f"key nests deeper than {MAX_DEPTH} levels")
@@ -552,7 +464,7 @@ def _unpack_str(s: bytes, pos: int) -> tuple[str, int]:
     if end < 0:
         raise KeyEncodingError("unterminated string")
     try:
-        return _ungroup(s, pos, end).decode("utf-8", "surrogatepass"), end + 1
+        return ungroup(s, pos, end).decode("utf-8", "surrogatepass"), end + 1
     except UnicodeDecodeError:
         raise KeyEncodingError("string is not valid UTF-8") from None
 
@@ -643,64 +555,6 @@ def _unpack_datetime(s: bytes, pos: int, t: int) -> tuple[datetime, int]:
         raise KeyEncodingError("datetime or UTC offset out of range")
     tz = timezone(timedelta(microseconds=off_us))
     return (_EPOCH + timedelta(microseconds=local)).replace(tzinfo=tz), end
-
-
-def _ungroup(s: bytes, pos: int, end: int) -> bytes:
-    """Decode the 7-bit groups ``s[pos:end]`` back into bytes."""
-    g = end - pos
-    if g <= 8:
-        if g <= 1:
-            if g:
-                raise KeyEncodingError("impossible 7-bit group count")
-            return b""
-        # The common short case, unrolled.
-        high, shift, pad_mask, pad, n = _ONE_CHUNK[g]
-        x = int.from_bytes(s[pos:end])
-        if x & high != high:
-            raise KeyEncodingError("bad 7-bit group")
-        x = (x ^ high) << shift
-        x -= (x & 0x7F007F007F007F00) >> 1
-        x -= ((x & 0x3FFF00003FFF0000) >> 2) * 3
-        x -= ((x & 0x0FFFFFFF00000000) >> 4) * 15
-        if x & pad_mask:
-            raise KeyEncodingError("non-zero padding bits in 7-bit groups")
-        return (x >> pad).to_bytes(n)
-    if g & 7 == 1:
-        raise KeyEncodingError("impossible 7-bit group count")
-    n = (7 * g) >> 3
-    chunks = (g + 7) >> 3
-    if chunks > _PLANNED:
-        return _ungroup_long(s[pos:end], chunks, n)
-    plan = _PLANS[chunks]
-    high = plan.high >> (8 * (8 * chunks - g))
-    x = int.from_bytes(s[pos:end])
-    if x & high != high:
-        raise KeyEncodingError("bad 7-bit group")
-    x = (x ^ high) << (8 * (8 * chunks - g))
-    for mask, shift, mul in plan.decode:
-        x -= ((x & mask) >> shift) * mul
-    pad = 8 * (7 * chunks - n)
-    if x & ((1 << pad) - 1):
-        raise KeyEncodingError("non-zero padding bits in 7-bit groups")
-    return (x >> pad).to_bytes(n)
-
-
-def _ungroup_long(seg: bytes, chunks: int, n: int) -> bytes:
-    x = int.from_bytes(seg + b"\x80" * (8 * chunks - len(seg)))
-    high = int.from_bytes(b"\x80" * (8 * chunks))
-    if x & high != high:
-        raise KeyEncodingError("bad 7-bit group")
-    x ^= high
-    for mask, shift, mul in _PLANS[1].decode:
-        x -= ((x & int.from_bytes(mask.to_bytes(8) * chunks)) >> shift) * mul
-    wide = x.to_bytes(8 * chunks)
-    out = bytearray(7 * chunks)
-    for j in range(7):
-        out[j::7] = wide[j + 1 :: 8]
-    if out.count(0, n) != 7 * chunks - n:
-        raise KeyEncodingError("non-zero padding bits in 7-bit groups")
-    del out[n:]
-    return bytes(out)
 
 
 def prefix_bound(raw: bytes) -> bytes | None:
