@@ -35,11 +35,12 @@ Scan = Callable[[bytes, bool, bool], Iterator[tuple[bytes, bytes]]]
 class Overlay:
     """Buffered puts and deletes of one write transaction."""
 
-    __slots__ = ("keys", "puts")
+    __slots__ = ("_keys", "_pending", "puts")
 
     def __init__(self) -> None:
         self.puts: dict[bytes, bytes] = {}
-        self.keys = SortedKeys()
+        self._keys: SortedKeys | None = None
+        self._pending: list[bytes] = []  # new keys not yet in _keys
 
     def __len__(self) -> int:
         return len(self.puts)
@@ -47,8 +48,23 @@ class Overlay:
     def put(self, key: bytes, value: bytes) -> None:
         puts = self.puts
         if key not in puts:
-            self.keys.add(key)
+            self._pending.append(key)
         puts[key] = value
+
+    @property
+    def keys(self) -> SortedKeys:
+        """The written keys in order, sorted only when a scan needs them.
+
+        A transaction that only writes (a bulk load) never pays for order.
+        """
+        pending = self._pending
+        if self._keys is None or len(pending) * 8 > len(self._keys):
+            self._keys = SortedKeys.from_sorted(sorted(self.puts))
+        else:
+            for key in pending:
+                self._keys.add(key)
+        pending.clear()
+        return self._keys
 
     def scan(
         self, key: bytes, reverse: bool, inclusive: bool

@@ -77,7 +77,7 @@ class _Version:
                     data.pop(k, None)
                 else:
                     data[k] = v
-            merged = dict.fromkeys(sorted(chain(self.keys, overlay.keys)))
+            merged = dict.fromkeys(sorted(chain(self.keys, overlay.puts)))
             ordered = list(filter(data.__contains__, merged))
             keys = SortedKeys.from_sorted(ordered)
         else:
