@@ -423,10 +423,18 @@ class Collection:
         prefix: Any = None,
         reverse: Any = None,
         include: bool = False,
+        raw: bool = False,
         default: Any = None,
     ) -> Any:
-        """The first key in the range, or ``default``."""
-        return next(self.keys(key, lo, hi, prefix, reverse, 1, include), default)
+        """The first key in the range, or ``default``.
+
+        With ``raw=True`` the key comes as a :class:`acid.Key` over its
+        stored bytes, decoded only when an element is read.
+        """
+        found = next(self.keys(key, lo, hi, prefix, reverse, 1, include), default)
+        if raw and found is not default:
+            return keylib.Key(*found)
+        return found
 
 
 def add_index(coll: Collection, name: str, func: Callable[[Any], Any]) -> Index:

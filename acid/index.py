@@ -216,13 +216,17 @@ class Index:
         self,
         args: Any = None,
         lo: Any = None,
+        prefix: Any = None,  # before hi: the seed API's order for tups()
         hi: Any = None,
-        prefix: Any = None,
         reverse: Any = None,
         max: int | None = None,  # noqa: A002
         include: bool = False,
     ) -> Iterator[tuple]:
-        """Yield the index tuples (the index function's values) in order."""
+        """Yield the index tuples (the index function's values) in order.
+
+        Note the argument order, kept from the earlier API: ``prefix``
+        comes before ``hi`` here (pass them by name to be safe).
+        """
         split = self._split
         return self._iter(
             lambda txn, k, v: split(k)[0], args, lo, hi, prefix, reverse, max, include

@@ -245,3 +245,58 @@ def test_seed_names_resolve() -> None:
     assert isinstance(acid.open("skiplist:/").engine, acid.engines.SkiplistEngine)
     with pytest.raises(AttributeError):
         acid.engines.NoSuchEngine  # noqa: B018
+
+
+SEED_SIGNATURES = {
+    # The seed API's argument names, in order (shared/seeds/acid-api.txt).
+    "open": "url trace_path txn_context",
+    "Store.__init__": "engine txn_context prefix",
+    "Store.count": "name n init",
+    "Store.get_meta": "kind name",
+    "Store.set_meta": "kind name dct",
+    "Store.in_txn": "func write",
+    "Store.rename_collection": "old new",
+    "Collection.__init__": "store info key_func encoder compressor counter_name",
+    "Collection.put": "rec key",
+    "Collection.get": "key default raw",
+    "Collection.delete": "key",
+    "Collection.items": "key lo hi prefix reverse max include raw",
+    "Collection.keys": "key lo hi prefix reverse max include",
+    "Collection.values": "key lo hi prefix reverse max include raw",
+    "Collection.find": "key lo hi prefix reverse include raw default",
+    "Collection.findkey": "key lo hi prefix reverse include raw default",
+    "add_index": "coll name func",
+    "Index.__init__": "coll info func",
+    "Index.count": "args lo hi prefix max include",
+    "Index.find": "args lo hi prefix reverse include raw default",
+    "Index.get": "x default raw",
+    "Index.has": "x",
+    "Index.items": "args lo hi prefix reverse max include raw",
+    "Index.keys": "args lo hi prefix reverse max include",
+    "Index.pairs": "args lo hi prefix reverse max include",
+    "Index.tups": "args lo prefix hi reverse max include",
+    "Index.values": "args lo hi prefix reverse max include raw",
+}
+
+
+@pytest.mark.parametrize("name", sorted(SEED_SIGNATURES))
+def test_seed_signatures(name: str) -> None:
+    import inspect
+
+    obj: object = acid
+    for part in name.split("."):
+        obj = getattr(obj, part)
+    params = [
+        p.name
+        for p in inspect.signature(obj).parameters.values()  # type: ignore[arg-type]
+        if p.name != "self" and p.kind is not p.KEYWORD_ONLY
+    ]
+    assert params == SEED_SIGNATURES[name].split()
+
+
+def test_findkey_raw_gives_a_key(store: acid.Store) -> None:
+    coll = store.add_collection("c")
+    coll.put("x", key=("a", 1))
+    found = coll.findkey(raw=True)
+    assert isinstance(found, acid.Key) and found == ("a", 1)
+    assert coll.findkey(lo="b", raw=True, default=None) is None

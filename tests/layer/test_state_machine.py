@@ -45,7 +45,7 @@ def sort_key(t: tuple) -> bytes:
     return acid.keylib.pack(t)
 
 
-def run_machine(open_store: Any, examples: int = 15) -> None:
+def run_machine(open_store: Any, examples: int = 30) -> None:
     class Machine(RuleBasedStateMachine):
         def __init__(self) -> None:
             super().__init__()
