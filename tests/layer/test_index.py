@@ -245,6 +245,7 @@ def test_write_while_iterating_in_one_transaction(store: acid.Store) -> None:
     with store.begin(write=True):
         seen = []
         for key, rec in coll.items():
+            assert rec == key[0] or rec == 100
             seen.append(key[0])
             coll.delete(key)  # the current record
             coll.delete(key[0] + 1)  # the next one: must not be yielded
