@@ -325,6 +325,13 @@ class EngineConformance:
             thread.join(timeout=5)
             assert result == [b"v"]
 
+    def test_bad_writer_timeout_is_rejected(self, engine: Engine) -> None:
+        for bad in (-1, float("nan")):
+            with pytest.raises(TxnError, match="timeout"):
+                engine.begin(write=True, timeout=bad)
+        with engine.begin(write=True, timeout=0) as txn:  # free lock: no wait
+            txn.put(b"k", b"v")
+
     def test_second_writer_times_out(self, engine: Engine) -> None:
         errors: list[BaseException] = []
 

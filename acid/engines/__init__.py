@@ -219,9 +219,11 @@ def acquire_writer(
     lock: threading.Lock, timeout: float | None, default: float, what: str
 ) -> None:
     """Take an engine's writer lock or raise ``TxnTimeout`` saying why."""
-    wait = default if timeout is None else timeout
-    if wait < 0:
+    if timeout is not None and not timeout >= 0:  # also rejects nan
         raise TxnError(f"timeout must be >= 0 seconds, got {timeout!r}")
+    if lock.acquire(False):  # uncontended: the common case, and the cheapest
+        return
+    wait = default if timeout is None else timeout
     if not lock.acquire(timeout=wait):
         raise TxnTimeout(
             f"{what}: another write transaction held the writer lock for "
