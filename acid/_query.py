@@ -74,6 +74,8 @@ def bounds(
 def check_max(max: int | None) -> None:  # noqa: A002 - the seed's name
     if max is not None and type(max) is not int:
         raise TypeError(f"max must be an int or None, not {type(max).__name__}")
+    if max is not None and max < 0:
+        raise ValueError(f"max must be >= 0 (0 yields nothing), got {max}")
 
 
 def scan(

@@ -211,6 +211,11 @@ class Store:
         txn_context: _TxnContextLike | None = None,
         prefix: bytes | str = b"",
     ) -> None:
+        if not callable(getattr(engine, "begin", None)):
+            raise TypeError(
+                f"engine must be an acid.engines.Engine, not {type(engine).__name__}; "
+                "to open one by URL use acid.open(url)"
+            )
         if isinstance(prefix, str):
             prefix = prefix.encode()
         if not isinstance(prefix, bytes | bytearray | memoryview):

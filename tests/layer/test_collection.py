@@ -145,6 +145,10 @@ def test_bad_arguments(store: acid.Store) -> None:
         coll.put({1, 2}, key=1)  # JSON cannot encode a set
     with pytest.raises(TypeError):
         list(coll.keys(max="3"))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max"):
+        coll.keys(max=-1)
+    with pytest.raises(TypeError, match="acid.open"):
+        acid.Store("lmdb:/tmp/x")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         store.add_collection("")
     with pytest.raises(TypeError):
