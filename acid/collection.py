@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from acid import _query, encoders, keylib
-from acid.errors import ConfigError, NameInUse, NotFound, TxnError
+from acid.errors import ConfigError, ConstraintError, NameInUse, NotFound, TxnError
 from acid.index import SEP, Index
 from acid.store import KIND_INDEX, KIND_TABLE
 
@@ -125,6 +125,9 @@ class Collection:
         self._unpack = enc.unpack
         self._cid: int = comp.id
         self._cbyte = bytes([self._cid])
+        # Indexes stored for this collection that this object has not declared:
+        # writing through it would let them drift, so writes refuse (see put).
+        self._undeclared: set[str] = {n[1] for n, _ in store._index_metas(name)}
         store._register_live(self)
 
     def _create(self, enc: Any, comp: Any, counter: str | None) -> dict[str, Any]:
@@ -202,7 +205,20 @@ class Collection:
         idx = Index(self, info, func)
         self.indices[name] = idx
         self._indexes = tuple(self.indices.values())
+        self._undeclared.discard(name)
+        for other in self.store._live_collections(self.name):
+            if name not in other.indices:  # they must declare it before writing
+                other._undeclared.add(name)
         return idx
+
+    def _refuse_write(self) -> None:
+        names = ", ".join(sorted(self._undeclared))
+        raise ConstraintError(
+            f"collection {self.name!r} has stored indexes this Collection object "
+            f"has not declared ({names}); writing through it would leave them "
+            "stale. Call add_index() for each (index functions are not stored) "
+            "before writing."
+        )
 
     def _create_index(self, name: str, func: Callable[[Any], Any]) -> dict[str, Any]:
         store = self.store
@@ -230,6 +246,8 @@ class Collection:
         ``key`` overrides the key function (a scalar becomes a 1-tuple).
         Index entries change in the same transaction as the record.
         """
+        if self._undeclared:
+            self._refuse_write()
         txn = self._ctx.get()
         if txn is None:
             return self.store.in_txn(lambda: self.put(rec, key), write=True)
@@ -279,6 +297,8 @@ class Collection:
 
         Returns whether there was one.
         """
+        if self._undeclared:
+            self._refuse_write()
         txn = self._ctx.get()
         if txn is None:
             return self.store.in_txn(lambda: self.delete(key), write=True)

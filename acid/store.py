@@ -398,6 +398,10 @@ class Store:
         with self._lock:
             self._live.setdefault(coll.name, weakref.WeakSet()).add(coll)
 
+    def _live_collections(self, name: str) -> list[Collection]:
+        with self._lock:
+            return list(self._live.get(name, ()))
+
     def rename_collection(self, old: str, new: str) -> None:
         """Rename collection ``old`` to ``new``; live Collection objects follow.
 

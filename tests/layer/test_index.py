@@ -255,3 +255,23 @@ def test_write_while_iterating_in_one_transaction(store: acid.Store) -> None:
         assert list(coll.keys()) == []
         assert idx.count() == 0
     assert store.check().ok
+
+
+def test_writes_refused_until_stored_indexes_are_declared(store: acid.Store) -> None:
+    first = store.add_collection("c")
+    first.add_index("v", lambda r: r["v"])
+    first.put({"v": 1}, key=1)
+    second = store.add_collection("c")  # forgot to declare "v"
+    assert second.get(1) == {"v": 1}  # reading is fine
+    with pytest.raises(acid.errors.ConstraintError, match="'v'|v\\)"):
+        second.put({"v": 2}, key=2)
+    with pytest.raises(acid.errors.ConstraintError):
+        second.delete(1)
+    second.add_index("v", lambda r: r["v"])
+    second.put({"v": 2}, key=2)
+    # A new index declared through one object binds the others at once.
+    first.add_index("w", lambda r: -r["v"])
+    with pytest.raises(acid.errors.ConstraintError, match="w"):
+        second.put({"v": 3}, key=3)
+    assert list(first.indices["w"].tups()) == [(-2,), (-1,)]
+    assert store.check().ok
