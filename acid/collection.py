@@ -230,7 +230,9 @@ class Collection:
         idx = Index(self, info, func)
         txn = self._ctx.get()
         start, stop = _query.bounds(self._kprefix)
-        for k, v in list(txn.iter(start)):  # type: ignore[union-attr]
+        # The iterator stays valid while the entries are written (the engine
+        # contract), so the records are streamed, not loaded into a list.
+        for k, v in txn.iter(start):  # type: ignore[union-attr]
             if k >= stop:
                 break
             idx.update(
@@ -491,11 +493,9 @@ def check(store: Store) -> CheckReport:
 def _check(store: Store) -> CheckReport:
     report = CheckReport()
     live: dict[int, Index] = {}
-    colls: dict[int, Collection] = {}
     with store._lock:
         for group in store._live.values():
             for coll in group:
-                colls[coll.id] = coll
                 for idx in coll.indices.values():
                     live[idx.id] = idx
     for (cname, iname), info in store.iter_meta(KIND_INDEX):

@@ -101,10 +101,13 @@ def test_int_and_float_entries_are_distinct(store: acid.Store) -> None:
 
 def test_new_index_on_existing_records_is_filled(store: acid.Store) -> None:
     coll = store.add_collection("c")
-    for i in range(20):
-        coll.put({"v": i % 3}, key=i)
+    neighbour = store.add_collection("d")
+    with store.begin(write=True):
+        for i in range(300):
+            coll.put({"v": i % 3}, key=i)
+            neighbour.put({"v": 0}, key=i)
     idx = coll.add_index("v", lambda r: r["v"])
-    assert idx.count(0) == 7
+    assert idx.count(0) == 100 and idx.count() == 300
     assert store.check().ok
 
 
