@@ -284,15 +284,6 @@ class Store:
             )
         return func()
 
-    def _write_txn(self) -> Txn | None:
-        """The active transaction checked for writing, or None (autocommit)."""
-        txn = self._ctx.get()
-        if txn is not None and not txn.write:
-            raise TxnError(
-                "cannot write inside a read transaction; use store.begin(write=True)"
-            )
-        return txn
-
     # -- counters ---------------------------------------------------------
 
     def count(self, name: str, n: int | None = 1, init: int = 1) -> int:
