@@ -169,17 +169,20 @@ def test_reopen_with_other_encoder_fails(open_store: object) -> None:
 
 
 def test_unregistered_encoder(store: acid.Store) -> None:
-    enc = acid.encoders.Encoder(
-        "mine", repr_bytes := (lambda o: repr(o).encode()), bytes
-    )
-    store.add_encoder(enc)
-    store.add_collection("c", encoder="mine").put(1, key=1)
-    assert repr_bytes(1) == b"1"
+    def make() -> acid.encoders.Encoder:
+        return acid.encoders.Encoder(
+            "mine", lambda o: repr(o).encode(), lambda b: int(bytes(b))
+        )
+
+    store.add_encoder(make())
+    store.add_collection("c", encoder="mine").put(41, key=1)
     fresh = acid.Store(store.engine, prefix=store.prefix)
     with pytest.raises(ConfigError, match="add_encoder"):
         fresh.add_collection("c")
     with pytest.raises(acid.errors.NotFound):
         fresh.add_collection("d", encoder="nope")
+    fresh.add_encoder(make())  # registered: the stored name resolves again
+    assert fresh.add_collection("c").get(1) == 41
     with pytest.raises(NameInUse):
         store.add_encoder(acid.encoders.Encoder("mine", bytes, bytes))
 
