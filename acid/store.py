@@ -299,14 +299,15 @@ class Store:
             raise ValueError(
                 f"counter names starting with '\\x00' are reserved: {name!r}"
             )
-        return self._count(name, n, init)
-
-    def _count(self, name: str, n: int | None, init: int) -> int:
         for arg, label in ((n, "n"), (init, "init")):
-            if arg is not None and (type(arg) is not int):
+            if type(arg) is not int and not (arg is None and label == "n"):
                 raise TypeError(
                     f"counter {label} must be int, not {type(arg).__name__}"
                 )
+        return self._count(name, n, init)
+
+    def _count(self, name: str, n: int | None, init: int) -> int:
+        """``count`` without argument checks, for acid's own callers."""
         key = keylib.pack((name,), self._counter_prefix)
 
         def run() -> int:

@@ -300,3 +300,11 @@ def test_findkey_raw_gives_a_key(store: acid.Store) -> None:
     found = coll.findkey(raw=True)
     assert isinstance(found, acid.Key) and found == ("a", 1)
     assert coll.findkey(lo="b", raw=True, default=None) is None
+
+
+def test_count_rejects_bad_init(store: acid.Store) -> None:
+    with pytest.raises(TypeError, match="init"):
+        store.count("x", init="a")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="init"):
+        store.count("x", init=None)  # type: ignore[arg-type]
+    assert store.count("x", n=None, init=5) == 5
