@@ -17,12 +17,15 @@ __all__ = [
     "AbortError",
     "ConfigError",
     "ConstraintError",
+    "CorruptionError",
     "EngineError",
     "Error",
     "KeyEncodingError",
     "MapFullError",
     "NameInUse",
     "NotFound",
+    "SchemaError",
+    "TraceFormatError",
     "TxnError",
     "TxnTimeout",
 ]
@@ -34,12 +37,20 @@ class Error(Exception):
     retryable: bool = False
 
 
-class ConfigError(Error):
-    """Bad engine URL, unknown parameter, missing package, mismatched encoder."""
+class ConfigError(Error, ValueError):
+    """Bad engine URL, unknown parameter, missing package, mismatched encoder.
+
+    Also a ``ValueError``: it is always about a value the caller gave.
+    """
 
 
 class EngineError(Error):
     """The storage engine failed; the message says what to do about it."""
+
+
+class CorruptionError(EngineError):
+    """Stored bytes that acid did not write or cannot read (an empty or
+    truncated value, an unknown compressor byte, a malformed file)."""
 
 
 class MapFullError(EngineError):
@@ -73,6 +84,18 @@ class KeyEncodingError(Error, ValueError):
 
 class ConstraintError(Error):
     """A record violates a rule declared on its collection or index."""
+
+
+class SchemaError(ConstraintError):
+    """A live Collection or Index no longer matches the stored schema.
+
+    It was created in a transaction that rolled back, dropped, or changed by
+    another Store or process; open it again (``store.add_collection``).
+    """
+
+
+class TraceFormatError(Error, ValueError):
+    """A trace file line that the replay tool cannot use."""
 
 
 class AbortError(Error):
