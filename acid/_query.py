@@ -35,6 +35,19 @@ def as_tuple(value: Any) -> tuple[Any, ...]:
     return tuple(value)
 
 
+def prefix_range(prefix: tuple[Any, ...], base: bytes = b"") -> tuple[bytes, bytes]:
+    """``(start, stop)`` of the keys under ``base`` whose tuple starts with
+    ``prefix`` element by element (``(1,)`` does not cover ``(1.5,)``)."""
+    native = getattr(keylib, "prefix_range", None)
+    if native is not None:
+        return native(prefix, base)  # type: ignore[no-any-return,unused-ignore]
+    start = keylib.pack(prefix, base)
+    stop = keylib.prefix_bound(start)
+    if stop is None:  # only if base is all 0xff, which no store prefix yields
+        raise ValueError("key space prefix has no upper bound")
+    return start, stop
+
+
 def bounds(
     base: bytes,
     *,
@@ -50,23 +63,21 @@ def bounds(
     is inclusive; ``hi`` exclusive, or with ``include=True`` inclusive of every
     key that starts with ``hi``. ``None`` means "not given" (``0`` is a value).
     """
-    stop = keylib.prefix_bound(base)
-    if stop is None:  # only if base is all 0xff, which no store prefix yields
-        raise ValueError("key space prefix has no upper bound")
-    start = base
+    start, stop = prefix_range((), base)
     if key is not None:
         exact = keylib.pack(as_tuple(key), base)
         return exact, exact + b"\x00"
     if prefix is not None:
-        p = keylib.pack(as_tuple(prefix), base)
-        start = max(start, p)
-        stop = min(stop, keylib.prefix_bound(p) or stop)
+        p_start, p_stop = prefix_range(as_tuple(prefix), base)
+        start = max(start, p_start)
+        stop = min(stop, p_stop)
     if lo is not None:
         start = max(start, keylib.pack(as_tuple(lo), base))
     if hi is not None:
-        h = keylib.pack(as_tuple(hi), base)
         if include:
-            h = keylib.prefix_bound(h) or stop
+            h = prefix_range(as_tuple(hi), base)[1]
+        else:
+            h = keylib.pack(as_tuple(hi), base)
         stop = min(stop, h)
     return start, stop
 
@@ -104,7 +115,7 @@ def scan(
     check_max(max)
     if start >= stop or (max is not None and max <= 0):
         return iter(())
-    txn = store._ctx.get()
+    txn = store.context.get()
     own = txn is None
     if txn is None:
         txn = store.engine.begin()
@@ -169,7 +180,14 @@ def _values(
         for k, v in rows:
             if out(k):
                 return
-            yield plain(v[1:]) if v and v[0] == 0 else decode(v)
+            if v and v[0] == 0:
+                try:
+                    rec = plain(v[1:])
+                except Exception:  # noqa: BLE001 - decode() raises the right error
+                    rec = decode(v)
+                yield rec
+            else:
+                yield decode(v)
     finally:
         if own:
             txn.abort()
@@ -189,7 +207,14 @@ def _items(
         for k, v in rows:
             if out(k):
                 return
-            yield unpack(k, kp), (plain(v[1:]) if v and v[0] == 0 else decode(v))
+            if v and v[0] == 0:
+                try:
+                    rec = plain(v[1:])
+                except Exception:  # noqa: BLE001 - decode() raises the right error
+                    rec = decode(v)
+            else:
+                rec = decode(v)
+            yield unpack(k, kp), rec
     finally:
         if own:
             txn.abort()

@@ -18,15 +18,23 @@ byte naming the compressor, then the compressed encoder output.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from acid import _query, encoders, keylib
-from acid.errors import ConfigError, ConstraintError, NameInUse, NotFound, TxnError
-from acid.index import SEP, Index
-from acid.store import KIND_INDEX, KIND_TABLE
+from acid._layout import KIND_INDEX, KIND_TABLE, SEP, ValueCodec
+from acid.errors import (
+    ConfigError,
+    ConstraintError,
+    NameInUse,
+    NotFound,
+    SchemaError,
+    TxnError,
+)
+from acid.index import Entries, Index
+from acid.store import CheckReport
 
 if TYPE_CHECKING:
+    from acid.engines import Txn
     from acid.store import Store
 
 __all__ = ["CheckReport", "Collection", "add_index", "check"]
@@ -39,7 +47,7 @@ _pack = keylib.pack
 
 def _as_encoder(store: Store, value: encoders.Encoder | str) -> encoders.Encoder:
     if isinstance(value, str):
-        found = store._encoders.get(value)
+        found = store.registry.encoder(value)
         if found is None:
             raise NotFound(
                 f"no encoder named {value!r}; register it with store.add_encoder()"
@@ -54,7 +62,7 @@ def _as_compressor(
     store: Store, value: encoders.Compressor | str
 ) -> encoders.Compressor:
     if isinstance(value, str):
-        found = store._compressors.get(value) or store._load_compressor(value)
+        found = store.compressor(value)
         if found is None:
             raise NotFound(
                 f"no compressor named {value!r}; register it with store.add_encoder()"
@@ -66,6 +74,10 @@ def _as_compressor(
     return value
 
 
+def _key_kind(key_func: Any) -> str:
+    return "auto" if key_func is None else "func"
+
+
 class Collection:
     """Records of one kind in a :class:`~acid.Store`, with their indexes.
 
@@ -75,6 +87,11 @@ class Collection:
     ``encoder`` defaults to :data:`acid.encoders.JSON` (or to the encoder the
     collection was created with); ``compressor`` to the one it last used, else
     :data:`acid.encoders.PLAIN`.
+
+    What changes how records are written is stored with the collection and
+    checked when it is opened again: the encoder, the counter, and whether
+    keys come from a ``key_func`` or a counter. A mismatch raises
+    :class:`~acid.errors.ConfigError` naming both values.
     """
 
     def __init__(
@@ -91,61 +108,121 @@ class Collection:
             raise TypeError("a collection name must be a non-empty str")
         if key_func is not None and not callable(key_func):
             raise TypeError("key_func must be callable")
+        if counter_name is not None and (
+            not isinstance(counter_name, str) or not counter_name
+        ):
+            raise TypeError("counter_name must be a non-empty str")
         self.store = store
         self.name = name
         self.key_func = key_func
+        #: The declared indexes whose metadata is stored, by name.
         self.indices: dict[str, Index] = {}
         self._indexes: tuple[Index, ...] = ()
+        self._declared: dict[str, Index] = {}
+        self._detached: str | None = None
+        self._refusal: Callable[[], None] | None = None
         enc = None if encoder is None else _as_encoder(store, encoder)
         comp = None if compressor is None else _as_compressor(store, compressor)
-        meta = store.get_meta(KIND_TABLE, name)
+        meta = store.in_txn(lambda: self._open(enc, comp, counter_name), write=False)
         if meta is None:
             meta = store.in_txn(
                 lambda: self._create(enc, comp, counter_name), write=True
             )
-        stored = meta["encoder"]
+        self._check_config(meta, enc, counter_name)
         if enc is None:
-            enc = self._stored_encoder(stored)
-        elif enc.name != stored:
-            raise ConfigError(
-                f"collection {name!r} was created with encoder {stored!r}, "
-                f"not {enc.name!r}; open it with encoder={stored!r}"
-            )
+            enc = self._stored_encoder(meta["encoder"])
         if comp is None:
             comp = _as_compressor(store, meta["compressor"])
-        assert comp.id is not None  # registered compressors have their id
+        elif comp.name != meta["compressor"]:
+            self._note_compressor(comp.name)
         self.id: int = meta["id"]
-        self.encoder: encoders.Encoder = enc
-        self.compressor: encoders.Compressor = comp
-        self.counter_name: str = counter_name or meta["counter"]
-        self._kprefix = keylib.pack((self.id,), store.prefix)
-        self._ctx = store._ctx
+        self.counter_name: str = meta["counter"]
+        #: The stored-value codec: every read and write of a value uses it.
+        self.codec = ValueCodec(enc, comp, store.compressor_by_id)
+        #: The raw prefix of this collection's record keys.
+        self.key_prefix = store.space(self.id)
+        self._ctx_get = store.context.get
         self._engine_get = store.engine.get
         self._pack = enc.pack
         self._unpack = enc.unpack
-        self._cid: int = comp.id
-        self._cbyte = bytes([self._cid])
-        # Indexes stored for this collection that this object has not declared:
-        # writing through it would let them drift, so writes refuse (see put).
-        self._undeclared: set[str] = {n[1] for n, _ in store._index_metas(name)}
-        store._register_live(self)
+        self._cid = self.codec.cid
+        stored_indexes = {n[1] for n, _ in store.index_metas(name)}
+        self._undeclared: set[str] = stored_indexes
+        self._update_refusal()
+        store.attach(self)
+
+    @property
+    def encoder(self) -> encoders.Encoder:
+        """The encoder of this collection's records."""
+        return self.codec.encoder
+
+    @property
+    def compressor(self) -> encoders.Compressor:
+        """The compressor new values are written with."""
+        return self.codec.compressor
+
+    @property
+    def attached(self) -> bool:
+        """Whether this object still matches a stored collection."""
+        return self._detached is None
+
+    def _open(self, enc: Any, comp: Any, counter: str | None) -> dict | None:
+        return self.store.get_meta(KIND_TABLE, self.name)
 
     def _create(self, enc: Any, comp: Any, counter: str | None) -> dict[str, Any]:
         store = self.store
         meta = store.get_meta(KIND_TABLE, self.name)  # another writer may have won
         if meta is None:
+            store.schema_changed()
             meta = {
                 "name": self.name,
-                "id": store._new_id(),
+                "id": store.allocate_id(),
                 "encoder": (enc or encoders.JSON).name,
                 "compressor": (comp or encoders.PLAIN).name,
                 "counter": counter or f"key:{self.name}",
+                "keys": _key_kind(self.key_func),
             }
             store.set_meta(KIND_TABLE, self.name, meta)
         return meta
 
+    def _check_config(self, meta: dict[str, Any], enc: Any, counter: Any) -> None:
+        given = {
+            "encoder": None if enc is None else enc.name,
+            "counter": counter,
+            "keys": _key_kind(self.key_func),
+        }
+        args = {"encoder": "encoder", "counter": "counter_name", "keys": "key_func"}
+        for prop, value in given.items():
+            stored = meta.get(prop)
+            if value is None or stored is None or value == stored:
+                continue
+            if prop == "keys":
+                how = {"auto": "counter keys (no key_func)", "func": "a key_func"}
+                raise ConfigError(
+                    f"collection {self.name!r} was created with {how[stored]}, "
+                    f"but is opened with {how[value]}; open it the same way"
+                )
+            raise ConfigError(
+                f"collection {self.name!r} was created with {args[prop]}="
+                f"{stored!r}, not {value!r}; open it with {args[prop]}={stored!r}"
+            )
+
+    def _note_compressor(self, name: str) -> None:
+        # Remember the compressor last used, for the next open without one.
+        txn = self.store.context.get()
+        if txn is not None and not txn.write:
+            return  # a read transaction cannot; the next open will
+
+        def run() -> None:
+            meta = self.store.get_meta(KIND_TABLE, self.name)
+            if meta is not None and meta.get("compressor") != name:
+                meta["compressor"] = name
+                self.store.set_meta(KIND_TABLE, self.name, meta)
+
+        self.store.in_txn(run, write=True)
+
     def _stored_encoder(self, name: str) -> encoders.Encoder:
-        found = self.store._encoders.get(name)
+        found = self.store.registry.encoder(name)
         if found is None:
             raise ConfigError(
                 f"collection {self.name!r} uses encoder {name!r}, which is not "
@@ -154,34 +231,91 @@ class Collection:
         return found
 
     def __repr__(self) -> str:
-        return f"<acid.Collection {self.name!r} id={self.id}>"
+        state = "" if self._detached is None else " detached"
+        return f"<acid.Collection {self.name!r} id={self.id}{state}>"
+
+    # -- schema state -----------------------------------------------------
+
+    def sync(self, info: dict[str, Any] | None, indexes: dict[str, dict]) -> None:
+        """Match this object to the stored metadata (see Store.reconcile).
+
+        ``info`` is the collection's stored metadata found by id (``None``
+        when it is gone), ``indexes`` its stored indexes by name.
+        """
+        if info is None:
+            self._detached = (
+                "it was dropped, or created in a transaction that rolled back"
+            )
+            self.indices, self._indexes, self._undeclared = {}, (), set()
+            for idx in self._declared.values():
+                idx.detach("its collection is gone")
+            self._update_refusal()
+            return
+        self.name = info["name"]
+        self._detached = None
+        comp = self.codec.compressor
+        if (
+            not encoders.is_builtin(comp)
+            and self.store.registry.compressor_by_id(self._cid) is not comp
+        ):
+            self._detached = (
+                f"its compressor {comp.name!r} was registered in a transaction "
+                "that rolled back"
+            )
+        active: dict[str, Index] = {}
+        for iname, idx in list(self._declared.items()):
+            stored = indexes.get(iname)
+            if stored is not None and stored["id"] == idx.id:
+                active[iname] = idx
+                idx.detach(None)
+            else:
+                idx.detach("it was dropped, or added in a transaction that rolled back")
+                if stored is not None:  # replaced by another index of that name
+                    del self._declared[iname]
+        self.indices = active
+        self._indexes = tuple(active.values())
+        self._undeclared = set(indexes) - set(active)
+        self._update_refusal()
+
+    def _update_refusal(self) -> None:
+        if self._detached is not None:
+            self._refusal = self._refuse_detached
+        elif self._undeclared:
+            self._refusal = self._refuse_undeclared
+        else:
+            self._refusal = None
+
+    def _refuse_detached(self) -> None:
+        raise SchemaError(
+            f"collection {self.name!r} (id {self.id}) cannot be used: "
+            f"{self._detached}. Open it again with store.add_collection()."
+        )
+
+    def _refuse_undeclared(self) -> None:
+        names = ", ".join(sorted(self._undeclared))
+        raise ConstraintError(
+            f"collection {self.name!r} has stored indexes this Collection object "
+            f"has not declared ({names}); writing through it would leave them "
+            "stale. Call add_index() for each (index functions are not stored) "
+            "before writing."
+        )
+
+    def _writable(self, txn: Txn) -> None:
+        """Checks before a write in ``txn`` (slow path of put and delete)."""
+        if not txn.write:
+            raise TxnError(
+                "cannot write inside a read transaction; use begin(write=True)"
+            )
+        store = self.store
+        if txn is not store.verified_txn:
+            store.verify(txn)
+        if self._refusal is not None:
+            self._refusal()
 
     # -- values -----------------------------------------------------------
 
-    def _encode(self, rec: Any) -> bytes:
-        # b"..." + any buffer gives bytes, so encoders may return bytearray.
-        data = self._pack(rec)
-        if self._cid:
-            packed = self.compressor.compress(bytes(data))
-            if len(packed) < len(data):
-                return self._cbyte + packed
-        return b"\x00" + data
-
-    def _decompress(self, value: bytes) -> bytes:
-        if not value:
-            raise ConfigError("a stored value is empty; it was not written by acid")
-        cid = value[0]
-        if cid == 0:
-            return value[1:]
-        comp = (
-            self.compressor if cid == self._cid else self.store._compressor_by_id(cid)
-        )
-        return comp.decompress(value[1:])
-
     def _decode(self, value: bytes) -> Any:
-        if value and value[0] == 0:
-            return self._unpack(value[1:])
-        return self._unpack(self._decompress(value))
+        return self.codec.decode(value)
 
     # -- indexes ----------------------------------------------------------
 
@@ -194,50 +328,63 @@ class Collection:
         """
         if not isinstance(name, str) or not name:
             raise TypeError("an index name must be a non-empty str")
-        if name in self.indices:
-            raise NameInUse(f"collection {self.name!r} already has an index {name!r}")
         if not callable(func):
             raise TypeError("the index function must be callable")
+        if self._detached is not None:
+            self._refuse_detached()
+        if name in self.indices:
+            raise NameInUse(f"collection {self.name!r} already has an index {name!r}")
         store = self.store
         info = store.get_meta(KIND_INDEX, (self.name, name))
         if info is None:
             info = store.in_txn(lambda: self._create_index(name, func), write=True)
         idx = Index(self, info, func)
+        self._declared[name] = idx
         self.indices[name] = idx
         self._indexes = tuple(self.indices.values())
         self._undeclared.discard(name)
-        for other in self.store._live_collections(self.name):
-            if name not in other.indices:  # they must declare it before writing
-                other._undeclared.add(name)
+        self._update_refusal()
+        for other in store.live_collections(self.id):
+            if other is not self and name not in other.indices:
+                other._undeclared.add(name)  # they must declare it before writing
+                other._update_refusal()
         return idx
 
-    def _refuse_write(self) -> None:
-        names = ", ".join(sorted(self._undeclared))
-        raise ConstraintError(
-            f"collection {self.name!r} has stored indexes this Collection object "
-            f"has not declared ({names}); writing through it would leave them "
-            "stale. Call add_index() for each (index functions are not stored) "
-            "before writing."
-        )
+    def drop_index(self, name: str) -> None:
+        """Delete the index ``name``: its entries and its metadata.
+
+        One transaction; entries are deleted as they are read. Index objects
+        for it refuse further use. Raises :class:`NotFound` when there is no
+        such stored index.
+        """
+
+        def run() -> None:
+            store = self.store
+            info = store.get_meta(KIND_INDEX, (self.name, name))
+            if info is None:
+                raise NotFound(f"collection {self.name!r} has no index {name!r}")
+            store.schema_changed()
+            store.delete_range(info["id"])
+            store.set_meta(KIND_INDEX, (self.name, name), None)
+            store.reconcile()
+
+        self.store.in_txn(run, write=True)
 
     def _create_index(self, name: str, func: Callable[[Any], Any]) -> dict[str, Any]:
         store = self.store
         info = store.get_meta(KIND_INDEX, (self.name, name))
         if info is not None:
             return info
-        info = {"name": name, "id": store._new_id(), "collection": self.name}
+        store.schema_changed()
+        info = {"name": name, "id": store.allocate_id(), "collection": self.name}
         store.set_meta(KIND_INDEX, (self.name, name), info)
         idx = Index(self, info, func)
-        txn = self._ctx.get()
-        start, stop = _query.bounds(self._kprefix)
+        txn = store.txn
         # The iterator stays valid while the entries are written (the engine
         # contract), so the records are streamed, not loaded into a list.
-        for k, v in txn.iter(start):  # type: ignore[union-attr]
-            if k >= stop:
-                break
-            idx.update(
-                txn, k[len(self._kprefix) :], _NONE, idx.entries(self._decode(v))
-            )
+        skip = len(self.key_prefix)
+        for k, v in store.iter_space(self.id):
+            idx.update(txn, k[skip:], _NONE, idx.entries(self.codec.decode(v)))
         return info
 
     # -- writes -----------------------------------------------------------
@@ -246,83 +393,95 @@ class Collection:
         """Create or replace a record; return its key.
 
         ``key`` overrides the key function (a scalar becomes a 1-tuple).
-        Index entries change in the same transaction as the record.
+        Index entries change in the same transaction as the record. A put
+        that fails (an index function or encoder that raises, a value the
+        engine rejects) changes nothing, so the caller may catch the error
+        and commit the rest of the transaction.
         """
-        if self._undeclared:
-            self._refuse_write()
-        txn = self._ctx.get()
+        txn = self._ctx_get()
         if txn is None:
             return self.store.in_txn(lambda: self.put(rec, key), write=True)
-        if not txn.write:
-            raise TxnError(
-                "cannot put inside a read transaction; use begin(write=True)"
-            )
-        if key is None:
-            if self.key_func is None:
-                key = (self.store._count(self.counter_name, 1, 1),)
-            else:
-                key = self.key_func(rec)
-        if type(key) is not tuple:
-            key = (key,) if type(key) in _SCALARS else _query.as_tuple(key)
-        rkey = _pack(key)
-        # _encode inlined for the plain compressor: the insert hot path.
-        value = self._encode(rec) if self._cid else b"\x00" + self._pack(rec)
-        full = self._kprefix + rkey
+        if txn is not self.store.verified_txn or self._refusal is not None:
+            self._writable(txn)
+        # Everything that can fail without writing comes first.
+        value = self.codec.encode(rec) if self._cid else b"\x00" + self._pack(rec)
         indexes = self._indexes
-        if not indexes:
-            txn.put(full, value)
-            return key
         if len(indexes) == 1:  # no list comprehension frame for the usual case
             new = [indexes[0].entries(rec)]
         else:
             new = [idx.entries(rec) for idx in indexes]
-        old_value = txn.replace(full, value)
-        if old_value is None:
-            tail = SEP + rkey
-            put = txn.put
-            for entries in new:
-                for p in entries:
-                    put(p + tail, rkey)
-            return key
+        counted = False
+        if key is None:
+            if self.key_func is None:
+                key = (self.store.bump(self.counter_name, 1, 1),)
+                counted = True
+            else:
+                key = self.key_func(rec)
         try:
-            old_rec = self._decode(old_value)
-            old = [idx.entries(old_rec) for idx in self._indexes]
+            if type(key) is not tuple:
+                key = (key,) if type(key) in _SCALARS else _query.as_tuple(key)
+            rkey = _pack(key)
+            full = self.key_prefix + rkey
+            if not indexes:
+                txn.put(full, value)
+                return key
+            old_value = txn.replace(full, value)
         except BaseException:
-            txn.put(full, old_value)  # leave the transaction as it was
+            if counted:
+                self.store.bump(self.counter_name, -1, 1)
             raise
-        for idx, o, n in zip(self._indexes, old, new, strict=True):
-            idx.update(txn, rkey, o, n)
+        old: list[Entries] | None = None
+        try:
+            if old_value is None:
+                tail = SEP + rkey
+                put = txn.put
+                for entries in new:
+                    for p in entries:
+                        put(p + tail, rkey)
+                return key
+            old_rec = self.codec.decode(old_value)
+            old = [idx.entries(old_rec) for idx in indexes]
+            for idx, o, n in zip(indexes, old, new, strict=True):
+                idx.update(txn, rkey, o, n)
+        except BaseException:
+            _undo(txn, full, old_value, rkey, old, new, old_value is None)
+            if counted:
+                self.store.bump(self.counter_name, -1, 1)
+            raise
         return key
 
     def delete(self, key: Any) -> bool:
         """Delete the record under ``key`` and its index entries.
 
-        Returns whether there was one.
+        Returns whether there was one. A delete that fails changes nothing.
         """
-        if self._undeclared:
-            self._refuse_write()
-        txn = self._ctx.get()
+        txn = self._ctx_get()
         if txn is None:
             return self.store.in_txn(lambda: self.delete(key), write=True)
-        if not txn.write:
-            raise TxnError(
-                "cannot delete inside a read transaction; use begin(write=True)"
-            )
+        if txn is not self.store.verified_txn or self._refusal is not None:
+            self._writable(txn)
         rkey = keylib.pack(_query.as_tuple(key))
-        full = self._kprefix + rkey
-        if not self._indexes:
+        full = self.key_prefix + rkey
+        indexes = self._indexes
+        if not indexes:
             return txn.delete(full)
         old_value = txn.pop(full)
         if old_value is None:
             return False
+        old: list[Entries] | None = None
         try:
-            old_rec = self._decode(old_value)
-            old = [idx.entries(old_rec) for idx in self._indexes]
+            old_rec = self.codec.decode(old_value)
+            old = [idx.entries(old_rec) for idx in indexes]
+            for idx, entries in zip(indexes, old, strict=True):
+                idx.update(txn, rkey, entries, _NONE)
         except BaseException:
             txn.put(full, old_value)
+            if old is not None:
+                tail = SEP + rkey
+                for entries in old:
+                    for p in entries:
+                        txn.put(p + tail, rkey)
             raise
-        for idx, entries in zip(self._indexes, old, strict=True):
-            idx.update(txn, rkey, entries, _NONE)
         return True
 
     # -- reads ------------------------------------------------------------
@@ -332,19 +491,24 @@ class Collection:
 
         With ``raw=True``, the encoded bytes instead of the decoded record.
         """
+        if self._detached is not None:
+            self._refuse_detached()
         full = keylib.pack(
-            key if type(key) is tuple else _query.as_tuple(key), self._kprefix
+            key if type(key) is tuple else _query.as_tuple(key), self.key_prefix
         )
-        txn = self._ctx.get()
+        txn = self._ctx_get()
         value = self._engine_get(full) if txn is None else txn.get(full)
         if value is None:
             return default
         if raw:
-            return self._decompress(value)
-        # _decode inlined: this is the hottest read path (bench/layer_bench.py).
+            return self.codec.decompress(value)
+        # The plain case inlined: this is the hottest read path.
         if value and value[0] == 0:
-            return self._unpack(value[1:])
-        return self._unpack(self._decompress(value))
+            try:
+                return self._unpack(value[1:])
+            except Exception as exc:
+                raise self.codec.corrupt(exc) from exc
+        return self.codec.decode(value)
 
     def _scan(
         self,
@@ -358,12 +522,14 @@ class Collection:
         include: bool,
         raw: bool = False,
     ) -> Iterator[Any]:
+        if self._detached is not None:
+            self._refuse_detached()
         start, stop = _query.bounds(
-            self._kprefix, key=key, lo=lo, hi=hi, prefix=prefix, include=include
+            self.key_prefix, key=key, lo=lo, hi=hi, prefix=prefix, include=include
         )
         decode = plain = None
         if what != "keys":
-            decode = self._decompress if raw else self._decode
+            decode = self.codec.decompress if raw else self.codec.decode
             plain = bytes if raw else self._unpack
         return _query.scan(
             self.store,
@@ -371,7 +537,7 @@ class Collection:
             stop,
             reverse,
             max,
-            key_prefix=None if what == "values" else self._kprefix,
+            key_prefix=None if what == "values" else self.key_prefix,
             decode=decode,
             plain=plain,
         )
@@ -458,27 +624,79 @@ class Collection:
             return keylib.Key(*found)
         return found
 
+    # -- consistency ------------------------------------------------------
+
+    def check(self, report: CheckReport | None = None) -> set[int]:
+        """Re-derive this collection's index entries and compare with the stored.
+
+        Differences go into ``report`` (see :func:`acid.check`); returns the
+        ids of the indexes checked. Runs in the active or a new read txn.
+        """
+        report = CheckReport() if report is None else report
+        if self._detached is not None:
+            self._refuse_detached()
+        return self.store.in_txn(lambda: self._check(report))
+
+    def _check(self, report: CheckReport) -> set[int]:
+        for idx in self._indexes:
+            self._check_index(idx, report)
+        return {idx.id for idx in self._indexes}
+
+    def _check_index(self, idx: Index, report: CheckReport) -> None:
+        store = self.store
+        expected: dict[bytes, bytes] = {}
+        skip = len(self.key_prefix)
+        for k, v in store.iter_space(self.id):
+            rkey = k[skip:]
+            tail = SEP + rkey
+            rec = self.codec.decode(v)
+            expected.update((p + tail, rkey) for p in idx.entries(rec))
+        actual = dict(store.iter_space(idx.id))
+        report.checked_entries += len(actual)
+        missing = expected.keys() - actual.keys()
+        # An entry whose value is not its record key would fetch the wrong record.
+        stale = {k for k, v in actual.items() if expected.get(k) != v}
+        for bucket, keys in ((report.missing, missing), (report.stale, stale)):
+            for k in sorted(keys):
+                tup, rkey = keylib.unpacks(k, idx.key_prefix)
+                bucket.append((self.name, idx.name, tup, rkey))
+
+
+def _undo(
+    txn: Txn,
+    full: bytes,
+    old_value: bytes | None,
+    rkey: bytes,
+    old: list[Entries] | None,
+    new: list[Entries],
+    inserted: bool,
+) -> None:
+    """Put back what a failed put changed: the record and its index entries.
+
+    Idempotent, so it need not know how far the put got: an entry that was
+    never written is deleted (a no-op), one never deleted is written again.
+    """
+    if old_value is None:
+        txn.delete(full)
+    else:
+        txn.put(full, old_value)
+    if old is None and not inserted:
+        return  # failed before any entry changed
+    tail = SEP + rkey
+    for i, entries in enumerate(new):
+        before = set(old[i]) if old is not None else set()
+        for p in set(entries) - before:
+            try:
+                txn.delete(p + tail)
+            except Exception:  # noqa: BLE001 - a key the engine refused is absent
+                pass
+        for p in before - set(entries):
+            txn.put(p + tail, rkey)
+
 
 def add_index(coll: Collection, name: str, func: Callable[[Any], Any]) -> Index:
     """Same as ``coll.add_index(name, func)``."""
     return coll.add_index(name, func)
-
-
-@dataclass
-class CheckReport:
-    """What :func:`check` found. ``ok`` is true when nothing is wrong."""
-
-    #: (collection, index, index tuple, record key) entries that should exist.
-    missing: list[tuple[str, str, tuple, tuple]] = field(default_factory=list)
-    #: (collection, index, index tuple, record key) entries that should not.
-    stale: list[tuple[str, str, tuple, tuple]] = field(default_factory=list)
-    #: (collection, index) stored indexes with no live function to check.
-    unchecked: list[tuple[str, str]] = field(default_factory=list)
-    checked_entries: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return not (self.missing or self.stale)
 
 
 def check(store: Store) -> CheckReport:
@@ -487,47 +705,4 @@ def check(store: Store) -> CheckReport:
     Runs in one read transaction (or the active one). Indexes whose function
     is not declared on a live Collection object are listed as ``unchecked``.
     """
-    return store.in_txn(lambda: _check(store))
-
-
-def _check(store: Store) -> CheckReport:
-    report = CheckReport()
-    live: dict[int, Index] = {}
-    with store._lock:
-        for group in store._live.values():
-            for coll in group:
-                for idx in coll.indices.values():
-                    live[idx.id] = idx
-    for (cname, iname), info in store.iter_meta(KIND_INDEX):
-        if info["id"] not in live:
-            report.unchecked.append((cname, iname))
-    txn = store._ctx.get()
-    for idx in live.values():
-        _check_index(txn, idx, report)
-    return report
-
-
-def _check_index(txn: Any, idx: Index, report: CheckReport) -> None:
-    coll = idx.coll
-    expected: dict[bytes, bytes] = {}
-    start, stop = _query.bounds(coll._kprefix)
-    for k, v in txn.iter(start):
-        if k >= stop:
-            break
-        rkey = k[len(coll._kprefix) :]
-        tail = SEP + rkey
-        expected.update((p + tail, rkey) for p in idx.entries(coll._decode(v)))
-    actual: dict[bytes, bytes] = {}
-    start, stop = _query.bounds(idx._prefix)
-    for k, v in txn.iter(start):
-        if k >= stop:
-            break
-        actual[k] = v
-    report.checked_entries += len(actual)
-    missing = expected.keys() - actual.keys()
-    # An entry whose value is not its record key would fetch the wrong record.
-    stale = {k for k, v in actual.items() if expected.get(k) != v}
-    for bucket, keys in ((report.missing, missing), (report.stale, stale)):
-        for k in sorted(keys):
-            tup, rkey = keylib.unpacks(k, idx._prefix)
-            bucket.append((coll.name, idx.name, tup, rkey))
+    return store.check()

@@ -23,7 +23,7 @@ from typing import Any
 import msgpack
 import zstandard
 
-from acid.errors import ConfigError
+from acid.errors import ConfigError, NameInUse
 
 __all__ = [
     "JSON",
@@ -34,7 +34,9 @@ __all__ = [
     "ZSTD",
     "Compressor",
     "Encoder",
+    "Registry",
     "ZstdDictCompressor",
+    "is_builtin",
     "train_zstd_dict",
 ]
 
@@ -206,3 +208,82 @@ def train_zstd_dict(samples: Iterable[bytes], size: int = 8192) -> bytes:
             f"zstd dictionary training failed ({exc}); give more or larger samples, "
             "or a smaller size"
         ) from exc
+
+
+class Registry:
+    """The encoders and compressors one store knows, by name and by id.
+
+    It only remembers; :class:`acid.Store` persists custom compressor ids in
+    its metadata and undoes registrations made in a transaction that rolls
+    back.
+
+    >>> reg = Registry()
+    >>> reg.encoder("msgpack") is MSGPACK, reg.compressor_by_id(2) is ZSTD
+    (True, True)
+    """
+
+    __slots__ = ("_encoders", "_compressors", "_by_id")
+
+    def __init__(self) -> None:
+        self._encoders: dict[str, Encoder] = dict(BUILTIN_ENCODERS)
+        self._compressors: dict[str, Compressor] = {
+            c.name: c for c in BUILTIN_COMPRESSORS.values()
+        }
+        self._by_id: dict[int, Compressor] = dict(BUILTIN_COMPRESSORS)
+
+    def encoder(self, name: str) -> Encoder | None:
+        """The encoder registered as ``name``, or ``None``."""
+        return self._encoders.get(name)
+
+    def compressor(self, name: str) -> Compressor | None:
+        """The compressor registered as ``name``, or ``None``."""
+        return self._compressors.get(name)
+
+    def compressor_by_id(self, cid: int) -> Compressor | None:
+        """The compressor whose values start with byte ``cid``, or ``None``."""
+        return self._by_id.get(cid)
+
+    def add_encoder(self, encoder: Encoder) -> bool:
+        """Register ``encoder``; return whether it was new.
+
+        Raises :class:`~acid.errors.NameInUse` for another encoder's name.
+        """
+        known = self._encoders.get(encoder.name)
+        if known is encoder:
+            return False
+        if known is not None:
+            raise NameInUse(f"another encoder is registered as {encoder.name!r}")
+        self._encoders[encoder.name] = encoder
+        return True
+
+    def remove_encoder(self, encoder: Encoder) -> None:
+        """Forget ``encoder`` (built-in encoders stay)."""
+        if self._encoders.get(encoder.name) is encoder and not is_builtin(encoder):
+            del self._encoders[encoder.name]
+
+    def add_compressor(self, comp: Compressor) -> None:
+        """Register ``comp``, which must have its id."""
+        if comp.id is None:
+            raise ValueError(f"compressor {comp.name!r} has no id yet")
+        self._compressors[comp.name] = comp
+        self._by_id[comp.id] = comp
+
+    def remove_compressor(self, comp: Compressor) -> None:
+        """Forget ``comp`` (built-in compressors stay)."""
+        if is_builtin(comp):
+            return
+        if self._compressors.get(comp.name) is comp:
+            del self._compressors[comp.name]
+        if comp.id is not None and self._by_id.get(comp.id) is comp:
+            del self._by_id[comp.id]
+
+    def custom_compressors(self) -> list[Compressor]:
+        """The registered compressors that are not built in."""
+        return [c for c in self._compressors.values() if not is_builtin(c)]
+
+
+def is_builtin(obj: Encoder | Compressor) -> bool:
+    """Whether ``obj`` is one of the encoders or compressors every store knows."""
+    if isinstance(obj, Compressor):
+        return BUILTIN_COMPRESSORS.get(obj.id) is obj  # type: ignore[arg-type]
+    return BUILTIN_ENCODERS.get(obj.name) is obj

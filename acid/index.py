@@ -23,12 +23,13 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from acid import _query, keylib
-from acid.errors import ConfigError
+from acid._layout import SEP
+from acid.errors import ConfigError, SchemaError
 
 if TYPE_CHECKING:
     from acid.collection import Collection
 
-__all__ = ["Index", "index_tuples"]
+__all__ = ["Index"]
 
 #: What Index.entries() returns: packed index tuples, without duplicates.
 Entries = tuple[bytes, ...] | set[bytes]
@@ -36,31 +37,6 @@ Entries = tuple[bytes, ...] | set[bytes]
 # Module globals for the put path: one dict lookup instead of two.
 _SCALARS = _query.SCALARS
 _pack = keylib.pack
-
-#: The byte between the index tuple and the record key inside an entry.
-SEP: bytes = keylib.packs([(), ()])
-
-
-def index_tuples(result: Any) -> list[tuple[Any, ...]]:
-    """Normalize what an index function returned into a list of tuples.
-
-    ``None`` and ``[]`` give no entry; a tuple is one entry; a list gives one
-    entry per element (tuples as they are, other values as 1-tuples); any
-    other value is a 1-tuple.
-
-    >>> index_tuples(None), index_tuples(5), index_tuples((1, 2))
-    ([], [(5,)], [(1, 2)])
-    >>> index_tuples([1, (2, 3)])
-    [(1,), (2, 3)]
-    """
-    if result is None:
-        return []
-    kind = type(result)
-    if kind is tuple:
-        return [result]
-    if kind is list:
-        return [x if type(x) is tuple else _query.as_tuple(x) for x in result]
-    return [_query.as_tuple(result)]
 
 
 class Index:
@@ -84,7 +60,29 @@ class Index:
         self.id: int = info["id"]
         #: The index function.
         self.func = func
-        self._prefix = keylib.pack((self.id,), self.store.prefix)
+        self._prefix = self.store.space(self.id)
+        # Why this object may no longer be used (dropped, rolled back), or None.
+        self._detached: str | None = None
+
+    def detach(self, reason: str | None) -> None:
+        """Refuse (``reason``) or allow again (``None``) queries through this."""
+        self._detached = reason
+
+    @property
+    def attached(self) -> bool:
+        """Whether the index this object describes is stored."""
+        return self._detached is None
+
+    @property
+    def key_prefix(self) -> bytes:
+        """The raw prefix of this index's entries."""
+        return self._prefix
+
+    def _refuse(self) -> None:
+        raise SchemaError(
+            f"index {self.coll.name}.{self.name}: {self._detached}; declare it "
+            "again with add_index()"
+        )
 
     def __repr__(self) -> str:
         return f"<acid.Index {self.coll.name}.{self.name} id={self.id}>"
@@ -160,6 +158,8 @@ class Index:
         max: int | None,
         include: bool,
     ) -> Iterator[Any]:  # noqa: A002
+        if self._detached is not None:
+            self._refuse()
         start, stop = self._range(args, lo, hi, prefix, include)
         return _query.scan(self.store, start, stop, reverse, max, fn)
 
@@ -172,17 +172,20 @@ class Index:
         The entry's value is the packed record key, so the record's raw key
         is one concatenation away: no unpacking on the query hot path.
         """
-        coll = self.coll
-        kp, unpack = coll._kprefix, keylib.unpack
-        decode = coll._decompress if raw else coll._decode
-        plain = bytes if raw else coll._unpack
+        codec = self.coll.codec
+        kp, unpack = self.coll.key_prefix, keylib.unpack
+        decode = codec.decompress if raw else codec.decode
+        plain = bytes if raw else codec.unpack
 
         def fetch(txn: Any, k: bytes, v: bytes) -> Any:
             value = txn.get(kp + v)
             if value is None:  # only if the index is inconsistent; check() says so
                 rec = None
-            elif value[0] == 0:
-                rec = plain(value[1:])
+            elif value and value[0] == 0:
+                try:
+                    rec = plain(value[1:])
+                except Exception:  # noqa: BLE001 - decode() raises the right error
+                    rec = decode(value)
             else:
                 rec = decode(value)
             return (unpack(v), rec) if with_key else rec
@@ -317,6 +320,8 @@ class Index:
 
     def has(self, x: Any) -> bool:
         """Whether an entry with exactly the index tuple ``x`` exists."""
+        if self._detached is not None:
+            self._refuse()
         start = keylib.pack(_query.as_tuple(x), self._prefix) + SEP
         stop = keylib.prefix_bound(start)
         assert stop is not None

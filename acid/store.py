@@ -1,4 +1,4 @@
-"""The Store: transactions, metadata, counters and the key-space prefix.
+"""The Store: transactions, metadata, counters, schema and the key prefix.
 
 >>> import acid
 >>> store = acid.open("skiplist:/")
@@ -13,16 +13,26 @@
 
 from __future__ import annotations
 
-import contextvars
+import math
+import os
 import threading
 import weakref
-from collections.abc import Callable
-from enum import IntEnum
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from acid import encoders, keylib
+from acid import _layout, _query, encoders, keylib
+from acid._layout import (
+    KIND_COUNTER,
+    KIND_ENCODER,
+    KIND_INDEX,
+    KIND_STRUCT,
+    KIND_TABLE,
+    KINDS,
+    Space,
+)
+from acid._txn import Block, TxnContext, TxnContextLike, abort, context_for, on_abort
 from acid.errors import (
-    AbortError,
     ConfigError,
     NameInUse,
     NotFound,
@@ -39,6 +49,7 @@ __all__ = [
     "KIND_INDEX",
     "KIND_STRUCT",
     "KIND_TABLE",
+    "CheckReport",
     "Space",
     "Store",
     "TxnContext",
@@ -47,154 +58,26 @@ __all__ = [
 
 T = TypeVar("T")
 
-KIND_TABLE = "table"
-KIND_INDEX = "index"
-KIND_ENCODER = "encoder"
-KIND_COUNTER = "counter"
-KIND_STRUCT = "struct"
-_KINDS = (KIND_TABLE, KIND_INDEX, KIND_ENCODER, KIND_COUNTER, KIND_STRUCT)
-
-
-class Space(IntEnum):
-    """Reserved first elements of every key under a store's prefix.
-
-    Collections and indexes get numeric ids from :data:`FIRST_USER_ID` on, so
-    their records never share a first element with these spaces.
-    """
-
-    META = 1  # (META, kind, *name) -> packed (k, v, k, v, ...) tuple
-    COUNTER = 2  # (COUNTER, name) -> packed (value,)
-
-
-#: First numeric id handed to a collection or an index.
-FIRST_USER_ID = 10
-#: Internal counter that allocates collection and index ids.
-_ID_COUNTER = "\x00ids"
-#: Internal counter that allocates custom compressor ids.
-_COMPRESSOR_COUNTER = "\x00compressors"
-
-
-class TxnContext:
-    """Where the active transaction lives: a :class:`contextvars.ContextVar`.
-
-    Each thread and each asyncio task sees its own value. Replace it (the
-    ``txn_context`` argument of :class:`Store`) to keep transactions in some
-    other request-local place; the replacement needs ``get``, ``set`` and
-    ``reset`` with these meanings.
-    """
-
-    __slots__ = ("_var", "get", "set", "reset")
-
-    def __init__(self) -> None:
-        self._var: contextvars.ContextVar[Txn | None] = contextvars.ContextVar(
-            "acid_txn", default=None
-        )
-        # Bound C methods, not Python wrappers: get() runs on every operation.
-        self.get: Callable[[], Txn | None] = self._var.get
-        self.set: Callable[[Txn | None], Any] = self._var.set
-        self.reset: Callable[[Any], None] = self._var.reset
-
-
-class _TxnContextLike(Protocol):
-    def get(self) -> Txn | None: ...
-    def set(self, txn: Txn | None) -> Any: ...
-    def reset(self, token: Any) -> None: ...
-
-
-# Stores that share one engine share its ambient transaction, so a block begun
-# on one of them covers writes through the others (one engine, one writer).
-_contexts: weakref.WeakKeyDictionary[Any, TxnContext] = weakref.WeakKeyDictionary()
-_contexts_lock = threading.Lock()
-
-
-def _context_for(engine: Any) -> TxnContext:
-    with _contexts_lock:
-        ctx = _contexts.get(engine)
-        if ctx is None:
-            ctx = _contexts[engine] = TxnContext()
-        return ctx
-
-
-def abort() -> None:
-    """Abort the active transaction and leave its ``with`` block quietly.
-
-    >>> import acid
-    >>> store = acid.open("skiplist:/")
-    >>> with store.begin(write=True):
-    ...     store.count("n")
-    ...     acid.abort()
-    1
-    >>> store.count("n", 0)
-    1
-    """
-    raise AbortError("transaction aborted by acid.abort()")
-
-
-class _Block:
-    """The context manager returned by :meth:`Store.begin`."""
-
-    __slots__ = ("_store", "_write", "_timeout", "_token", "txn")
-
-    def __init__(self, store: Store, write: bool, timeout: float | None) -> None:
-        self._store = store
-        self._write = write
-        self._timeout = timeout
-        self._token: Any = None
-        self.txn: Txn | None = None
-
-    def __enter__(self) -> Txn:
-        ctx = self._store._ctx
-        if ctx.get() is not None:
-            raise TxnError(
-                "a transaction is already active here; nested begin() is not "
-                "supported (use store.in_txn(func) to join the active one)"
-            )
-        if self.txn is not None:
-            raise TxnError("this begin() block was already used; call begin() again")
-        self.txn = self._store.engine.begin(write=self._write, timeout=self._timeout)
-        self._token = ctx.set(self.txn)
-        return self.txn
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
-        self._store._ctx.reset(self._token)
-        txn = self.txn
-        assert txn is not None
-        if exc_type is None:
-            try:
-                txn.commit()
-            except BaseException:
-                _quiet_abort(txn)
-                raise
-            return False
-        _quiet_abort(txn)
-        return exc_type is not None and issubclass(exc_type, AbortError)
-
-
-def _quiet_abort(txn: Txn) -> None:
-    try:
-        txn.abort()
-    except Exception:  # noqa: BLE001 - the original error matters more
-        pass
-
-
-def _meta_encode(dct: dict[str, Any]) -> bytes:
-    if not isinstance(dct, dict):
-        raise TypeError(f"metadata must be a dict, not {type(dct).__name__}")
-    flat: list[Any] = []
-    for k, v in sorted(dct.items()):
-        if not isinstance(k, str):
-            raise TypeError(f"metadata keys must be str, not {type(k).__name__}")
-        flat += (k, v)
-    return keylib.pack(tuple(flat))
-
-
-def _meta_decode(raw: bytes) -> dict[str, Any]:
-    flat = keylib.unpack(raw)
-    return dict(zip(flat[::2], flat[1::2], strict=True))
-
 
 def _name_tuple(name: Any) -> tuple[Any, ...]:
     return name if isinstance(name, tuple) else (name,)
+
+
+@dataclass
+class CheckReport:
+    """What :func:`acid.check` found. ``ok`` is true when nothing is wrong."""
+
+    #: (collection, index, index tuple, record key) entries that should exist.
+    missing: list[tuple[str, str, tuple, tuple]] = field(default_factory=list)
+    #: (collection, index, index tuple, record key) entries that should not.
+    stale: list[tuple[str, str, tuple, tuple]] = field(default_factory=list)
+    #: (collection, index) stored indexes with no live function to check.
+    unchecked: list[tuple[str, str]] = field(default_factory=list)
+    checked_entries: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.stale)
 
 
 class Store:
@@ -203,12 +86,16 @@ class Store:
     ``engine`` is an :class:`acid.engines.Engine` (see :func:`acid.open`).
     ``prefix`` (bytes, or str encoded as UTF-8) is put in front of every key
     this store writes, so several stores can share one engine.
+
+    The methods under "for the layers above" are the interface that
+    :class:`~acid.Collection` and :class:`~acid.Index` use; applications
+    rarely need them.
     """
 
     def __init__(
         self,
         engine: Engine,
-        txn_context: _TxnContextLike | None = None,
+        txn_context: TxnContextLike | None = None,
         prefix: bytes | str = b"",
     ) -> None:
         if not callable(getattr(engine, "begin", None)):
@@ -222,19 +109,23 @@ class Store:
             raise TypeError(f"prefix must be bytes or str, not {type(prefix).__name__}")
         self.engine = engine
         self.prefix = bytes(prefix)
-        self._ctx: _TxnContextLike = txn_context or _context_for(engine)
+        #: Where the active transaction lives (shared by stores on one engine).
+        self.context: TxnContextLike = txn_context or context_for(engine)
+        #: The encoders and compressors this store knows.
+        self.registry = encoders.Registry()
+        #: The write transaction whose schema token was last compared with
+        #: this object's (see :meth:`verify`). Collections compare it first.
+        self.verified_txn: Txn | None = None
         self._meta_prefix = keylib.pack((Space.META.value,), self.prefix)
         self._counter_prefix = keylib.pack((Space.COUNTER.value,), self.prefix)
-        self._encoders: dict[str, encoders.Encoder] = dict(encoders.BUILTIN_ENCODERS)
-        self._compressors: dict[str, encoders.Compressor] = {
-            c.name: c for c in encoders.BUILTIN_COMPRESSORS.values()
-        }
-        self._compressors_by_id: dict[int, encoders.Compressor] = dict(
-            encoders.BUILTIN_COMPRESSORS
-        )
-        self._lock = threading.Lock()
-        # Live Collection objects by name, so rename_collection() can update them.
-        self._live: dict[str, weakref.WeakSet[Collection]] = {}
+        self._schema_key = keylib.pack((Space.SCHEMA.value,), self.prefix)
+        self._schema_token: bytes | None = None
+        self._lock = threading.RLock()
+        # Live Collection objects by collection id, and the newest by id.
+        self._live: dict[int, weakref.WeakSet[Collection]] = {}
+        self._newest: dict[int, Collection] = {}
+        # Highest id handed out, rolled back or not: ids are never reused.
+        self._high_id = 0
 
     def __repr__(self) -> str:
         return f"<acid.Store engine={self.engine!r} prefix={self.prefix!r}>"
@@ -251,26 +142,37 @@ class Store:
 
     # -- transactions -----------------------------------------------------
 
-    def begin(self, write: bool = False, *, timeout: float | None = None) -> _Block:
+    def begin(self, write: bool = False, *, timeout: float | None = None) -> Block:
         """A context manager running its block in a new transaction.
 
         The block commits when it ends normally; an exception aborts and
         propagates; :func:`acid.abort` aborts and leaves the block quietly.
-        ``timeout`` (seconds) bounds the wait for another writer.
+        ``timeout`` (seconds; ``inf`` waits without limit) bounds the wait for
+        another writer.
         """
-        return _Block(self, bool(write), timeout)
+        if timeout is not None and (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or math.isnan(timeout)
+            or timeout < 0
+        ):
+            raise ConfigError(
+                f"timeout must be a number of seconds >= 0 (inf waits without "
+                f"limit), got {timeout!r}"
+            )
+        return Block(self.engine, self.context, bool(write), timeout)
 
     @property
     def txn(self) -> Txn | None:
         """The active transaction in this context, or ``None``."""
-        return self._ctx.get()
+        return self.context.get()
 
     def in_txn(self, func: Callable[[], T], write: bool = False) -> T:
         """Run ``func()`` in the active transaction, or in a new one.
 
         Joining a read transaction with ``write=True`` raises ``TxnError``.
         """
-        txn = self._ctx.get()
+        txn = self.context.get()
         if txn is None:
             with self.begin(write=write):
                 return func()
@@ -283,6 +185,11 @@ class Store:
                 "active; use store.begin(write=True)"
             )
         return func()
+
+    def _active(self) -> Txn:
+        txn = self.context.get()
+        assert txn is not None, "called outside in_txn()"
+        return txn
 
     # -- counters ---------------------------------------------------------
 
@@ -304,15 +211,14 @@ class Store:
                 raise TypeError(
                     f"counter {label} must be int, not {type(arg).__name__}"
                 )
-        return self._count(name, n, init)
+        return self.bump(name, n, init)
 
-    def _count(self, name: str, n: int | None, init: int) -> int:
-        """``count`` without argument checks, for acid's own callers."""
+    def bump(self, name: str, n: int | None = 1, init: int = 1) -> int:
+        """:meth:`count` without argument checks, for acid's own counters."""
         key = keylib.pack((name,), self._counter_prefix)
 
         def run() -> int:
-            txn = self._ctx.get()
-            assert txn is not None
+            txn = self._active()
             raw = txn.get(key)
             value = init if raw is None else keylib.unpack(raw)[0]
             if n:
@@ -321,11 +227,14 @@ class Store:
 
         return self.in_txn(run, write=bool(n))
 
+    def _drop_counter(self, name: str) -> None:
+        self._active().delete(keylib.pack((name,), self._counter_prefix))
+
     # -- metadata ---------------------------------------------------------
 
     def _meta_key(self, kind: str, name: Any) -> bytes:
-        if kind not in _KINDS:
-            raise ValueError(f"unknown metadata kind {kind!r}; use one of {_KINDS}")
+        if kind not in KINDS:
+            raise ValueError(f"unknown metadata kind {kind!r}; use one of {KINDS}")
         return keylib.pack((kind, *_name_tuple(name)), self._meta_prefix)
 
     def get_meta(self, kind: str, name: Any) -> dict[str, Any] | None:
@@ -333,8 +242,8 @@ class Store:
         key = self._meta_key(kind, name)
 
         def run() -> dict[str, Any] | None:
-            raw = self._ctx.get().get(key)  # type: ignore[union-attr]
-            return None if raw is None else _meta_decode(raw)
+            raw = self._active().get(key)
+            return None if raw is None else _layout.meta_decode(raw)
 
         return self.in_txn(run)
 
@@ -344,11 +253,10 @@ class Store:
         Values must be key-encodable (None, bool, int, float, str, bytes, ...).
         """
         key = self._meta_key(kind, name)
-        value = None if dct is None else _meta_encode(dct)
+        value = None if dct is None else _layout.meta_encode(dct)
 
         def run() -> None:
-            txn = self._ctx.get()
-            assert txn is not None
+            txn = self._active()
             if value is None:
                 txn.delete(key)
             else:
@@ -358,27 +266,24 @@ class Store:
 
     def iter_meta(self, kind: str) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
         """Every ``(name tuple, dict)`` stored under ``kind``, in name order."""
-        start = keylib.pack((kind,), self._meta_prefix)
-        stop = keylib.prefix_bound(start)
+        start, stop = _query.prefix_range((kind,), self._meta_prefix)
 
         def run() -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
             out = []
-            for k, v in self._ctx.get().iter(start):  # type: ignore[union-attr]
-                if stop is not None and k >= stop:
+            for k, v in self._active().iter(start):
+                if k >= stop:
                     break
-                out.append((keylib.unpack(k, self._meta_prefix)[1:], _meta_decode(v)))
+                name = keylib.unpack(k, self._meta_prefix)[1:]
+                out.append((name, _layout.meta_decode(v)))
             return out
 
         return self.in_txn(run)
-
-    def _new_id(self) -> int:
-        return self._count(_ID_COUNTER, 1, FIRST_USER_ID)
 
     # -- collections ------------------------------------------------------
 
     def add_collection(self, name: str, **kwargs: Any) -> Collection:
         """Shorthand for ``acid.Collection(self, name, **kwargs)``."""
-        from acid.collection import Collection
+        from acid.collection import Collection  # the one upward reference
 
         return Collection(self, name, **kwargs)
 
@@ -386,19 +291,29 @@ class Store:
         """Names of the collections stored here, in order."""
         return [n[0] for n, _ in self.iter_meta(KIND_TABLE)]
 
-    def _register_live(self, coll: Collection) -> None:
-        with self._lock:
-            self._live.setdefault(coll.name, weakref.WeakSet()).add(coll)
+    def __getitem__(self, name: str) -> Collection:
+        """The newest live Collection object declared for ``name``.
 
-    def _live_collections(self, name: str) -> list[Collection]:
+        Raises ``KeyError`` when this store has no live object for it.
+        """
         with self._lock:
-            return list(self._live.get(name, ()))
+            for coll in self._newest.values():
+                if coll.name == name and coll.attached:
+                    return coll
+        raise KeyError(name)
+
+    def __contains__(self, name: object) -> bool:
+        try:
+            self[name]  # type: ignore[index]
+        except KeyError:
+            return False
+        return True
 
     def rename_collection(self, old: str, new: str) -> None:
         """Rename collection ``old`` to ``new``; live Collection objects follow.
 
         Raises :class:`NameInUse` if ``new`` exists, :class:`NotFound` if
-        ``old`` does not.
+        ``old`` does not. Rolled back with its transaction, live objects too.
         """
         if not isinstance(new, str) or not new:
             raise TypeError("the new collection name must be a non-empty str")
@@ -410,21 +325,46 @@ class Store:
             if self.get_meta(KIND_TABLE, new) is not None:
                 raise NameInUse(f"a collection named {new!r} already exists")
             info["name"] = new
+            self.schema_changed()
             self.set_meta(KIND_TABLE, old, None)
             self.set_meta(KIND_TABLE, new, info)
-            for (_, iname), iinfo in self._index_metas(old):
+            for (_, iname), iinfo in self.index_metas(old):
                 self.set_meta(KIND_INDEX, (old, iname), None)
                 iinfo["collection"] = new
                 self.set_meta(KIND_INDEX, (new, iname), iinfo)
+            self.reconcile()
 
         self.in_txn(run, write=True)
-        with self._lock:
-            moved = self._live.pop(old, weakref.WeakSet())
-            for coll in moved:
-                coll.name = new
-            self._live.setdefault(new, weakref.WeakSet()).update(moved)
 
-    def _index_metas(self, coll_name: str) -> list[tuple[tuple[Any, ...], dict]]:
+    def drop_collection(self, name: str) -> None:
+        """Delete collection ``name``: its records, index entries and metadata.
+
+        One transaction (the active one, or its own); records are deleted as
+        they are read, so a large collection never loads into memory. Live
+        Collection objects for it refuse further use. Raises
+        :class:`NotFound` when there is no such collection.
+        """
+
+        def run() -> None:
+            info = self.get_meta(KIND_TABLE, name)
+            if info is None:
+                raise NotFound(f"no collection named {name!r}")
+            self.schema_changed()
+            for (_, iname), iinfo in self.index_metas(name):
+                self.delete_range(iinfo["id"])
+                self.set_meta(KIND_INDEX, (name, iname), None)
+            self.delete_range(info["id"])
+            self.set_meta(KIND_TABLE, name, None)
+            counter = info.get("counter")
+            others = [i for _, i in self.iter_meta(KIND_TABLE)]
+            if counter and all(i.get("counter") != counter for i in others):
+                self._drop_counter(counter)
+            self.reconcile()
+
+        self.in_txn(run, write=True)
+
+    def index_metas(self, coll_name: str) -> list[tuple[tuple[Any, ...], dict]]:
+        """``((collection, index), info)`` of every stored index of a collection."""
         return [(n, d) for n, d in self.iter_meta(KIND_INDEX) if n[0] == coll_name]
 
     # -- encoders and compressors -----------------------------------------
@@ -434,37 +374,41 @@ class Store:
 
         A compressor without an id gets a persistent one from the store's
         registry (the same name always maps to the same id in this store).
+        A registration made in a transaction that aborts is undone.
         """
         if isinstance(encoder, encoders.Compressor):
-            self._add_compressor(encoder)
+            self.register_compressor(encoder)
         elif isinstance(encoder, encoders.Encoder):
-            known = self._encoders.get(encoder.name)
-            if known is not None and known is not encoder:
-                raise NameInUse(f"another encoder is registered as {encoder.name!r}")
-            self._encoders[encoder.name] = encoder
+            if self.registry.add_encoder(encoder):
+                txn = self.context.get()
+                if txn is not None:
+                    on_abort(txn, lambda: self.registry.remove_encoder(encoder))
         else:
             raise TypeError(
                 f"expected an acid.encoders.Encoder or Compressor, "
                 f"got {type(encoder).__name__}"
             )
 
-    def _add_compressor(self, comp: encoders.Compressor) -> None:
-        known = self._compressors.get(comp.name)
-        if known is comp:
+    def register_compressor(self, comp: encoders.Compressor) -> None:
+        """Register ``comp``, giving it its persistent id in this store."""
+        if self.registry.compressor(comp.name) is comp:
             return
-        if comp.name in {c.name for c in encoders.BUILTIN_COMPRESSORS.values()}:
+        if encoders.is_builtin(comp):
+            return
+        if any(comp.name == c.name for c in encoders.BUILTIN_COMPRESSORS.values()):
             raise NameInUse(f"{comp.name!r} is a built-in compressor name")
 
         def run() -> int:
             info = self.get_meta(KIND_ENCODER, comp.name)
             if info is not None:
                 return int(info["id"])
-            cid = self._count(_COMPRESSOR_COUNTER, 1, encoders.FIRST_CUSTOM_ID)
+            cid = self.bump(_layout.COMPRESSOR_COUNTER, 1, encoders.FIRST_CUSTOM_ID)
             if cid > encoders.MAX_COMPRESSOR_ID:
                 raise ConfigError("too many compressors registered in this store")
             meta: dict[str, Any] = {"id": cid, "kind": "compressor"}
             if isinstance(comp, encoders.ZstdDictCompressor):
                 meta.update(type="zstd-dict", dict=comp.dict_data, level=comp.level)
+            self.schema_changed()
             self.set_meta(KIND_ENCODER, comp.name, meta)
             return cid
 
@@ -475,8 +419,7 @@ class Store:
                 f"registered that name as id {cid}"
             )
         comp.id = cid
-        self._compressors[comp.name] = comp
-        self._compressors_by_id[cid] = comp
+        self.registry.add_compressor(comp)
 
     def get_encoder(self, name: str) -> encoders.Encoder | encoders.Compressor:
         """The registered encoder or compressor called ``name``.
@@ -484,9 +427,7 @@ class Store:
         Trained zstd dictionaries stored in this store are loaded on demand.
         Raises :class:`NotFound` when there is none.
         """
-        found = self._encoders.get(name) or self._compressors.get(name)
-        if found is None:
-            found = self._load_compressor(name)
+        found = self.registry.encoder(name) or self.compressor(name)
         if found is None:
             raise NotFound(
                 f"no encoder or compressor named {name!r}; register it with "
@@ -494,29 +435,33 @@ class Store:
             )
         return found
 
-    def _load_compressor(self, name: str) -> encoders.Compressor | None:
+    def compressor(self, name: str) -> encoders.Compressor | None:
+        """The compressor called ``name``, loading a stored zstd dictionary."""
+        found = self.registry.compressor(name)
+        if found is not None:
+            return found
         info = self.get_meta(KIND_ENCODER, name)
         if info is None or info.get("type") != "zstd-dict":
             return None
         comp = encoders.ZstdDictCompressor(
             name, info["dict"], level=info["level"], id=info["id"]
         )
-        self._compressors[name] = comp
-        self._compressors_by_id[comp.id] = comp  # type: ignore[index]
+        self.registry.add_compressor(comp)
         return comp
 
-    def _compressor_by_id(self, cid: int) -> encoders.Compressor:
-        comp = self._compressors_by_id.get(cid)
+    def compressor_by_id(self, cid: int) -> encoders.Compressor | None:
+        """The compressor whose values start with byte ``cid``, or ``None``."""
+        comp = self.registry.compressor_by_id(cid)
         if comp is None:
             for name, info in self.iter_meta(KIND_ENCODER):
                 if info.get("id") == cid:
-                    comp = self._load_compressor(name[0])
-                    break
-        if comp is None:
-            raise ConfigError(
-                f"a value names compressor id {cid}, which this store does not "
-                "know; register the custom compressor with store.add_encoder()"
-            )
+                    comp = self.compressor(name[0])
+                    if comp is None:
+                        raise ConfigError(
+                            f"values here use the custom compressor {name[0]!r} "
+                            f"(id {cid}); register it with store.add_encoder() "
+                            "before reading them"
+                        )
         return comp
 
     def train_compressor(
@@ -533,7 +478,8 @@ class Store:
         registered, so values compressed with it stay readable after reopen.
         Pass the result as a collection's ``compressor``.
         """
-        if self.get_meta(KIND_ENCODER, name) is not None or name in self._compressors:
+        known = self.registry.compressor(name)
+        if known is not None or self.get_meta(KIND_ENCODER, name) is not None:
             raise NameInUse(f"a compressor named {name!r} already exists")
         comp = encoders.ZstdDictCompressor(
             name, encoders.train_zstd_dict(samples, size), level=level
@@ -541,10 +487,136 @@ class Store:
         self.add_encoder(comp)
         return comp
 
+    # -- for the layers above: ids, key ranges, live objects, schema --------
+
+    def allocate_id(self) -> int:
+        """A new collection or index id, never one handed out before."""
+        base = self.bump(_layout.ID_COUNTER, 0, _layout.FIRST_USER_ID)
+        new = max(base, self._high_id + 1)
+        self.bump(_layout.ID_COUNTER, new + 1 - base, _layout.FIRST_USER_ID)
+        self._high_id = new
+        return new
+
+    def space(self, space_id: int) -> bytes:
+        """The raw key prefix of a collection's or index's key space."""
+        return keylib.pack((space_id,), self.prefix)
+
+    def iter_space(self, space_id: int) -> Iterator[tuple[bytes, bytes]]:
+        """Raw ``(key, value)`` pairs of one key space, in the active txn."""
+        start, stop = _query.prefix_range((space_id,), self.prefix)
+        for k, v in self._active().iter(start):
+            if k >= stop:
+                return
+            yield k, v
+
+    def delete_range(self, space_id: int) -> int:
+        """Delete every key of one key space in the active write txn."""
+        txn = self._active()
+        n = 0
+        for k, _ in self.iter_space(space_id):
+            txn.delete(k)
+            n += 1
+        return n
+
+    def attach(self, coll: Collection) -> None:
+        """Track a live Collection so schema changes reach it."""
+        with self._lock:
+            self._live.setdefault(coll.id, weakref.WeakSet()).add(coll)
+            self._newest[coll.id] = coll
+            self._high_id = max(self._high_id, coll.id)
+
+    def live_collections(self, coll_id: int | None = None) -> list[Collection]:
+        """Live Collection objects (of one collection id, or all)."""
+        with self._lock:
+            if coll_id is not None:
+                return list(self._live.get(coll_id, ()))
+            return [c for group in self._live.values() for c in group]
+
+    def schema_changed(self) -> None:
+        """Record a schema change in the active write transaction.
+
+        Writes a new schema token (so other Stores and processes notice) and
+        arranges for live objects to be reconciled if the transaction aborts.
+        """
+        txn = self._active()
+        if self._schema_token is None:
+            self._check_format()
+        token = os.urandom(8)
+        txn.put(self._schema_key, token)
+        self._schema_token = token
+        self.verified_txn = txn
+        on_abort(txn, self._after_abort)
+
+    def verify(self, txn: Txn) -> None:
+        """Bring live objects up to date with the stored schema, if it moved.
+
+        Collections call this once per write transaction before writing; it
+        costs one read when nothing changed.
+        """
+        token = txn.get(self._schema_key)
+        if token != self._schema_token:
+            self.reconcile()
+            self._schema_token = token
+        self.verified_txn = txn
+
+    def reconcile(self) -> None:
+        """Match every live Collection, Index and compressor to stored metadata.
+
+        Runs in the active transaction (or a read transaction of its own).
+        Renames follow, objects whose metadata is gone refuse further use,
+        and indexes stored but not declared block writes.
+        """
+        self.in_txn(self._reconcile)
+
+    def _reconcile(self) -> None:
+        tables = {i["id"]: i for _, i in self.iter_meta(KIND_TABLE)}
+        indexes: dict[str, dict[str, dict]] = {}
+        for (cname, iname), info in self.iter_meta(KIND_INDEX):
+            indexes.setdefault(cname, {})[iname] = info
+        stored = {n[0]: i for n, i in self.iter_meta(KIND_ENCODER)}
+        for comp in self.registry.custom_compressors():
+            known = stored.get(comp.name)
+            if known is None or known.get("id") != comp.id:
+                self.registry.remove_compressor(comp)
+        for coll in self.live_collections():
+            table = tables.get(coll.id)
+            names = {} if table is None else indexes.get(table["name"], {})
+            coll.sync(table, names)
+
+    def _after_abort(self) -> None:
+        self._schema_token = None  # the next write compares afresh
+        self.verified_txn = None
+        self.reconcile()
+
+    def _check_format(self) -> None:
+        info = self.get_meta(KIND_STRUCT, "\x00acid")
+        version = 0 if info is None else info.get("format", 0)
+        if version > _layout.FORMAT_VERSION:
+            raise ConfigError(
+                f"this store was written by a newer acid (layout {version}); "
+                f"this one reads layout {_layout.FORMAT_VERSION}: upgrade acid"
+            )
+        if info is None:
+            self.set_meta(KIND_STRUCT, "\x00acid", {"format": _layout.FORMAT_VERSION})
+
     # -- consistency ------------------------------------------------------
 
-    def check(self) -> Any:
-        """Re-derive every index entry of the live collections; see acid.check."""
-        from acid.collection import check
+    def check(self) -> CheckReport:
+        """Re-derive every index entry of the live collections.
 
-        return check(self)
+        Runs in one read transaction (or the active one). Stored indexes with
+        no live declared function are listed as ``unchecked``.
+        """
+        return self.in_txn(self._check)
+
+    def _check(self) -> CheckReport:
+        report = CheckReport()
+        checked: set[int] = set()
+        with self._lock:
+            newest = [c for c in self._newest.values() if c.attached]
+        for coll in newest:
+            checked.update(coll.check(report))
+        for (cname, iname), info in self.iter_meta(KIND_INDEX):
+            if info["id"] not in checked:
+                report.unchecked.append((cname, iname))
+        return report

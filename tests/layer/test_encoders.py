@@ -9,7 +9,7 @@ import pytest
 
 import acid
 from acid import encoders
-from acid.errors import ConfigError, NameInUse, NotFound
+from acid.errors import ConfigError, CorruptionError, NameInUse, NotFound
 
 RECORDS = [
     {"id": 1, "name": "Ada", "tags": ["a", "b"], "n": None, "f": 1.5, "ok": True},
@@ -132,5 +132,7 @@ def test_unknown_compressor_id_in_value(store: acid.Store) -> None:
     coll = store.add_collection("c")
     with store.begin(write=True) as txn:
         txn.put(acid.keylib.pack((coll.id, 1), store.prefix), b"\x63data")
-    with pytest.raises(ConfigError, match="compressor id 99"):
+    with pytest.raises(CorruptionError, match="compressor id 99"):
         coll.get(1)
+    with pytest.raises(CorruptionError, match="compressor id 99"):
+        list(coll.values())

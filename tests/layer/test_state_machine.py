@@ -1,5 +1,11 @@
 """Random puts, updates, deletes and queries against a plain-dict model,
-on every engine, each run ending with the index consistency check."""
+on every engine, each run ending with the index consistency check.
+
+Besides plain writes the machine aborts schema changes (collections, indexes,
+renames, compressors made in a block that rolls back) and, inside batches
+that commit, puts records whose index function raises or whose index entry
+is longer than LMDB's key limit: a failed put must change nothing.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +33,26 @@ RECORDS = st.fixed_dictionaries(
         "name": st.text("xyz", max_size=3),
     }
 )
+#: Records that make a put fail half-way: the tag index raises on "boom"; a
+#: 600-character name makes a "both" entry longer than LMDB's 511-byte keys.
+BAD_RECORDS = st.fixed_dictionaries(
+    {
+        "age": st.integers(0, 6),
+        "tags": st.lists(st.sampled_from(["a", "boom"]), min_size=1, max_size=2),
+        "name": st.sampled_from(["x", "y" * 600]),
+    }
+)
+
+
+def index_tuples(result: Any) -> list[tuple]:
+    """The model of what an index function's result means."""
+    if result is None:
+        return []
+    if isinstance(result, tuple):
+        return [result]
+    if isinstance(result, list):
+        return [x if isinstance(x, tuple) else (x,) for x in result]
+    return [(result,)]
 
 
 def age_index(r: dict[str, Any]) -> Any:
@@ -34,6 +60,8 @@ def age_index(r: dict[str, Any]) -> Any:
 
 
 def tag_index(r: dict[str, Any]) -> Any:
+    if "boom" in r["tags"]:
+        raise ValueError("boom")
     return r["tags"]
 
 
@@ -58,12 +86,15 @@ def run_machine(open_store: Any, examples: int = 30) -> None:
                 "both": self.coll.add_index("both", both_index),
             }
             self.model: dict[tuple, dict] = {}
+            self.name = self.coll.name
+            self.n = 0
+            self.ids = {self.coll.id, *(i.id for i in self.idx.values())}
 
         def expected(self, name: str) -> list[tuple[tuple, tuple]]:
             func = {"age": age_index, "tags": tag_index, "both": both_index}[name]
             out = set()
             for k, r in self.model.items():
-                for t in acid.index.index_tuples(func(r)):
+                for t in index_tuples(func(r)):
                     out.add((sort_key(t), t, k))
             return [
                 (t, k) for _, t, k in sorted(out, key=lambda e: (e[0], sort_key(e[2])))
@@ -88,6 +119,53 @@ def run_machine(open_store: Any, examples: int = 30) -> None:
                     acid.abort()
             if commit:
                 self.model.update({(k,): r for k, r in puts})
+
+        @rule(
+            puts=st.lists(st.tuples(KEYS, st.one_of(RECORDS, BAD_RECORDS)), max_size=4)
+        )
+        def batch_with_failures(self, puts: list) -> None:
+            landed = {}
+            with self.store.begin(write=True):
+                for key, rec in puts:
+                    try:
+                        self.coll.put(rec, key=key)
+                    except (ValueError, acid.errors.EngineError):
+                        continue  # the put changed nothing; the batch goes on
+                    landed[(key,)] = rec
+            self.model.update(landed)
+
+        @rule(what=st.sampled_from(["collection", "index", "rename", "compressor"]))
+        def schema_change_aborted(self, what: str) -> None:
+            self.n += 1
+            name = f"tmp{self.n}"
+            made: list[Any] = []
+            with self.store.begin(write=True):
+                if what == "collection":
+                    made.append(self.store.add_collection(name))
+                    made[0].put({"age": 1, "tags": [], "name": "lost"}, key=1)
+                elif what == "index":
+                    made.append(self.coll.add_index(name, age_index))
+                elif what == "rename":
+                    self.store.rename_collection(self.coll.name, name)
+                    assert self.coll.name == name
+                else:
+                    comp = acid.encoders.Compressor(name, bytes, bytes)
+                    made.append(self.store.add_collection(name, compressor=comp))
+                acid.abort()
+            assert self.coll.name == self.name  # a rename rolls back
+            assert set(self.coll.indices) == set(self.idx)
+            for obj in made:
+                with pytest.raises(acid.errors.SchemaError):
+                    list(
+                        obj.keys() if isinstance(obj, acid.Collection) else obj.pairs()
+                    )
+            # A later collection never takes an id that was rolled back.
+            fresh = self.store.add_collection(f"fresh{self.n}")
+            assert fresh.id not in self.ids
+            self.ids.add(fresh.id)
+            for obj in made:
+                assert obj.id != fresh.id
+            assert list(fresh.items()) == []
 
         @rule(lo=KEYS, hi=KEYS, reverse=st.booleans())
         def scan(self, lo: int, hi: int, reverse: bool) -> None:

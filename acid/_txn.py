@@ -1,0 +1,153 @@
+"""Ambient transactions: where the active one lives, and ``begin()`` blocks.
+
+The active transaction is kept in a :class:`TxnContext` (a ContextVar, so
+threads and asyncio tasks each have their own). Stores over one storage
+share one context. Callbacks registered with :func:`on_abort` undo effects
+on live Python objects when a transaction rolls back.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from acid.errors import AbortError, TxnError
+
+if TYPE_CHECKING:
+    from acid.engines import Txn
+
+__all__ = ["Block", "TxnContext", "TxnContextLike", "abort", "context_for", "on_abort"]
+
+
+class TxnContext:
+    """Where the active transaction lives: a :class:`contextvars.ContextVar`.
+
+    Each thread and each asyncio task sees its own value. Replace it (the
+    ``txn_context`` argument of :class:`Store`) to keep transactions in some
+    other request-local place; the replacement needs ``get``, ``set`` and
+    ``reset`` with these meanings.
+    """
+
+    __slots__ = ("_var", "get", "set", "reset")
+
+    def __init__(self) -> None:
+        self._var: contextvars.ContextVar[Txn | None] = contextvars.ContextVar(
+            "acid_txn", default=None
+        )
+        # Bound C methods, not Python wrappers: get() runs on every operation.
+        self.get: Callable[[], Txn | None] = self._var.get
+        self.set: Callable[[Txn | None], Any] = self._var.set
+        self.reset: Callable[[Any], None] = self._var.reset
+
+
+class TxnContextLike(Protocol):
+    def get(self) -> Txn | None: ...
+    def set(self, txn: Txn | None) -> Any: ...
+    def reset(self, token: Any) -> None: ...
+
+
+# Stores over one storage share its ambient transaction, so a block begun on
+# one of them covers writes through the others (one storage, one writer).
+# Engines opened twice on one path share an ``identity`` object.
+_contexts: weakref.WeakKeyDictionary[Any, TxnContext] = weakref.WeakKeyDictionary()
+_contexts_lock = threading.Lock()
+
+
+def context_for(engine: Any) -> TxnContext:
+    identity = getattr(engine, "identity", engine)
+    with _contexts_lock:
+        try:
+            ctx = _contexts.get(identity)
+            if ctx is None:
+                ctx = _contexts[identity] = TxnContext()
+        except TypeError:  # not weakly referenceable: a context of its own
+            ctx = TxnContext()
+        return ctx
+
+
+# Callbacks to run if a transaction aborts, by id(txn): schema changes and
+# registrations undo their effect on live Python objects. _Block pops them.
+_undo: dict[int, list[Callable[[], None]]] = {}
+
+
+def on_abort(txn: Txn, callback: Callable[[], None]) -> None:
+    """Run ``callback()`` after ``txn`` aborts (once per callback and txn)."""
+    hooks = _undo.setdefault(id(txn), [])
+    if callback not in hooks:
+        hooks.append(callback)
+
+
+def abort() -> None:
+    """Abort the active transaction and leave its ``with`` block quietly.
+
+    >>> import acid
+    >>> store = acid.open("skiplist:/")
+    >>> with store.begin(write=True):
+    ...     store.count("n")
+    ...     acid.abort()
+    1
+    >>> store.count("n", 0)
+    1
+    """
+    raise AbortError("transaction aborted by acid.abort()")
+
+
+class Block:
+    """The context manager returned by :meth:`Store.begin`."""
+
+    __slots__ = ("_engine", "_ctx", "_write", "_timeout", "_token", "txn")
+
+    def __init__(
+        self, engine: Any, ctx: TxnContextLike, write: bool, timeout: float | None
+    ) -> None:
+        self._engine = engine
+        self._ctx = ctx
+        self._write = write
+        self._timeout = timeout
+        self._token: Any = None
+        self.txn: Txn | None = None
+
+    def __enter__(self) -> Txn:
+        ctx = self._ctx
+        if ctx.get() is not None:
+            raise TxnError(
+                "a transaction is already active here; nested begin() is not "
+                "supported (use store.in_txn(func) to join the active one)"
+            )
+        if self.txn is not None:
+            raise TxnError("this begin() block was already used; call begin() again")
+        self.txn = self._engine.begin(write=self._write, timeout=self._timeout)
+        self._token = ctx.set(self.txn)
+        return self.txn
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        self._ctx.reset(self._token)
+        txn = self.txn
+        assert txn is not None
+        undo = _undo.pop(id(txn), None)
+        if exc_type is None:
+            try:
+                txn.commit()
+            except BaseException:
+                _quiet_abort(txn)
+                _run(undo)
+                raise
+            return False
+        _quiet_abort(txn)
+        _run(undo)
+        return exc_type is not None and issubclass(exc_type, AbortError)
+
+
+def _quiet_abort(txn: Txn) -> None:
+    try:
+        txn.abort()
+    except Exception:  # noqa: BLE001 - the original error matters more
+        pass
+
+
+def _run(callbacks: list[Callable[[], None]] | None) -> None:
+    for callback in callbacks or ():
+        callback()
