@@ -61,9 +61,9 @@ class Encoder:
         unpack: Callable[[Any], Any],
     ) -> None:
         if not isinstance(name, str) or not name:
-            raise ConfigError("an encoder needs a non-empty str name")
+            raise TypeError("an encoder name must be a non-empty str")
         if not callable(pack) or not callable(unpack):
-            raise ConfigError(f"encoder {name!r}: pack and unpack must be callable")
+            raise TypeError(f"encoder {name!r}: pack and unpack must be callable")
         self.name = name
         self.pack = pack
         self.unpack = unpack
@@ -120,7 +120,11 @@ class Compressor:
         id: int | None = None,  # noqa: A002 - the stored id, as in the format
     ) -> None:
         if not isinstance(name, str) or not name:
-            raise ConfigError("a compressor needs a non-empty str name")
+            raise TypeError("a compressor name must be a non-empty str")
+        if not callable(compress) or not callable(decompress):
+            raise TypeError(
+                f"compressor {name!r}: compress and decompress must be callable"
+            )
         self.name = name
         self.id = id
         self.compress = compress

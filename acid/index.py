@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from acid import _query, keylib
 from acid._layout import SEP
-from acid.errors import ConfigError, SchemaError
+from acid.errors import SchemaError
 
 if TYPE_CHECKING:
     from acid.collection import Collection
@@ -51,7 +51,7 @@ class Index:
 
     def __init__(self, coll: Collection, info: dict[str, Any], func: Callable) -> None:
         if not callable(func):
-            raise ConfigError(
+            raise TypeError(
                 f"index {info['name']!r}: the index function must be callable"
             )
         self.coll = coll

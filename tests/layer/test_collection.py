@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 import acid
@@ -207,3 +209,26 @@ def test_persistence_across_reopen(open_store: object, engine_name: str) -> None
     assert idx2.count(3) == len([i for i in range(50) if i % 7 == 3])
     assert store.count("n", 0) == 11
     assert store.check().ok
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda s: s.add_collection(""),
+        lambda s: s.add_collection(3),
+        lambda s: s.add_collection("c", key_func=3),
+        lambda s: s.add_collection("c", counter_name=""),
+        lambda s: s.add_collection("c").add_index("", len),
+        lambda s: s.add_collection("c").add_index("i", 3),
+        lambda s: s.rename_collection("c", ""),
+        lambda s: acid.encoders.Encoder("", bytes, bytes),
+        lambda s: acid.encoders.Compressor("z", 3, bytes),
+    ],
+)
+def test_bad_names_and_functions_raise_type_error(store: acid.Store, make: Any) -> None:
+    with pytest.raises(TypeError):
+        make(store)
+
+
+def test_config_error_is_a_value_error() -> None:
+    assert issubclass(acid.errors.ConfigError, ValueError)

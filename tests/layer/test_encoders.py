@@ -120,10 +120,14 @@ def test_bad_encoder_arguments(store: acid.Store) -> None:
         store.add_encoder("json")  # type: ignore[arg-type]
     with pytest.raises(NotFound):
         store.get_encoder("nope")
-    with pytest.raises(ConfigError):
+    with pytest.raises(TypeError, match="non-empty"):
         encoders.Encoder("", bytes, bytes)
-    with pytest.raises(ConfigError):
+    with pytest.raises(TypeError, match="callable"):
         encoders.Encoder("x", 1, bytes)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="non-empty"):
+        encoders.Compressor("", bytes, bytes)
+    with pytest.raises(TypeError, match="callable"):
+        encoders.Compressor("x", bytes, None)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         store.add_collection("c", encoder=encoders.ZLIB)  # type: ignore[arg-type]
 
