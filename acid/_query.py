@@ -82,7 +82,7 @@ def bounds(
     return start, stop
 
 
-def check_max(max: int | None) -> None:  # noqa: A002 - the seed's name
+def check_max(max: int | None) -> None:
     if max is not None and type(max) is not int:
         raise TypeError(f"max must be an int or None, not {type(max).__name__}")
     if max is not None and max < 0:
@@ -94,7 +94,7 @@ def scan(
     start: bytes,
     stop: bytes,
     reverse: bool | None,
-    max: int | None,  # noqa: A002
+    max: int | None,
     fn: Callable[[Any, bytes, bytes], T] | None = None,
     *,
     key_prefix: bytes | None = None,
@@ -183,7 +183,7 @@ def _values(
             if v and v[0] == 0:
                 try:
                     rec = plain(v[1:])
-                except Exception:  # noqa: BLE001 - decode() raises the right error
+                except Exception:
                     rec = decode(v)
                 yield rec
             else:
@@ -210,7 +210,7 @@ def _items(
             if v and v[0] == 0:
                 try:
                     rec = plain(v[1:])
-                except Exception:  # noqa: BLE001 - decode() raises the right error
+                except Exception:
                     rec = decode(v)
             else:
                 rec = decode(v)

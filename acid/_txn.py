@@ -144,7 +144,7 @@ class Block:
 def _quiet_abort(txn: Txn) -> None:
     try:
         txn.abort()
-    except Exception:  # noqa: BLE001 - the original error matters more
+    except Exception:
         pass
 
 

@@ -123,7 +123,7 @@ class Collection:
         self._refusal: Callable[[], None] | None = None
         enc = None if encoder is None else _as_encoder(store, encoder)
         comp = None if compressor is None else _as_compressor(store, compressor)
-        meta = store.in_txn(lambda: self._open(enc, comp, counter_name), write=False)
+        meta = store.get_meta(KIND_TABLE, name)
         if meta is None:
             meta = store.in_txn(
                 lambda: self._create(enc, comp, counter_name), write=True
@@ -165,9 +165,6 @@ class Collection:
     def attached(self) -> bool:
         """Whether this object still matches a stored collection."""
         return self._detached is None
-
-    def _open(self, enc: Any, comp: Any, counter: str | None) -> dict | None:
-        return self.store.get_meta(KIND_TABLE, self.name)
 
     def _create(self, enc: Any, comp: Any, counter: str | None) -> dict[str, Any]:
         store = self.store
@@ -518,7 +515,7 @@ class Collection:
         hi: Any,
         prefix: Any,
         reverse: Any,
-        max: int | None,  # noqa: A002
+        max: int | None,
         include: bool,
         raw: bool = False,
     ) -> Iterator[Any]:
@@ -549,7 +546,7 @@ class Collection:
         hi: Any = None,
         prefix: Any = None,
         reverse: Any = False,
-        max: int | None = None,  # noqa: A002
+        max: int | None = None,
         include: bool = False,
         raw: bool = False,
     ) -> Iterator[tuple[tuple[Any, ...], Any]]:
@@ -569,7 +566,7 @@ class Collection:
         hi: Any = None,
         prefix: Any = None,
         reverse: Any = None,
-        max: int | None = None,  # noqa: A002
+        max: int | None = None,
         include: bool = False,
     ) -> Iterator[tuple[Any, ...]]:
         """Yield keys in key order; arguments as for :meth:`items`."""
@@ -582,7 +579,7 @@ class Collection:
         hi: Any = None,
         prefix: Any = None,
         reverse: Any = None,
-        max: int | None = None,  # noqa: A002
+        max: int | None = None,
         include: bool = False,
         raw: bool = False,
     ) -> Iterator[Any]:
@@ -626,21 +623,18 @@ class Collection:
 
     # -- consistency ------------------------------------------------------
 
-    def check(self, report: CheckReport | None = None) -> set[int]:
+    def check(self, report: CheckReport | None = None) -> CheckReport:
         """Re-derive this collection's index entries and compare with the stored.
 
-        Differences go into ``report`` (see :func:`acid.check`); returns the
-        ids of the indexes checked. Runs in the active or a new read txn.
+        Returns ``report`` (a new one by default) with what differs, as
+        :func:`acid.check` does. Runs in the active or a new read txn.
         """
         report = CheckReport() if report is None else report
         if self._detached is not None:
             self._refuse_detached()
-        return self.store.in_txn(lambda: self._check(report))
-
-    def _check(self, report: CheckReport) -> set[int]:
         for idx in self._indexes:
-            self._check_index(idx, report)
-        return {idx.id for idx in self._indexes}
+            self.store.in_txn(lambda idx=idx: self._check_index(idx, report))
+        return report
 
     def _check_index(self, idx: Index, report: CheckReport) -> None:
         store = self.store
@@ -688,7 +682,7 @@ def _undo(
         for p in set(entries) - before:
             try:
                 txn.delete(p + tail)
-            except Exception:  # noqa: BLE001 - a key the engine refused is absent
+            except Exception:
                 pass
         for p in before - set(entries):
             txn.put(p + tail, rkey)

@@ -117,7 +117,7 @@ class Compressor:
         name: str,
         compress: Callable[[bytes], bytes],
         decompress: Callable[[Any], bytes],
-        id: int | None = None,  # noqa: A002 - the stored id, as in the format
+        id: int | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError("a compressor name must be a non-empty str")
@@ -186,7 +186,7 @@ class ZstdDictCompressor(Compressor):
 
     def __init__(
         self, name: str, dict_data: bytes, level: int = 3, id: int | None = None
-    ) -> None:  # noqa: A002
+    ) -> None:
         if not dict_data:
             raise ConfigError(f"compressor {name!r}: empty zstd dictionary")
         super().__init__(name, *_zstd_pair(level, dict_data), id=id)

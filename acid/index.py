@@ -157,7 +157,7 @@ class Index:
         reverse: Any,
         max: int | None,
         include: bool,
-    ) -> Iterator[Any]:  # noqa: A002
+    ) -> Iterator[Any]:
         if self._detached is not None:
             self._refuse()
         start, stop = self._range(args, lo, hi, prefix, include)
@@ -184,7 +184,7 @@ class Index:
             elif value and value[0] == 0:
                 try:
                     rec = plain(value[1:])
-                except Exception:  # noqa: BLE001 - decode() raises the right error
+                except Exception:
                     rec = decode(value)
             else:
                 rec = decode(value)
@@ -199,7 +199,7 @@ class Index:
         hi: Any = None,
         prefix: Any = None,
         reverse: Any = None,
-        max: int | None = None,  # noqa: A002
+        max: int | None = None,
         include: bool = False,
     ) -> Iterator[tuple]:
         """Yield ``(index tuple, record key)`` in index order."""
@@ -222,7 +222,7 @@ class Index:
         prefix: Any = None,  # before hi: the seed API's order for tups()
         hi: Any = None,
         reverse: Any = None,
-        max: int | None = None,  # noqa: A002
+        max: int | None = None,
         include: bool = False,
     ) -> Iterator[tuple]:
         """Yield the index tuples (the index function's values) in order.
@@ -242,7 +242,7 @@ class Index:
         hi: Any = None,
         prefix: Any = None,
         reverse: Any = None,
-        max: int | None = None,  # noqa: A002
+        max: int | None = None,
         include: bool = False,
     ) -> Iterator[tuple]:
         """Yield the keys of the records the entries point at, in index order."""
@@ -258,7 +258,7 @@ class Index:
         hi: Any = None,
         prefix: Any = None,
         reverse: Any = None,
-        max: int | None = None,  # noqa: A002
+        max: int | None = None,
         include: bool = False,
         raw: bool = False,
     ) -> Iterator[tuple]:
@@ -273,7 +273,7 @@ class Index:
         hi: Any = None,
         prefix: Any = None,
         reverse: Any = None,
-        max: int | None = None,  # noqa: A002
+        max: int | None = None,
         include: bool = False,
         raw: bool = False,
     ) -> Iterator[Any]:
@@ -289,7 +289,7 @@ class Index:
         prefix: Any = None,
         max: int | None = None,
         include: bool = False,
-    ) -> int:  # noqa: A002
+    ) -> int:
         """The number of entries in the range (at most ``max``)."""
         return sum(
             1

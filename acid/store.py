@@ -615,7 +615,8 @@ class Store:
         with self._lock:
             newest = [c for c in self._newest.values() if c.attached]
         for coll in newest:
-            checked.update(coll.check(report))
+            coll.check(report)
+            checked.update(idx.id for idx in coll.indices.values())
         for (cname, iname), info in self.iter_meta(KIND_INDEX):
             if info["id"] not in checked:
                 report.unchecked.append((cname, iname))

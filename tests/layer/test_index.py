@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 import acid
@@ -158,85 +156,6 @@ def test_exception_rolls_back_record_index_and_counter(store: acid.Store) -> Non
     assert list(idx.tups()) == [("keep",)]
     assert coll.put({"v": "next"}) == (2,)
     assert store.check().ok
-
-
-def test_check_reports_drift(store: acid.Store) -> None:
-    coll = store.add_collection("c")
-    idx = coll.add_index("v", lambda r: r["v"])
-    coll.put({"v": 1}, key=1)
-    coll.put({"v": 2}, key=2)
-    assert store.check().ok and store.check().checked_entries == 2
-    # Corrupt the index behind the layer's back: drop one entry, add a bogus one.
-    with store.begin(write=True) as txn:
-        entry = acid.keylib.packs([(idx.id, 1), (1,)], store.prefix)
-        assert txn.delete(entry)
-        txn.put(acid.keylib.packs([(idx.id, 9), (2,)], store.prefix), b"")
-    report = acid.check(store)
-    assert not report.ok
-    assert report.missing == [("c", "v", (1,), (1,))]
-    assert report.stale == [("c", "v", (9,), (2,))]
-
-
-def test_check_reports_entry_pointing_elsewhere(store: acid.Store) -> None:
-    coll = store.add_collection("c")
-    idx = coll.add_index("v", lambda r: r["v"])
-    coll.put({"v": 1}, key=1)
-    coll.put({"v": 2}, key=2)
-    with store.begin(write=True) as txn:  # entry of record 1 now names record 2
-        txn.put(
-            acid.keylib.packs([(idx.id, 1), (1,)], store.prefix), acid.keylib.pack((2,))
-        )
-    assert list(idx.values()) == [{"v": 2}, {"v": 2}]
-    report = store.check()
-    assert report.stale == [("c", "v", (1,), (1,))] and not report.missing
-
-
-def test_threads_each_have_their_own_transaction(store: acid.Store) -> None:
-    coll = store.add_collection("c")
-    coll.add_index("t", lambda r: r["t"])
-    errors: list[BaseException] = []
-
-    def worker(t: int) -> None:
-        try:
-            for i in range(20):
-                with store.begin(write=True):
-                    coll.put({"t": t, "i": i}, key=(t, i))
-                    assert store.txn is not None and store.txn.write
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    assert errors == []
-    assert store.txn is None
-    assert len(list(coll.keys())) == 80
-    assert coll.indices["t"].count(2) == 20
-    assert store.check().ok
-
-
-def test_prefixes_isolate_stores(open_store: object) -> None:
-    base = open_store()  # type: ignore[operator]
-    a = acid.Store(base.engine, prefix=b"A")
-    b = acid.Store(base.engine, prefix="B")
-    ca, cb = a.add_collection("c"), b.add_collection("c")
-    ca.add_index("v", lambda r: r)
-    cb.add_index("v", lambda r: r)
-    ca.put("a1")
-    cb.put("b1")
-    cb.put("b2")
-    assert list(ca.values()) == ["a1"]
-    assert list(cb.values()) == ["b1", "b2"]
-    assert a.count("key:c", 0) == 2 and b.count("key:c", 0) == 3
-    assert base.collections() == []
-    with a.begin(write=True):  # one engine, one transaction for both stores
-        ca.put("a2")
-        cb.put("b3")
-        acid.abort()
-    assert list(cb.values()) == ["b1", "b2"]
-    assert a.check().ok and b.check().ok
 
 
 def test_write_while_iterating_in_one_transaction(store: acid.Store) -> None:
