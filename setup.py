@@ -3,7 +3,9 @@
 A machine without a working compiler still gets a working, pure-Python
 install: the build failure is reported and ``acid.keylib`` falls back to
 ``acid._keylib_py`` (``acid.keylib.IMPLEMENTATION`` says which one is used).
-Set ``ACID_REQUIRE_C=1`` to make a failed build an error instead (CI does).
+Set ``ACID_REQUIRE_C=1`` to make a failed build an error instead (CI does):
+the extension is then not ``optional`` (setuptools would otherwise turn its
+compile errors into warnings) and nothing below catches the failure.
 """
 
 import os
@@ -12,22 +14,28 @@ import sys
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
+REQUIRE_C = os.environ.get("ACID_REQUIRE_C", "") not in ("", "0")
+
 
 class OptionalBuildExt(build_ext):
+    """Degrades to a warning when the C twin cannot be built, unless required."""
+
     def run(self) -> None:
+        if REQUIRE_C:
+            super().run()
+            return
         try:
             super().run()
         except Exception as exc:  # noqa: BLE001 - any build failure degrades
-            if os.environ.get("ACID_REQUIRE_C"):
-                raise
             self._warn(exc)
 
     def build_extension(self, ext: Extension) -> None:
+        if REQUIRE_C:
+            super().build_extension(ext)
+            return
         try:
             super().build_extension(ext)
         except Exception as exc:  # noqa: BLE001
-            if os.environ.get("ACID_REQUIRE_C"):
-                raise
             self._warn(exc)
 
     @staticmethod
@@ -44,7 +52,7 @@ setup(
             "acid._keylib",
             sources=["acid/_keylib.c"],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
-            optional=True,
+            optional=not REQUIRE_C,
         )
     ],
     cmdclass={"build_ext": OptionalBuildExt},

@@ -10,6 +10,9 @@ variable ``ACID_PURE_PYTHON=1`` before the first import forces the pure one.
 ('user', 42)
 >>> pack((1,)) < pack((1.5,)) < pack((2,))
 True
+>>> start, stop = prefix_range((1,))
+>>> start <= pack((1, "a")) < stop, start <= pack((1.5,)) < stop
+(True, False)
 >>> Key("user", 42)
 Key('user', 42)
 """
@@ -39,6 +42,7 @@ __all__ = [
     "pack",
     "packs",
     "prefix_bound",
+    "prefix_range",
     "unpack",
     "unpacks",
 ]
@@ -57,6 +61,36 @@ prefix_bound = _impl.prefix_bound
 Desc = _py.Desc  # one class, shared by both twins
 
 
+def prefix_range(prefix: tuple, base: bytes = b"") -> tuple[bytes, bytes]:
+    """``(start, stop)``: the keys under ``base`` that begin with ``prefix``.
+
+    ``start <= pack(t, base) < stop`` exactly when ``t`` has at least
+    ``len(prefix)`` elements and each of the first is the same key element
+    as the one in ``prefix`` (same encoding: ``1``, ``1.0`` and ``True``
+    differ; a nested tuple must match whole). A byte-prefix scan
+    (``prefix_bound(pack(prefix))``) is not that: ``pack((1,))`` is a byte
+    prefix of ``pack((1.5,))``.
+
+    ``start`` is ``pack(prefix, base)`` and ``stop`` is ``start + b"\\xfe"``
+    (docs/format.md, "Prefix ranges"). For ``prefix=()``, ``stop`` is
+    ``prefix_bound(base)``, or ``base + b"\\xff"`` when ``base`` has no
+    bound (it is empty or all ``0xff``).
+
+    >>> start, stop = prefix_range((1,), b"p")
+    >>> [start <= pack(t, b"p") < stop for t in [(1,), (1, "a"), (1.0,), (1.5,)]]
+    [True, True, False, False]
+    >>> prefix_range((), b"p")
+    (b'p', b'q')
+    """
+    start = _impl.pack(prefix, base)
+    if prefix:
+        # After a whole element comes SEP, a type byte (<= 0x7f) or the end
+        # of the key; 0xfe only as the FRAC of a float whose floor is the
+        # integer just before, which is a different element.
+        return start, start + b"\xfe"
+    return start, _impl.prefix_bound(start) or start + b"\xff"
+
+
 def implementations() -> dict[str, ModuleType]:
     """Every twin available in this process, by name (``"python"``, ``"c"``).
 
@@ -73,7 +107,8 @@ class Key:
     """An immutable, tuple-like key that keeps its encoded bytes.
 
     Keys compare by their bytes (so in key order); a plain tuple is packed
-    first. Elements are decoded on first access only.
+    first. Elements are decoded on first access only. ``Key(key)`` copies
+    ``key``.
 
     >>> k = Key(1, "a")
     >>> len(k), k[1], k == (1, "a"), k < Key(2), k.to_hex()
@@ -88,6 +123,10 @@ class Key:
     _items: tuple | None
 
     def __init__(self, *args: Any) -> None:
+        if len(args) == 1 and isinstance(args[0], Key):
+            self._raw = args[0]._raw
+            self._items = args[0]._items
+            return
         self._raw = pack(args)
         self._items = args
 
@@ -139,15 +178,20 @@ class Key:
         return self._raw.hex()
 
     def prefix_bound(self) -> Key | None:
-        """A key above every key that starts with this one, or None.
+        """A key above every key that starts with this one and below the rest.
 
-        The result is only good for comparing; it may not decode.
+        "Starts with" is element by element, as for :func:`prefix_range`:
+        ``Key(1.5)`` does not start with ``Key(1)``, so it is not below
+        ``Key(1).prefix_bound()``. None for the empty key, which every key
+        starts with. The result is only good for comparing; it does not
+        decode.
 
-        >>> Key("a") < Key("a", 1) < Key("a").prefix_bound() < Key("b")
+        >>> Key(1) < Key(1, "z") < Key(1).prefix_bound() < Key(1.5)
         True
         """
-        bound = _impl.prefix_bound(self._raw)
-        return None if bound is None else Key._wrap(bound)
+        if not self._raw:
+            return None
+        return Key._wrap(self._raw + b"\xfe")  # see prefix_range()
 
     def _tuple(self) -> tuple:
         items = self._items

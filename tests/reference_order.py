@@ -2,8 +2,9 @@
 
 ``sort_key(t)`` maps a packable tuple to a value whose Python order is the
 order the packed bytes must have; the keylib property tests check
-``sorted(ts, key=sort_key)`` against sorting by ``pack``. It never looks at
-the encoding.
+``sorted(ts, key=sort_key)`` against sorting by ``pack``. ``starts_with(t,
+prefix)`` is the element-wise prefix relation that ``keylib.prefix_range``
+must select. Neither looks at the encoding.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from uuid import UUID
 
 from acid.keylib import Desc
 
-__all__ = ["element_key", "sort_key"]
+__all__ = ["element_key", "sort_key", "starts_with"]
 
 _EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -75,3 +76,18 @@ def element_key(v: Any) -> tuple:
 def sort_key(t: tuple) -> tuple:
     """The sort key of a whole tuple: its elements' keys, in order."""
     return tuple(element_key(v) for v in t)
+
+
+def starts_with(t: tuple, prefix: tuple) -> bool:
+    """Whether ``t`` begins with the elements of ``prefix``, one by one.
+
+    Two elements are the same when neither sorts before the other: ``1`` and
+    ``1.0``, ``0.0`` and ``-0.0``, ``1`` and ``True``, ``(1,)`` and ``(1, 2)``
+    all differ, as their encodings do.
+    """
+    if len(t) < len(prefix):
+        return False
+    head = t[: len(prefix)]
+    return all(
+        element_key(a) == element_key(b) for a, b in zip(prefix, head, strict=True)
+    )

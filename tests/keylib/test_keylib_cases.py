@@ -27,6 +27,7 @@ EXPORTS = [
     "pack",
     "packs",
     "prefix_bound",
+    "prefix_range",
     "unpack",
     "unpacks",
 ]

@@ -70,9 +70,35 @@ def test_prefix_bound() -> None:
     k = Key("a")
     bound = k.prefix_bound()
     assert bound is not None
-    assert k < Key("a", 1) < Key("a", (9, 9)) < bound < Key("b")
-    assert Key().prefix_bound() is None
-    assert Key.from_raw(b"\xff\xff").prefix_bound() is None  # type: ignore[union-attr]
+    assert k < Key("a", 1) < Key("a", (9, 9)) < bound < Key("ab") < Key("b")
+    assert Key().prefix_bound() is None  # every key starts with Key()
+
+
+def test_prefix_bound_is_element_wise() -> None:
+    # pack((1,)) is a byte prefix of pack((1.5,)); Key(1.5) does not start
+    # with Key(1), so it must not sort below the bound.
+    bound = Key(1).prefix_bound()
+    assert bound is not None
+    assert Key(1) < Key(1, "z") < Key(1, Desc(None)) < bound
+    assert bound <= Key(1.0) and bound <= Key(1.5) and bound <= Key(1.5, "b")
+    bound = Key(-2).prefix_bound()
+    assert bound is not None and Key(-2, 9) < bound <= Key(-1.5)
+    bound = Key("a", 1).prefix_bound()
+    assert bound is not None and Key("a", 1, 1) < bound <= Key("a", 1.0)
+    assert bound.to_raw() == keylib.prefix_range(("a", 1))[1]
+
+
+def test_key_of_a_key_is_a_copy() -> None:
+    k = Key(1, "a")
+    copy = Key(k)
+    assert copy == k and copy is not k and type(copy) is Key
+    assert copy.to_raw() == k.to_raw() and tuple(copy) == (1, "a")
+    assert Key(Key()) == Key() and not Key(Key())
+    lazy = Key.from_raw(keylib.pack((2.5, Desc("x"))))
+    assert lazy is not None and Key(lazy) == lazy == (2.5, Desc("x"))
+    assert Key(Key(1)) != Key((1,))  # a nested tuple is still an element
+    with pytest.raises(TypeError):
+        Key(k, 2)  # a Key is not a key element
 
 
 def test_concatenation() -> None:
