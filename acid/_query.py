@@ -35,19 +35,6 @@ def as_tuple(value: Any) -> tuple[Any, ...]:
     return tuple(value)
 
 
-def prefix_range(prefix: tuple[Any, ...], base: bytes = b"") -> tuple[bytes, bytes]:
-    """``(start, stop)`` of the keys under ``base`` whose tuple starts with
-    ``prefix`` element by element (``(1,)`` does not cover ``(1.5,)``)."""
-    native = getattr(keylib, "prefix_range", None)
-    if native is not None:
-        return native(prefix, base)  # type: ignore[no-any-return,unused-ignore]
-    start = keylib.pack(prefix, base)
-    stop = keylib.prefix_bound(start)
-    if stop is None:  # only if base is all 0xff, which no store prefix yields
-        raise ValueError("key space prefix has no upper bound")
-    return start, stop
-
-
 def bounds(
     base: bytes,
     *,
@@ -63,19 +50,19 @@ def bounds(
     is inclusive; ``hi`` exclusive, or with ``include=True`` inclusive of every
     key that starts with ``hi``. ``None`` means "not given" (``0`` is a value).
     """
-    start, stop = prefix_range((), base)
+    start, stop = keylib.prefix_range((), base)
     if key is not None:
         exact = keylib.pack(as_tuple(key), base)
         return exact, exact + b"\x00"
     if prefix is not None:
-        p_start, p_stop = prefix_range(as_tuple(prefix), base)
+        p_start, p_stop = keylib.prefix_range(as_tuple(prefix), base)
         start = max(start, p_start)
         stop = min(stop, p_stop)
     if lo is not None:
         start = max(start, keylib.pack(as_tuple(lo), base))
     if hi is not None:
         if include:
-            h = prefix_range(as_tuple(hi), base)[1]
+            h = keylib.prefix_range(as_tuple(hi), base)[1]
         else:
             h = keylib.pack(as_tuple(hi), base)
         stop = min(stop, h)

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from acid import _layout, _query, encoders, keylib
+from acid import _layout, encoders, keylib
 from acid._layout import (
     KIND_COUNTER,
     KIND_ENCODER,
@@ -266,7 +266,7 @@ class Store:
 
     def iter_meta(self, kind: str) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
         """Every ``(name tuple, dict)`` stored under ``kind``, in name order."""
-        start, stop = _query.prefix_range((kind,), self._meta_prefix)
+        start, stop = keylib.prefix_range((kind,), self._meta_prefix)
 
         def run() -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
             out = []
@@ -503,7 +503,7 @@ class Store:
 
     def iter_space(self, space_id: int) -> Iterator[tuple[bytes, bytes]]:
         """Raw ``(key, value)`` pairs of one key space, in the active txn."""
-        start, stop = _query.prefix_range((space_id,), self.prefix)
+        start, stop = keylib.prefix_range((space_id,), self.prefix)
         for k, v in self._active().iter(start):
             if k >= stop:
                 return
