@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import acid
 from acid.engines import Engine, from_url
 from acid.engines.trace import TraceEngine
-from acid.errors import Error
+from acid.errors import ConfigError, Error
 from acid.tools.replay import main, replay
 
 keys = st.sampled_from([b"a", b"b", b"b\x00", b"c", b"\x00", b"\xff", b"zz"])
@@ -146,3 +148,74 @@ def test_cli_runs_as_a_module(tmp_path: Path) -> None:
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
+
+
+# -- acid.open with a trace path it cannot use ------------------------------
+
+
+def bad_trace_paths(tmp_path: Path) -> dict[str, Path]:
+    (tmp_path / "file").write_text("")
+    (tmp_path / "dir").mkdir()
+    return {
+        "a directory": tmp_path / "dir",
+        "under a missing directory": tmp_path / "missing" / "t.trace",
+        "under a regular file": tmp_path / "file" / "t.trace",
+    }
+
+
+@pytest.mark.parametrize(
+    "case", ["a directory", "under a missing directory", "under a regular file"]
+)
+def test_open_with_a_bad_trace_path_closes_the_engine(
+    tmp_path: Path, case: str
+) -> None:
+    pytest.importorskip("plyvel")
+    bad = bad_trace_paths(tmp_path)[case]
+    url = f"leveldb:{tmp_path}/db"
+    with pytest.raises(ConfigError, match="trace") as raised:
+        acid.open(url, trace_path=bad)
+    assert isinstance(raised.value.__cause__, OSError)
+    assert raised.value.__cause__.strerror in str(raised.value)
+    # The LevelDB lock was given back: the same path opens again at once.
+    store = acid.open(url)
+    store.close()
+
+
+@pytest.mark.parametrize("bad", [42, 4.5, [b"t.trace"], object()])
+def test_open_with_a_trace_path_of_the_wrong_type(tmp_path: Path, bad: Any) -> None:
+    pytest.importorskip("plyvel")
+    url = f"leveldb:{tmp_path}/db"
+    with pytest.raises(TypeError, match="trace"):
+        acid.open(url, trace_path=bad)
+    acid.open(url).close()
+    assert not (tmp_path / "42").exists()
+
+
+def test_trace_engine_with_a_bad_path_raises_config_error(tmp_path: Path) -> None:
+    engine = from_url("skiplist:/")
+    with pytest.raises(ConfigError) as raised:
+        TraceEngine(engine, tmp_path)
+    assert isinstance(raised.value.__cause__, IsADirectoryError)
+    with pytest.raises(TypeError):
+        TraceEngine(engine, 3)  # type: ignore[arg-type]  # not a file descriptor
+    engine.close()
+
+
+def test_open_that_fails_after_the_engine_opened_closes_it(tmp_path: Path) -> None:
+    pytest.importorskip("plyvel")
+    url = f"leveldb:{tmp_path}/db"
+    with pytest.raises(TypeError, match="prefix") as raised:
+        acid.open(url, trace_path=tmp_path / "t.trace", prefix=5)  # type: ignore[arg-type]
+    assert raised.value is not None  # kept: its frames must not pin the engine
+    acid.open(url).close()
+    assert (tmp_path / "t.trace").read_text().endswith("engine close -> ok\n")
+
+
+def test_an_engine_at_a_non_ascii_path_is_traced(tmp_path: Path) -> None:
+    trace = tmp_path / "t.trace"
+    with acid.open(f"lmdb:{tmp_path}/caf\u00e9\n/db", trace_path=trace) as store:
+        store.add_collection("c").put({"a": 1})
+    header = trace.read_text(encoding="ascii").splitlines()[0]
+    assert header.startswith("# acid-trace 1 engine=lmdb:")
+    assert header.endswith(f"/caf\\xe9\\n/db pid={os.getpid()}")
+    assert main([str(trace), f"lmdb:{tmp_path}/replayed"]) == 0
