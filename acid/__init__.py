@@ -67,13 +67,20 @@ def open(  # noqa: A001 - the seed API's name
     ``url`` is ``scheme:/path?param=value`` (``skiplist:/``, ``lmdb:/path``,
     ``leveldb:/path``); ``pkg.mod+scheme:/...`` imports ``pkg.mod`` first so
     it can register its engine. With ``trace_path`` every engine call is
-    logged there (see ``docs/engines.md``).
+    logged there (see ``docs/engines.md``); a path that cannot be opened for
+    appending raises ``ConfigError``, a value that is not a path
+    ``TypeError``. Whatever fails, the engine is closed again (a LevelDB
+    directory stays unlocked).
     """
     from acid import engines
 
     engine = engines.from_url(url)
-    if trace_path is not None:
-        from acid.engines.trace import TraceEngine
+    try:
+        if trace_path is not None:
+            from acid.engines.trace import TraceEngine
 
-        engine = TraceEngine(engine, trace_path)
-    return Store(engine, txn_context=txn_context, prefix=prefix)
+            engine = TraceEngine(engine, trace_path)
+        return Store(engine, txn_context=txn_context, prefix=prefix)
+    except BaseException:
+        engine.close()
+        raise

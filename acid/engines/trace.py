@@ -12,9 +12,12 @@ The format is documented in ``docs/engines.md``; in short::
     T1 next I1 -> end
     T1 commit -> ok
 
-Bytes are written as ``x`` followed by lowercase hex (``x`` alone is the
-empty string). Each line is flushed when written, so a crash leaves every
-completed call in the file.
+The ``# acid-trace`` header starts a *session*: it is written each time a
+trace engine opens, and transaction and iterator ids count from 1 again
+after it, so a file appended to by several processes in turn replays session
+by session. Bytes are written as ``x`` followed by lowercase hex (``x`` alone
+is the empty string). Each line is flushed when written, so a crash leaves
+every completed call in the file.
 
 >>> import io
 >>> from acid.engines.skiplist import SkipListEngine
@@ -32,15 +35,22 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from acid.engines import Engine, Txn
+from acid.errors import ConfigError, TraceFormatError
 
-__all__ = ["TRACE_VERSION", "TraceEngine", "format_value", "parse_bytes"]
+__all__ = ["HEADER", "TRACE_VERSION", "TraceEngine", "format_value", "parse_bytes"]
 
 TRACE_VERSION = 1
+
+#: How a session header line starts; the format version follows it.
+HEADER = "# acid-trace "
+
+_HEX = re.compile(r"x(?:[0-9a-fA-F]{2})*")
 
 
 def format_value(value: object) -> str:
@@ -63,9 +73,14 @@ def format_error(exc: BaseException) -> str:
 
 
 def parse_bytes(token: str) -> bytes:
-    """The inverse of :func:`format_value` for bytes tokens."""
-    if not token.startswith("x"):
-        raise ValueError(f"expected x<hex>, got {token!r}")
+    """The inverse of :func:`format_value` for bytes tokens.
+
+    Anything else raises :class:`~acid.errors.TraceFormatError` (a
+    ``ValueError``).
+    """
+    if not _HEX.fullmatch(token):
+        shown = token if len(token) <= 40 else token[:40] + "..."
+        raise TraceFormatError(f"expected bytes as x<hex>, got {shown!r}")
     return bytes.fromhex(token[1:])
 
 
@@ -73,12 +88,18 @@ class _Log:
     """A locked, line-flushed text sink shared by an engine and its txns."""
 
     def __init__(self, sink: str | os.PathLike[str] | IO[str]) -> None:
-        if isinstance(sink, str | os.PathLike):
-            self.file: IO[str] = open(sink, "a", encoding="ascii", buffering=1)  # noqa: SIM115
+        if isinstance(sink, str | bytes | os.PathLike):
+            self.file: IO[str] = _open_for_append(sink)
             self.owned = True
-        else:
+        elif callable(getattr(sink, "write", None)):
             self.file = sink
             self.owned = False
+        else:
+            # An int would be taken for a file descriptor by open().
+            raise TypeError(
+                "trace sink must be a path (str or os.PathLike) or a text "
+                f"file, got {type(sink).__name__}"
+            )
         self.lock = threading.RLock()
         self.txn_ids = itertools.count(1)
         self.iter_ids = itertools.count(1)
@@ -99,6 +120,19 @@ class _Log:
             return result
 
 
+def _open_for_append(path: str | bytes | os.PathLike[Any]) -> IO[str]:
+    """``path`` opened for appending trace lines, or ``ConfigError`` why not."""
+    try:
+        return open(path, "a", encoding="ascii", buffering=1)  # noqa: SIM115
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(
+            f"cannot open the trace file {os.fsdecode(path)!r} for appending: "
+            f"{reason}; pass the path of a file in an existing, writable "
+            "directory"
+        ) from exc
+
+
 class TraceEngine(Engine):
     """``engine`` with every call logged to ``sink`` (a path or text file)."""
 
@@ -109,11 +143,16 @@ class TraceEngine(Engine):
         self.multi_process = engine.multi_process
         self.persistent = engine.persistent
         self.max_key_size = engine.max_key_size
-        self._log = _Log(sink)
+        self._log = log = _Log(sink)
         self._closed = False
-        self._log.write(
-            f"# acid-trace {TRACE_VERSION} engine={engine.url or '?'} pid={os.getpid()}"
-        )
+        # The trace is ASCII, one call a line: escape what a path may hold.
+        url = ascii(engine.url or "?")[1:-1]
+        try:
+            log.write(f"{HEADER}{TRACE_VERSION} engine={url} pid={os.getpid()}")
+        except BaseException:
+            if log.owned:
+                log.file.close()
+            raise
 
     def begin(self, write: bool = False, timeout: float | None = None) -> Txn:
         log = self._log
