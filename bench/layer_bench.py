@@ -40,7 +40,7 @@ import lmdb
 import msgpack
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import acid  # noqa: E402
+import acid
 
 TAGS = ["red", "green", "blue", "admin", "staff", "new", "vip"]
 

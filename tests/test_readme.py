@@ -44,6 +44,6 @@ def test_readme_python_example_runs(tmp_path: Path, capsys: object) -> None:
     text = (ROOT / "README.md").read_text()
     code = re.findall(r"```python\n(.+?)\n```", text, re.S)[0]
     code = code.replace("lmdb:/tmp/app", f"lmdb:{tmp_path}/app")
-    exec(compile(code, "README.md", "exec"), {})  # noqa: S102 - our own README
+    exec(compile(code, "README.md", "exec"), {})
     out = capsys.readouterr().out  # type: ignore[attr-defined]
     assert "'email': 'ada@x.org'" in out and "'age': 36" in out
