@@ -309,11 +309,6 @@ class Collection:
         if self._refusal is not None:
             self._refusal()
 
-    # -- values -----------------------------------------------------------
-
-    def _decode(self, value: bytes) -> Any:
-        return self.codec.decode(value)
-
     # -- indexes ----------------------------------------------------------
 
     def add_index(self, name: str, func: Callable[[Any], Any]) -> Index:
