@@ -540,7 +540,7 @@ class Store:
         """
         txn = self._active()
         if self._schema_token is None:
-            self._check_format()
+            self._check_format(write=True)
         token = os.urandom(8)
         txn.put(self._schema_key, token)
         self._schema_token = token
@@ -569,6 +569,7 @@ class Store:
         self.in_txn(self._reconcile)
 
     def _reconcile(self) -> None:
+        self._check_format()
         tables = {i["id"]: i for _, i in self.iter_meta(KIND_TABLE)}
         indexes: dict[str, dict[str, dict]] = {}
         for (cname, iname), info in self.iter_meta(KIND_INDEX):
@@ -586,9 +587,12 @@ class Store:
     def _after_abort(self) -> None:
         self._schema_token = None  # the next write compares afresh
         self.verified_txn = None
-        self.reconcile()
+        try:
+            self.reconcile()
+        except Exception:  # noqa: BLE001 - e.g. the engine was closed meanwhile
+            pass  # the token is unknown, so the next write reconciles first
 
-    def _check_format(self) -> None:
+    def _check_format(self, write: bool = False) -> None:
         info = self.get_meta(KIND_STRUCT, "\x00acid")
         version = 0 if info is None else info.get("format", 0)
         if version > _layout.FORMAT_VERSION:
@@ -596,7 +600,7 @@ class Store:
                 f"this store was written by a newer acid (layout {version}); "
                 f"this one reads layout {_layout.FORMAT_VERSION}: upgrade acid"
             )
-        if info is None:
+        if info is None and write:
             self.set_meta(KIND_STRUCT, "\x00acid", {"format": _layout.FORMAT_VERSION})
 
     # -- consistency ------------------------------------------------------

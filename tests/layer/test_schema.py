@@ -301,3 +301,14 @@ def test_collections_lists_stored_names(store: acid.Store) -> None:
     for name in ["b", "a", "c"]:
         store.add_collection(name)
     assert store.collections() == ["a", "b", "c"]
+
+
+def test_a_newer_layout_is_refused(store: acid.Store) -> None:
+    coll = store.add_collection("c")
+    store.set_meta(acid.KIND_STRUCT, "\x00acid", {"format": 99})
+    other = acid.Store(store.engine)
+    with pytest.raises(ConfigError, match="newer"):
+        other.add_collection("d")
+    with pytest.raises(ConfigError, match="newer"):
+        acid.Store(store.engine).add_collection("c").put({"a": 1})
+    assert coll.get(1) is None  # reads of what this object knows still work
