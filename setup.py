@@ -26,7 +26,7 @@ class OptionalBuildExt(build_ext):
             return
         try:
             super().run()
-        except Exception as exc:  # noqa: BLE001 - any build failure degrades
+        except Exception as exc:  # any build failure degrades
             self._warn(exc)
 
     def build_extension(self, ext: Extension) -> None:
@@ -35,7 +35,7 @@ class OptionalBuildExt(build_ext):
             return
         try:
             super().build_extension(ext)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self._warn(exc)
 
     @staticmethod

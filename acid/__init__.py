@@ -55,7 +55,7 @@ __all__ = [
 __version__ = "0.1.0"
 
 
-def open(  # noqa: A001 - the seed API's name
+def open(  # shadows the builtin: the seed API names it so
     url: str,
     trace_path: Any = None,
     txn_context: Any = None,

@@ -170,7 +170,7 @@ def _values(
             if v and v[0] == 0:
                 try:
                     rec = plain(v[1:])
-                except Exception:
+                except Exception:  # decode() raises the CorruptionError
                     rec = decode(v)
                 yield rec
             else:
@@ -197,7 +197,7 @@ def _items(
             if v and v[0] == 0:
                 try:
                     rec = plain(v[1:])
-                except Exception:
+                except Exception:  # decode() raises the CorruptionError
                     rec = decode(v)
             else:
                 rec = decode(v)

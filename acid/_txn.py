@@ -144,7 +144,7 @@ class Block:
 def _quiet_abort(txn: Txn) -> None:
     try:
         txn.abort()
-    except Exception:
+    except Exception:  # the original error matters more
         pass
 
 

@@ -677,7 +677,7 @@ def _undo(
         for p in set(entries) - before:
             try:
                 txn.delete(p + tail)
-            except Exception:
+            except Exception:  # a key the engine refused was never written
                 pass
         for p in before - set(entries):
             txn.put(p + tail, rkey)

@@ -184,7 +184,7 @@ class Index:
             elif value and value[0] == 0:
                 try:
                     rec = plain(value[1:])
-                except Exception:
+                except Exception:  # decode() raises the CorruptionError
                     rec = decode(value)
             else:
                 rec = decode(value)

@@ -589,7 +589,7 @@ class Store:
         self.verified_txn = None
         try:
             self.reconcile()
-        except Exception:  # noqa: BLE001 - e.g. the engine was closed meanwhile
+        except Exception:  # e.g. the engine was closed meanwhile
             pass  # the token is unknown, so the next write reconciles first
 
     def _check_format(self, write: bool = False) -> None:

@@ -123,7 +123,7 @@ class _Log:
 def _open_for_append(path: str | bytes | os.PathLike[Any]) -> IO[str]:
     """``path`` opened for appending trace lines, or ``ConfigError`` why not."""
     try:
-        return open(path, "a", encoding="ascii", buffering=1)  # noqa: SIM115
+        return open(path, "a", encoding="ascii", buffering=1)
     except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
         reason = getattr(exc, "strerror", None) or str(exc)
         raise ConfigError(
