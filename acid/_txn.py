@@ -19,7 +19,15 @@ from acid.errors import AbortError, TxnError
 if TYPE_CHECKING:
     from acid.engines import Txn
 
-__all__ = ["Block", "TxnContext", "TxnContextLike", "abort", "context_for", "on_abort"]
+__all__ = [
+    "Block",
+    "TxnContext",
+    "TxnContextLike",
+    "abort",
+    "active",
+    "context_for",
+    "on_abort",
+]
 
 
 class TxnContext:
@@ -31,7 +39,7 @@ class TxnContext:
     ``reset`` with these meanings.
     """
 
-    __slots__ = ("_var", "get", "set", "reset")
+    __slots__ = ("_var", "get", "set", "reset", "__weakref__")
 
     def __init__(self) -> None:
         self._var: contextvars.ContextVar[Txn | None] = contextvars.ContextVar(
@@ -80,6 +88,18 @@ def on_abort(txn: Txn, callback: Callable[[], None]) -> None:
         hooks.append(callback)
 
 
+def active(ctx: TxnContextLike) -> Txn | None:
+    """The live transaction in ``ctx``, or ``None``.
+
+    A task created inside a block copies the context, transaction included;
+    once that transaction ended it is no longer anybody's active one.
+    """
+    txn = ctx.get()
+    if txn is not None and txn.closed:
+        return None
+    return txn
+
+
 def abort() -> None:
     """Abort the active transaction and leave its ``with`` block quietly.
 
@@ -112,7 +132,7 @@ class Block:
 
     def __enter__(self) -> Txn:
         ctx = self._ctx
-        if ctx.get() is not None:
+        if active(ctx) is not None:
             raise TxnError(
                 "a transaction is already active here; nested begin() is not "
                 "supported (use store.in_txn(func) to join the active one)"

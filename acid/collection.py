@@ -17,6 +17,7 @@ byte naming the compressor, then the compressed encoder output.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from acid._layout import KIND_INDEX, KIND_TABLE, SEP, ValueCodec
 from acid.errors import (
     ConfigError,
     ConstraintError,
+    CorruptionError,
     NameInUse,
     NotFound,
     SchemaError,
@@ -118,7 +120,9 @@ class Collection:
         #: The declared indexes whose metadata is stored, by name.
         self.indices: dict[str, Index] = {}
         self._indexes: tuple[Index, ...] = ()
-        self._declared: dict[str, Index] = {}
+        # Every Index object declared here, by name, newest last: an abort
+        # may bring back one that a later declaration replaced.
+        self._declared: dict[str, list[Index]] = {}
         self._detached: str | None = None
         self._refusal: Callable[[], None] | None = None
         enc = None if encoder is None else _as_encoder(store, encoder)
@@ -128,6 +132,7 @@ class Collection:
             meta = store.in_txn(
                 lambda: self._create(enc, comp, counter_name), write=True
             )
+        _check_meta(name, meta)
         self._check_config(meta, enc, counter_name)
         if enc is None:
             enc = self._stored_encoder(meta["encoder"])
@@ -136,6 +141,9 @@ class Collection:
         elif comp.name != meta["compressor"]:
             self._note_compressor(comp.name)
         self.id: int = meta["id"]
+        #: Random bytes naming this collection for good: an id rolled back
+        #: with its transaction may come back, the uid never does.
+        self.uid: bytes | None = meta.get("uid")
         self.counter_name: str = meta["counter"]
         #: The stored-value codec: every read and write of a value uses it.
         self.codec = ValueCodec(enc, comp, store.compressor_by_id)
@@ -178,6 +186,7 @@ class Collection:
                 "compressor": (comp or encoders.PLAIN).name,
                 "counter": counter or f"key:{self.name}",
                 "keys": _key_kind(self.key_func),
+                "uid": os.urandom(8),
             }
             store.set_meta(KIND_TABLE, self.name, meta)
         return meta
@@ -239,13 +248,14 @@ class Collection:
         ``info`` is the collection's stored metadata found by id (``None``
         when it is gone), ``indexes`` its stored indexes by name.
         """
-        if info is None:
+        if info is None or info.get("uid") != self.uid:
             self._detached = (
                 "it was dropped, or created in a transaction that rolled back"
             )
             self.indices, self._indexes, self._undeclared = {}, (), set()
-            for idx in self._declared.values():
-                idx.detach("its collection is gone")
+            for objs in self._declared.values():
+                for idx in objs:
+                    idx.detach("its collection is gone")
             self._update_refusal()
             return
         self.name = info["name"]
@@ -260,15 +270,20 @@ class Collection:
                 "that rolled back"
             )
         active: dict[str, Index] = {}
-        for iname, idx in list(self._declared.items()):
+        for iname, objs in self._declared.items():
             stored = indexes.get(iname)
-            if stored is not None and stored["id"] == idx.id:
-                active[iname] = idx
-                idx.detach(None)
-            else:
-                idx.detach("it was dropped, or added in a transaction that rolled back")
-                if stored is not None:  # replaced by another index of that name
-                    del self._declared[iname]
+            for idx in reversed(objs):  # the newest declaration that matches
+                same = stored is not None and (stored["id"], stored.get("uid")) == (
+                    idx.id,
+                    idx.uid,
+                )
+                if same and iname not in active:
+                    active[iname] = idx
+                    idx.detach(None)
+                else:
+                    idx.detach(
+                        "it was dropped, or added in a transaction that rolled back"
+                    )
         self.indices = active
         self._indexes = tuple(active.values())
         self._undeclared = set(indexes) - set(active)
@@ -316,22 +331,24 @@ class Collection:
 
         The index's metadata persists; the function does not, so declare it
         again each time the collection is opened. A new index on a collection
-        that already has records is filled in the same transaction.
+        that already has records is filled in the same transaction; if that
+        fails (the function raises on a record), nothing of it is left.
         """
         if not isinstance(name, str) or not name:
             raise TypeError("an index name must be a non-empty str")
         if not callable(func):
             raise TypeError("the index function must be callable")
+        store = self.store
+        store.refresh()  # renamed, dropped or indexed elsewhere?
         if self._detached is not None:
             self._refuse_detached()
         if name in self.indices:
             raise NameInUse(f"collection {self.name!r} already has an index {name!r}")
-        store = self.store
         info = store.get_meta(KIND_INDEX, (self.name, name))
         if info is None:
             info = store.in_txn(lambda: self._create_index(name, func), write=True)
         idx = Index(self, info, func)
-        self._declared[name] = idx
+        self._declared.setdefault(name, []).append(idx)
         self.indices[name] = idx
         self._indexes = tuple(self.indices.values())
         self._undeclared.discard(name)
@@ -352,6 +369,9 @@ class Collection:
 
         def run() -> None:
             store = self.store
+            store.refresh()
+            if self._detached is not None:
+                self._refuse_detached()
             info = store.get_meta(KIND_INDEX, (self.name, name))
             if info is None:
                 raise NotFound(f"collection {self.name!r} has no index {name!r}")
@@ -364,19 +384,37 @@ class Collection:
 
     def _create_index(self, name: str, func: Callable[[Any], Any]) -> dict[str, Any]:
         store = self.store
+        store.refresh()
+        if self._detached is not None:
+            self._refuse_detached()
         info = store.get_meta(KIND_INDEX, (self.name, name))
         if info is not None:
             return info
         store.schema_changed()
-        info = {"name": name, "id": store.allocate_id(), "collection": self.name}
+        info = {
+            "name": name,
+            "id": store.allocate_id(),
+            "collection": self.name,
+            "uid": os.urandom(8),
+        }
         store.set_meta(KIND_INDEX, (self.name, name), info)
         idx = Index(self, info, func)
         txn = store.txn
+        assert txn is not None
         # The iterator stays valid while the entries are written (the engine
         # contract), so the records are streamed, not loaded into a list.
         skip = len(self.key_prefix)
-        for k, v in store.iter_space(self.id):
-            idx.update(txn, k[skip:], _NONE, idx.entries(self.codec.decode(v)))
+        try:
+            for k, v in store.iter_space(self.id):
+                idx.update(txn, k[skip:], _NONE, idx.entries(self.codec.decode(v)))
+        except BaseException:
+
+            def undo() -> None:
+                store.delete_range(info["id"])
+                store.set_meta(KIND_INDEX, (self.name, name), None)
+
+            _roll_back(txn, undo)
+            raise
         return info
 
     # -- writes -----------------------------------------------------------
@@ -394,6 +432,8 @@ class Collection:
         if txn is None:
             return self.store.in_txn(lambda: self.put(rec, key), write=True)
         if txn is not self.store.verified_txn or self._refusal is not None:
+            if txn.closed:  # inherited by a task from a block that ended
+                return self.store.in_txn(lambda: self.put(rec, key), write=True)
             self._writable(txn)
         # Everything that can fail without writing comes first.
         value = self.codec.encode(rec) if self._cid else b"\x00" + self._pack(rec)
@@ -420,7 +460,7 @@ class Collection:
             old_value = txn.replace(full, value)
         except BaseException:
             if counted:
-                self.store.bump(self.counter_name, -1, 1)
+                _roll_back(txn, lambda: self.store.bump(self.counter_name, -1, 1))
             raise
         old: list[Entries] | None = None
         try:
@@ -436,9 +476,13 @@ class Collection:
             for idx, o, n in zip(indexes, old, new, strict=True):
                 idx.update(txn, rkey, o, n)
         except BaseException:
-            _undo(txn, full, old_value, rkey, old, new, old_value is None)
-            if counted:
-                self.store.bump(self.counter_name, -1, 1)
+
+            def undo() -> None:
+                _undo(txn, full, old_value, rkey, old, new, old_value is None)
+                if counted:
+                    self.store.bump(self.counter_name, -1, 1)
+
+            _roll_back(txn, undo)
             raise
         return key
 
@@ -451,6 +495,8 @@ class Collection:
         if txn is None:
             return self.store.in_txn(lambda: self.delete(key), write=True)
         if txn is not self.store.verified_txn or self._refusal is not None:
+            if txn.closed:  # inherited by a task from a block that ended
+                return self.store.in_txn(lambda: self.delete(key), write=True)
             self._writable(txn)
         rkey = keylib.pack(_query.as_tuple(key))
         full = self.key_prefix + rkey
@@ -467,12 +513,15 @@ class Collection:
             for idx, entries in zip(indexes, old, strict=True):
                 idx.update(txn, rkey, entries, _NONE)
         except BaseException:
-            txn.put(full, old_value)
-            if old is not None:
+
+            def undo() -> None:
+                txn.put(full, old_value)
                 tail = SEP + rkey
-                for entries in old:
+                for entries in old or ():
                     for p in entries:
                         txn.put(p + tail, rkey)
+
+            _roll_back(txn, undo)
             raise
         return True
 
@@ -627,8 +676,9 @@ class Collection:
         report = CheckReport() if report is None else report
         if self._detached is not None:
             self._refuse_detached()
-        for idx in self._indexes:
-            self.store.in_txn(lambda idx=idx: self._check_index(idx, report))
+        todo = [i for i in self._indexes if i.id not in report.checked_indexes]
+        report.checked_indexes.update(i.id for i in todo)
+        self.store.in_txn(lambda: [self._check_index(i, report) for i in todo])
         return report
 
     def _check_index(self, idx: Index, report: CheckReport) -> None:
@@ -649,6 +699,33 @@ class Collection:
             for k in sorted(keys):
                 tup, rkey = keylib.unpacks(k, idx.key_prefix)
                 bucket.append((self.name, idx.name, tup, rkey))
+
+
+def _roll_back(txn: Txn, undo: Callable[[], Any]) -> None:
+    """Run ``undo`` after a failed write; if even that fails, abort ``txn``.
+
+    Called in an ``except`` block, whose error the caller re-raises: the
+    engine's own error (``MapFullError``, say) is what the caller sees. An
+    aborted transaction cannot commit half a write; its block's commit
+    raises ``TxnError``.
+    """
+    try:
+        undo()
+    except BaseException:  # the transaction is unusable: end it whole
+        try:
+            txn.abort()
+        except Exception:  # already ended by the engine
+            pass
+
+
+def _check_meta(name: str, meta: dict[str, Any]) -> None:
+    fields = {"id": int, "encoder": str, "compressor": str, "counter": str}
+    bad = [f for f, kind in fields.items() if not isinstance(meta.get(f), kind)]
+    if bad:
+        raise CorruptionError(
+            f"the metadata of collection {name!r} lacks or garbles "
+            f"{', '.join(bad)}: {meta!r}"
+        )
 
 
 def _undo(

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from acid import _query, keylib
 from acid._layout import SEP
-from acid.errors import SchemaError
+from acid.errors import CorruptionError, SchemaError
 
 if TYPE_CHECKING:
     from acid.collection import Collection
@@ -58,6 +58,8 @@ class Index:
         self.store = coll.store
         self.name: str = info["name"]
         self.id: int = info["id"]
+        #: Random bytes naming this index for good (see Collection.uid).
+        self.uid: bytes | None = info.get("uid")
         #: The index function.
         self.func = func
         self._prefix = self.store.space(self.id)
@@ -179,18 +181,29 @@ class Index:
 
         def fetch(txn: Any, k: bytes, v: bytes) -> Any:
             value = txn.get(kp + v)
-            if value is None:  # only if the index is inconsistent; check() says so
-                rec = None
-            elif value and value[0] == 0:
+            if value is None:  # the entry names no record: the index drifted
+                raise self._corrupt(k, "names a record that does not exist")
+            if value and value[0] == 0:
                 try:
                     rec = plain(value[1:])
                 except Exception:  # decode() raises the CorruptionError
                     rec = decode(value)
             else:
                 rec = decode(value)
-            return (unpack(v), rec) if with_key else rec
+            if not with_key:
+                return rec
+            try:
+                return unpack(v), rec
+            except (ValueError, TypeError) as exc:
+                raise self._corrupt(k, "does not hold a record key") from exc
 
         return fetch
+
+    def _corrupt(self, entry: bytes, what: str) -> CorruptionError:
+        return CorruptionError(
+            f"an entry of index {self.coll.name}.{self.name} {what} "
+            f"({entry.hex()}); store.check() lists the damage"
+        )
 
     def pairs(
         self,
@@ -247,9 +260,14 @@ class Index:
     ) -> Iterator[tuple]:
         """Yield the keys of the records the entries point at, in index order."""
         unpack = keylib.unpack
-        return self._iter(
-            lambda txn, k, v: unpack(v), args, lo, hi, prefix, reverse, max, include
-        )
+
+        def key(txn: Any, k: bytes, v: bytes) -> Any:
+            try:
+                return unpack(v)
+            except (ValueError, TypeError) as exc:
+                raise self._corrupt(k, "does not hold a record key") from exc
+
+        return self._iter(key, args, lo, hi, prefix, reverse, max, include)
 
     def items(
         self,

@@ -31,9 +31,18 @@ from acid._layout import (
     KINDS,
     Space,
 )
-from acid._txn import Block, TxnContext, TxnContextLike, abort, context_for, on_abort
+from acid._txn import (
+    Block,
+    TxnContext,
+    TxnContextLike,
+    abort,
+    active,
+    context_for,
+    on_abort,
+)
 from acid.errors import (
     ConfigError,
+    CorruptionError,
     NameInUse,
     NotFound,
     TxnError,
@@ -59,6 +68,16 @@ __all__ = [
 T = TypeVar("T")
 
 
+def _counter_value(name: str, raw: bytes) -> int:
+    try:
+        value = keylib.unpack(raw)
+    except (ValueError, TypeError) as exc:
+        raise CorruptionError(f"counter {name!r} holds unreadable bytes") from exc
+    if len(value) != 1 or type(value[0]) is not int:
+        raise CorruptionError(f"counter {name!r} holds {value!r}, not an integer")
+    return value[0]
+
+
 def _name_tuple(name: Any) -> tuple[Any, ...]:
     return name if isinstance(name, tuple) else (name,)
 
@@ -74,10 +93,38 @@ class CheckReport:
     #: (collection, index) stored indexes with no live function to check.
     unchecked: list[tuple[str, str]] = field(default_factory=list)
     checked_entries: int = 0
+    #: Ids of the indexes checked so far.
+    checked_indexes: set[int] = field(default_factory=set, repr=False)
 
     @property
     def ok(self) -> bool:
         return not (self.missing or self.stale)
+
+
+class _Group:
+    """What the Stores over one key space (one storage, one prefix) share in
+    this process: they see each other's schema changes at once."""
+
+    def __init__(self) -> None:
+        self.stores: weakref.WeakSet[Store] = weakref.WeakSet()
+        self.high_id = 0  # highest id handed out, rolled back or not
+
+
+_groups: weakref.WeakKeyDictionary[Any, dict[bytes, _Group]] = (
+    weakref.WeakKeyDictionary()
+)
+_groups_lock = threading.Lock()
+
+
+def _group_for(store: Store) -> _Group:
+    with _groups_lock:
+        try:
+            by_prefix = _groups.setdefault(store.context, {})
+        except TypeError:  # a context that cannot be weakly referenced
+            by_prefix = {}
+        group = by_prefix.setdefault(store.prefix, _Group())
+        group.stores.add(store)
+        return group
 
 
 class Store:
@@ -124,8 +171,8 @@ class Store:
         # Live Collection objects by collection id, and the newest by id.
         self._live: dict[int, weakref.WeakSet[Collection]] = {}
         self._newest: dict[int, Collection] = {}
-        # Highest id handed out, rolled back or not: ids are never reused.
-        self._high_id = 0
+        # Stores over the same key space in this process.
+        self._group = _group_for(self)
 
     def __repr__(self) -> str:
         return f"<acid.Store engine={self.engine!r} prefix={self.prefix!r}>"
@@ -150,16 +197,19 @@ class Store:
         ``timeout`` (seconds; ``inf`` waits without limit) bounds the wait for
         another writer.
         """
-        if timeout is not None and (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, int | float)
-            or math.isnan(timeout)
-            or timeout < 0
-        ):
-            raise ConfigError(
-                f"timeout must be a number of seconds >= 0 (inf waits without "
-                f"limit), got {timeout!r}"
-            )
+        if timeout is not None:
+            if (
+                isinstance(timeout, bool)
+                or not isinstance(timeout, int | float)
+                or timeout != timeout  # nan
+                or timeout < 0
+            ):
+                raise ConfigError(
+                    f"timeout must be a number of seconds >= 0 (inf waits "
+                    f"without limit), got {timeout!r}"
+                )
+            if timeout > threading.TIMEOUT_MAX:
+                timeout = math.inf
         return Block(self.engine, self.context, bool(write), timeout)
 
     @property
@@ -172,7 +222,7 @@ class Store:
 
         Joining a read transaction with ``write=True`` raises ``TxnError``.
         """
-        txn = self.context.get()
+        txn = active(self.context)
         if txn is None:
             with self.begin(write=write):
                 return func()
@@ -220,7 +270,7 @@ class Store:
         def run() -> int:
             txn = self._active()
             raw = txn.get(key)
-            value = init if raw is None else keylib.unpack(raw)[0]
+            value = init if raw is None else _counter_value(name, raw)
             if n:
                 txn.put(key, keylib.pack((value + n,)))
             return value
@@ -390,36 +440,69 @@ class Store:
             )
 
     def register_compressor(self, comp: encoders.Compressor) -> None:
-        """Register ``comp``, giving it its persistent id in this store."""
-        if self.registry.compressor(comp.name) is comp:
-            return
-        if encoders.is_builtin(comp):
+        """Register ``comp``, giving it its persistent id in this store.
+
+        A compressor made with an ``id`` keeps it if this store has not given
+        that id (or that name) to another; otherwise ``ConfigError``.
+        """
+        if self.registry.compressor(comp.name) is comp or encoders.is_builtin(comp):
             return
         if any(comp.name == c.name for c in encoders.BUILTIN_COMPRESSORS.values()):
             raise NameInUse(f"{comp.name!r} is a built-in compressor name")
+        wanted = comp.id
 
         def run() -> int:
             info = self.get_meta(KIND_ENCODER, comp.name)
             if info is not None:
-                return int(info["id"])
-            cid = self.bump(_layout.COMPRESSOR_COUNTER, 1, encoders.FIRST_CUSTOM_ID)
-            if cid > encoders.MAX_COMPRESSOR_ID:
-                raise ConfigError("too many compressors registered in this store")
-            meta: dict[str, Any] = {"id": cid, "kind": "compressor"}
-            if isinstance(comp, encoders.ZstdDictCompressor):
-                meta.update(type="zstd-dict", dict=comp.dict_data, level=comp.level)
-            self.schema_changed()
-            self.set_meta(KIND_ENCODER, comp.name, meta)
+                cid = int(info["id"])
+            else:
+                cid = wanted if wanted is not None else self._next_compressor_id()
+                self._check_compressor_id(comp.name, cid)
+            if wanted is not None and wanted != cid:
+                raise ConfigError(
+                    f"compressor {comp.name!r} has id {wanted}, but this store "
+                    f"registered that name as id {cid}"
+                )
+            if info is None:
+                meta: dict[str, Any] = {"id": cid, "kind": "compressor"}
+                if isinstance(comp, encoders.ZstdDictCompressor):
+                    meta.update(type="zstd-dict", dict=comp.dict_data, level=comp.level)
+                self.schema_changed()
+                self.set_meta(KIND_ENCODER, comp.name, meta)
             return cid
 
         cid = self.in_txn(run, write=True)
-        if comp.id is not None and comp.id != cid:
-            raise ConfigError(
-                f"compressor {comp.name!r} has id {comp.id}, but this store "
-                f"registered that name as id {cid}"
-            )
         comp.id = cid
         self.registry.add_compressor(comp)
+        txn = active(self.context)
+        if txn is not None:
+
+            def undo() -> None:
+                self.registry.remove_compressor(comp)
+                comp.id = wanted
+
+            on_abort(txn, undo)
+
+    def _next_compressor_id(self) -> int:
+        taken = {i["id"] for _, i in self.iter_meta(KIND_ENCODER)}
+        cid = self.bump(_layout.COMPRESSOR_COUNTER, 1, encoders.FIRST_CUSTOM_ID)
+        while cid in taken:  # an id chosen by a compressor made with one
+            cid = self.bump(_layout.COMPRESSOR_COUNTER, 1, encoders.FIRST_CUSTOM_ID)
+        return cid
+
+    def _check_compressor_id(self, name: str, cid: int) -> None:
+        if not encoders.FIRST_CUSTOM_ID <= cid <= encoders.MAX_COMPRESSOR_ID:
+            raise ConfigError(
+                f"compressor {name!r}: custom compressor ids are "
+                f"{encoders.FIRST_CUSTOM_ID}-{encoders.MAX_COMPRESSOR_ID}, got {cid}"
+                if cid < encoders.FIRST_CUSTOM_ID
+                else "too many compressors registered in this store"
+            )
+        for other, info in self.iter_meta(KIND_ENCODER):
+            if info.get("id") == cid:
+                raise ConfigError(
+                    f"compressor {name!r}: id {cid} belongs to {other[0]!r} here"
+                )
 
     def get_encoder(self, name: str) -> encoders.Encoder | encoders.Compressor:
         """The registered encoder or compressor called ``name``.
@@ -492,9 +575,10 @@ class Store:
     def allocate_id(self) -> int:
         """A new collection or index id, never one handed out before."""
         base = self.bump(_layout.ID_COUNTER, 0, _layout.FIRST_USER_ID)
-        new = max(base, self._high_id + 1)
+        group = self._group
+        new = max(base, group.high_id + 1)
         self.bump(_layout.ID_COUNTER, new + 1 - base, _layout.FIRST_USER_ID)
-        self._high_id = new
+        group.high_id = new
         return new
 
     def space(self, space_id: int) -> bytes:
@@ -523,7 +607,7 @@ class Store:
         with self._lock:
             self._live.setdefault(coll.id, weakref.WeakSet()).add(coll)
             self._newest[coll.id] = coll
-            self._high_id = max(self._high_id, coll.id)
+            self._group.high_id = max(self._group.high_id, coll.id)
 
     def live_collections(self, coll_id: int | None = None) -> list[Collection]:
         """Live Collection objects (of one collection id, or all)."""
@@ -539,12 +623,16 @@ class Store:
         arranges for live objects to be reconciled if the transaction aborts.
         """
         txn = self._active()
+        if txn is not self.verified_txn:
+            self.verify(txn)  # first catch up with changes made elsewhere
         if self._schema_token is None:
             self._check_format(write=True)
         token = os.urandom(8)
         txn.put(self._schema_key, token)
         self._schema_token = token
-        self.verified_txn = txn
+        for peer in self.peers():
+            if peer is not self:  # they catch up at their next write
+                peer.verified_txn = None
         on_abort(txn, self._after_abort)
 
     def verify(self, txn: Txn) -> None:
@@ -558,6 +646,30 @@ class Store:
             self.reconcile()
             self._schema_token = token
         self.verified_txn = txn
+
+    def refresh(self) -> None:
+        """Reconcile live objects if the stored schema moved (one read).
+
+        Runs in the active transaction or a read transaction of its own.
+        """
+
+        def run() -> None:
+            txn = self._active()
+            if txn.write:
+                if txn is not self.verified_txn:
+                    self.verify(txn)
+                return
+            token = txn.get(self._schema_key)
+            if token != self._schema_token:
+                self._reconcile()
+                self._schema_token = token
+
+        self.in_txn(run)
+
+    def peers(self) -> list[Store]:
+        """The Stores of this process over the same key space, this one too."""
+        with _groups_lock:
+            return list(self._group.stores)
 
     def reconcile(self) -> None:
         """Match every live Collection, Index and compressor to stored metadata.
@@ -585,12 +697,13 @@ class Store:
             coll.sync(table, names)
 
     def _after_abort(self) -> None:
-        self._schema_token = None  # the next write compares afresh
-        self.verified_txn = None
-        try:
-            self.reconcile()
-        except Exception:  # e.g. the engine was closed meanwhile
-            pass  # the token is unknown, so the next write reconciles first
+        for store in self.peers():
+            store._schema_token = None  # the next write compares afresh
+            store.verified_txn = None
+            try:
+                store.reconcile()
+            except Exception:  # e.g. the engine was closed meanwhile
+                pass  # the token is unknown, so the next write reconciles first
 
     def _check_format(self, write: bool = False) -> None:
         info = self.get_meta(KIND_STRUCT, "\x00acid")
@@ -614,14 +727,14 @@ class Store:
         return self.in_txn(self._check)
 
     def _check(self) -> CheckReport:
+        self.refresh()  # indexes dropped or added elsewhere
         report = CheckReport()
-        checked: set[int] = set()
         with self._lock:
-            newest = [c for c in self._newest.values() if c.attached]
-        for coll in newest:
-            coll.check(report)
-            checked.update(idx.id for idx in coll.indices.values())
+            newest = list(self._newest.values())
+        for coll in [*newest, *self.live_collections()]:  # newest first
+            if coll.attached:
+                coll.check(report)
         for (cname, iname), info in self.iter_meta(KIND_INDEX):
-            if info["id"] not in checked:
+            if info["id"] not in report.checked_indexes:
                 report.unchecked.append((cname, iname))
         return report
