@@ -678,7 +678,12 @@ class Collection:
             self._refuse_detached()
         todo = [i for i in self._indexes if i.id not in report.checked_indexes]
         report.checked_indexes.update(i.id for i in todo)
-        self.store.in_txn(lambda: [self._check_index(i, report) for i in todo])
+
+        def run() -> None:
+            for idx in todo:
+                self._check_index(idx, report)
+
+        self.store.in_txn(run)
         return report
 
     def _check_index(self, idx: Index, report: CheckReport) -> None:
