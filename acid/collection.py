@@ -378,7 +378,7 @@ class Collection:
             store.schema_changed()
             store.delete_range(info["id"])
             store.set_meta(KIND_INDEX, (self.name, name), None)
-            store.reconcile()
+            store.reconcile_peers()
 
         self.store.in_txn(run, write=True)
 

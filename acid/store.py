@@ -382,7 +382,7 @@ class Store:
                 self.set_meta(KIND_INDEX, (old, iname), None)
                 iinfo["collection"] = new
                 self.set_meta(KIND_INDEX, (new, iname), iinfo)
-            self.reconcile()
+            self.reconcile_peers()
 
         self.in_txn(run, write=True)
 
@@ -409,7 +409,7 @@ class Store:
             others = [i for _, i in self.iter_meta(KIND_TABLE)]
             if counter and all(i.get("counter") != counter for i in others):
                 self._drop_counter(counter)
-            self.reconcile()
+            self.reconcile_peers()
 
         self.in_txn(run, write=True)
 
@@ -665,6 +665,11 @@ class Store:
                 self._schema_token = token
 
         self.in_txn(run)
+
+    def reconcile_peers(self) -> None:
+        """:meth:`reconcile` every Store of this process over this key space."""
+        for store in self.peers():
+            store.reconcile()
 
     def peers(self) -> list[Store]:
         """The Stores of this process over the same key space, this one too."""
