@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -176,3 +177,8 @@ def run(open_store: Any, examples: int) -> None:
 
 def test_schema_machine(open_store: Any) -> None:
     run(open_store, examples=60)
+
+
+@pytest.mark.stress
+def test_schema_machine_long(open_store: Any) -> None:
+    run(open_store, examples=500)
