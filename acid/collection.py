@@ -47,35 +47,6 @@ _SCALARS = _query.SCALARS
 _pack = keylib.pack
 
 
-def _as_encoder(store: Store, value: encoders.Encoder | str) -> encoders.Encoder:
-    if isinstance(value, str):
-        found = store.registry.encoder(value)
-        if found is None:
-            raise NotFound(
-                f"no encoder named {value!r}; register it with store.add_encoder()"
-            )
-        return found
-    if not isinstance(value, encoders.Encoder):
-        raise TypeError("encoder must be an acid.encoders.Encoder or its name")
-    return value
-
-
-def _as_compressor(
-    store: Store, value: encoders.Compressor | str
-) -> encoders.Compressor:
-    if isinstance(value, str):
-        found = store.compressor(value)
-        if found is None:
-            raise NotFound(
-                f"no compressor named {value!r}; register it with store.add_encoder()"
-            )
-        return found
-    if not isinstance(value, encoders.Compressor):
-        raise TypeError("compressor must be an acid.encoders.Compressor or its name")
-    store.add_encoder(value)
-    return value
-
-
 def _key_kind(key_func: Any) -> str:
     return "auto" if key_func is None else "func"
 
@@ -125,8 +96,8 @@ class Collection:
         self._declared: dict[str, list[Index]] = {}
         self._detached: str | None = None
         self._refusal: Callable[[], None] | None = None
-        enc = None if encoder is None else _as_encoder(store, encoder)
-        comp = None if compressor is None else _as_compressor(store, compressor)
+        enc = None if encoder is None else store.resolve_encoder(encoder)
+        comp = None if compressor is None else store.resolve_compressor(compressor)
         meta = store.get_meta(KIND_TABLE, name)
         if meta is None:
             meta = store.in_txn(
@@ -137,7 +108,7 @@ class Collection:
         if enc is None:
             enc = self._stored_encoder(meta["encoder"])
         if comp is None:
-            comp = _as_compressor(store, meta["compressor"])
+            comp = store.resolve_compressor(meta["compressor"])
         elif comp.name != meta["compressor"]:
             self._note_compressor(comp.name)
         self.id: int = meta["id"]
@@ -150,6 +121,7 @@ class Collection:
         #: The raw prefix of this collection's record keys.
         self.key_prefix = store.space(self.id)
         self._ctx_get = store.context.get
+        self._schema = store.schema
         self._engine_get = store.engine.get
         self._pack = enc.pack
         self._unpack = enc.unpack
@@ -157,7 +129,7 @@ class Collection:
         stored_indexes = {n[1] for n, _ in store.index_metas(name)}
         self._undeclared: set[str] = stored_indexes
         self._update_refusal()
-        store.attach(self)
+        store.schema.attach(self)
 
     @property
     def encoder(self) -> encoders.Encoder:
@@ -178,10 +150,10 @@ class Collection:
         store = self.store
         meta = store.get_meta(KIND_TABLE, self.name)  # another writer may have won
         if meta is None:
-            store.schema_changed()
+            store.schema.changed()
             meta = {
                 "name": self.name,
-                "id": store.allocate_id(),
+                "id": store.schema.allocate_id(),
                 "encoder": (enc or encoders.JSON).name,
                 "compressor": (comp or encoders.PLAIN).name,
                 "counter": counter or f"key:{self.name}",
@@ -319,8 +291,8 @@ class Collection:
                 "cannot write inside a read transaction; use begin(write=True)"
             )
         store = self.store
-        if txn is not store.verified_txn:
-            store.verify(txn)
+        if txn is not store.schema.verified_txn:
+            store.schema.verify(txn)
         if self._refusal is not None:
             self._refusal()
 
@@ -339,7 +311,7 @@ class Collection:
         if not callable(func):
             raise TypeError("the index function must be callable")
         store = self.store
-        store.refresh()  # renamed, dropped or indexed elsewhere?
+        store.schema.refresh()  # renamed, dropped or indexed elsewhere?
         if self._detached is not None:
             self._refuse_detached()
         if name in self.indices:
@@ -353,7 +325,7 @@ class Collection:
         self._indexes = tuple(self.indices.values())
         self._undeclared.discard(name)
         self._update_refusal()
-        for other in store.live_collections(self.id):
+        for other in store.schema.live_collections(self.id):
             if other is not self and name not in other.indices:
                 other._undeclared.add(name)  # they must declare it before writing
                 other._update_refusal()
@@ -369,31 +341,31 @@ class Collection:
 
         def run() -> None:
             store = self.store
-            store.refresh()
+            store.schema.refresh()
             if self._detached is not None:
                 self._refuse_detached()
             info = store.get_meta(KIND_INDEX, (self.name, name))
             if info is None:
                 raise NotFound(f"collection {self.name!r} has no index {name!r}")
-            store.schema_changed()
+            store.schema.changed()
             store.delete_range(info["id"])
             store.set_meta(KIND_INDEX, (self.name, name), None)
-            store.reconcile_peers()
+            store.schema.reconcile_peers()
 
         self.store.in_txn(run, write=True)
 
     def _create_index(self, name: str, func: Callable[[Any], Any]) -> dict[str, Any]:
         store = self.store
-        store.refresh()
+        store.schema.refresh()
         if self._detached is not None:
             self._refuse_detached()
         info = store.get_meta(KIND_INDEX, (self.name, name))
         if info is not None:
             return info
-        store.schema_changed()
+        store.schema.changed()
         info = {
             "name": name,
-            "id": store.allocate_id(),
+            "id": store.schema.allocate_id(),
             "collection": self.name,
             "uid": os.urandom(8),
         }
@@ -431,7 +403,7 @@ class Collection:
         txn = self._ctx_get()
         if txn is None:
             return self.store.in_txn(lambda: self.put(rec, key), write=True)
-        if txn is not self.store.verified_txn or self._refusal is not None:
+        if txn is not self._schema.verified_txn or self._refusal is not None:
             if txn.closed:  # inherited by a task from a block that ended
                 return self.store.in_txn(lambda: self.put(rec, key), write=True)
             self._writable(txn)
@@ -494,7 +466,7 @@ class Collection:
         txn = self._ctx_get()
         if txn is None:
             return self.store.in_txn(lambda: self.delete(key), write=True)
-        if txn is not self.store.verified_txn or self._refusal is not None:
+        if txn is not self._schema.verified_txn or self._refusal is not None:
             if txn.closed:  # inherited by a task from a block that ended
                 return self.store.in_txn(lambda: self.delete(key), write=True)
             self._writable(txn)
@@ -681,29 +653,11 @@ class Collection:
 
         def run() -> None:
             for idx in todo:
-                self._check_index(idx, report)
+                records = self.store.iter_space(self.id)
+                idx.check(records, len(self.key_prefix), self.codec.decode, report)
 
         self.store.in_txn(run)
         return report
-
-    def _check_index(self, idx: Index, report: CheckReport) -> None:
-        store = self.store
-        expected: dict[bytes, bytes] = {}
-        skip = len(self.key_prefix)
-        for k, v in store.iter_space(self.id):
-            rkey = k[skip:]
-            tail = SEP + rkey
-            rec = self.codec.decode(v)
-            expected.update((p + tail, rkey) for p in idx.entries(rec))
-        actual = dict(store.iter_space(idx.id))
-        report.checked_entries += len(actual)
-        missing = expected.keys() - actual.keys()
-        # An entry whose value is not its record key would fetch the wrong record.
-        stale = {k for k, v in actual.items() if expected.get(k) != v}
-        for bucket, keys in ((report.missing, missing), (report.stale, stale)):
-            for k in sorted(keys):
-                tup, rkey = keylib.unpacks(k, idx.key_prefix)
-                bucket.append((self.name, idx.name, tup, rkey))
 
 
 def _roll_back(txn: Txn, undo: Callable[[], Any]) -> None:

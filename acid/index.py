@@ -19,7 +19,7 @@ finds the record without unpacking the entry.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from acid import _query, keylib
@@ -28,6 +28,7 @@ from acid.errors import CorruptionError, SchemaError
 
 if TYPE_CHECKING:
     from acid.collection import Collection
+    from acid.store import CheckReport
 
 __all__ = ["Index"]
 
@@ -131,6 +132,34 @@ class Index:
             txn.delete(p + tail)
         for p in new_set - old_set:
             txn.put(p + tail, rkey)
+
+    def check(
+        self,
+        records: Iterable[tuple[bytes, bytes]],
+        skip: int,
+        decode: Callable[[bytes], Any],
+        report: CheckReport,
+    ) -> None:
+        """Compare the stored entries with those ``records`` produce.
+
+        ``records`` are the raw ``(key, value)`` pairs of the collection,
+        ``skip`` the length of their key prefix, ``decode`` turns a value
+        into a record. Differences go into ``report``.
+        """
+        expected: dict[bytes, bytes] = {}
+        for k, v in records:
+            rkey = k[skip:]
+            tail = SEP + rkey
+            expected.update((p + tail, rkey) for p in self.entries(decode(v)))
+        actual = dict(self.store.iter_space(self.id))
+        report.checked_entries += len(actual)
+        missing = expected.keys() - actual.keys()
+        # An entry whose value is not its record key would fetch the wrong record.
+        stale = {k for k, v in actual.items() if expected.get(k) != v}
+        for bucket, keys in ((report.missing, missing), (report.stale, stale)):
+            for k in sorted(keys):
+                tup, rkey = keylib.unpacks(k, self._prefix)
+                bucket.append((self.coll.name, self.name, tup, rkey))
 
     # -- queries ----------------------------------------------------------
 

@@ -14,9 +14,7 @@
 from __future__ import annotations
 
 import math
-import os
 import threading
-import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -31,6 +29,7 @@ from acid._layout import (
     KINDS,
     Space,
 )
+from acid._schema import Schema
 from acid._txn import (
     Block,
     TxnContext,
@@ -101,32 +100,6 @@ class CheckReport:
         return not (self.missing or self.stale)
 
 
-class _Group:
-    """What the Stores over one key space (one storage, one prefix) share in
-    this process: they see each other's schema changes at once."""
-
-    def __init__(self) -> None:
-        self.stores: weakref.WeakSet[Store] = weakref.WeakSet()
-        self.high_id = 0  # highest id handed out, rolled back or not
-
-
-_groups: weakref.WeakKeyDictionary[Any, dict[bytes, _Group]] = (
-    weakref.WeakKeyDictionary()
-)
-_groups_lock = threading.Lock()
-
-
-def _group_for(store: Store) -> _Group:
-    with _groups_lock:
-        try:
-            by_prefix = _groups.setdefault(store.context, {})
-        except TypeError:  # a context that cannot be weakly referenced
-            by_prefix = {}
-        group = by_prefix.setdefault(store.prefix, _Group())
-        group.stores.add(store)
-        return group
-
-
 class Store:
     """Access to one engine's key space (or the part of it under ``prefix``).
 
@@ -160,19 +133,12 @@ class Store:
         self.context: TxnContextLike = txn_context or context_for(engine)
         #: The encoders and compressors this store knows.
         self.registry = encoders.Registry()
-        #: The write transaction whose schema token was last compared with
-        #: this object's (see :meth:`verify`). Collections compare it first.
-        self.verified_txn: Txn | None = None
         self._meta_prefix = keylib.pack((Space.META.value,), self.prefix)
         self._counter_prefix = keylib.pack((Space.COUNTER.value,), self.prefix)
-        self._schema_key = keylib.pack((Space.SCHEMA.value,), self.prefix)
-        self._schema_token: bytes | None = None
-        self._lock = threading.RLock()
-        # Live Collection objects by collection id, and the newest by id.
-        self._live: dict[int, weakref.WeakSet[Collection]] = {}
-        self._newest: dict[int, Collection] = {}
-        # Stores over the same key space in this process.
-        self._group = _group_for(self)
+        #: Where the schema token lives (see :mod:`acid._schema`).
+        self.schema_key = keylib.pack((Space.SCHEMA.value,), self.prefix)
+        #: Live objects and the schema token (see :mod:`acid._schema`).
+        self.schema = Schema(self)
 
     def __repr__(self) -> str:
         return f"<acid.Store engine={self.engine!r} prefix={self.prefix!r}>"
@@ -236,7 +202,8 @@ class Store:
             )
         return func()
 
-    def _active(self) -> Txn:
+    def active(self) -> Txn:
+        """The active transaction; only for code running inside :meth:`in_txn`."""
         txn = self.context.get()
         assert txn is not None, "called outside in_txn()"
         return txn
@@ -268,7 +235,7 @@ class Store:
         key = keylib.pack((name,), self._counter_prefix)
 
         def run() -> int:
-            txn = self._active()
+            txn = self.active()
             raw = txn.get(key)
             value = init if raw is None else _counter_value(name, raw)
             if n:
@@ -278,7 +245,7 @@ class Store:
         return self.in_txn(run, write=bool(n))
 
     def _drop_counter(self, name: str) -> None:
-        self._active().delete(keylib.pack((name,), self._counter_prefix))
+        self.active().delete(keylib.pack((name,), self._counter_prefix))
 
     # -- metadata ---------------------------------------------------------
 
@@ -292,7 +259,7 @@ class Store:
         key = self._meta_key(kind, name)
 
         def run() -> dict[str, Any] | None:
-            raw = self._active().get(key)
+            raw = self.active().get(key)
             return None if raw is None else _layout.meta_decode(raw)
 
         return self.in_txn(run)
@@ -306,7 +273,7 @@ class Store:
         value = None if dct is None else _layout.meta_encode(dct)
 
         def run() -> None:
-            txn = self._active()
+            txn = self.active()
             if value is None:
                 txn.delete(key)
             else:
@@ -320,7 +287,7 @@ class Store:
 
         def run() -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
             out = []
-            for k, v in self._active().iter(start):
+            for k, v in self.active().iter(start):
                 if k >= stop:
                     break
                 name = keylib.unpack(k, self._meta_prefix)[1:]
@@ -346,10 +313,9 @@ class Store:
 
         Raises ``KeyError`` when this store has no live object for it.
         """
-        with self._lock:
-            for coll in self._newest.values():
-                if coll.name == name and coll.attached:
-                    return coll
+        for coll in self.schema.newest():
+            if coll.name == name and coll.attached:
+                return coll
         raise KeyError(name)
 
     def __contains__(self, name: object) -> bool:
@@ -375,14 +341,14 @@ class Store:
             if self.get_meta(KIND_TABLE, new) is not None:
                 raise NameInUse(f"a collection named {new!r} already exists")
             info["name"] = new
-            self.schema_changed()
+            self.schema.changed()
             self.set_meta(KIND_TABLE, old, None)
             self.set_meta(KIND_TABLE, new, info)
             for (_, iname), iinfo in self.index_metas(old):
                 self.set_meta(KIND_INDEX, (old, iname), None)
                 iinfo["collection"] = new
                 self.set_meta(KIND_INDEX, (new, iname), iinfo)
-            self.reconcile_peers()
+            self.schema.reconcile_peers()
 
         self.in_txn(run, write=True)
 
@@ -399,7 +365,7 @@ class Store:
             info = self.get_meta(KIND_TABLE, name)
             if info is None:
                 raise NotFound(f"no collection named {name!r}")
-            self.schema_changed()
+            self.schema.changed()
             for (_, iname), iinfo in self.index_metas(name):
                 self.delete_range(iinfo["id"])
                 self.set_meta(KIND_INDEX, (name, iname), None)
@@ -409,7 +375,7 @@ class Store:
             others = [i for _, i in self.iter_meta(KIND_TABLE)]
             if counter and all(i.get("counter") != counter for i in others):
                 self._drop_counter(counter)
-            self.reconcile_peers()
+            self.schema.reconcile_peers()
 
         self.in_txn(run, write=True)
 
@@ -467,7 +433,7 @@ class Store:
                 meta: dict[str, Any] = {"id": cid, "kind": "compressor"}
                 if isinstance(comp, encoders.ZstdDictCompressor):
                     meta.update(type="zstd-dict", dict=comp.dict_data, level=comp.level)
-                self.schema_changed()
+                self.schema.changed()
                 self.set_meta(KIND_ENCODER, comp.name, meta)
             return cid
 
@@ -503,6 +469,38 @@ class Store:
                 raise ConfigError(
                     f"compressor {name!r}: id {cid} belongs to {other[0]!r} here"
                 )
+
+    def resolve_encoder(self, value: encoders.Encoder | str) -> encoders.Encoder:
+        """An encoder given itself or its registered name."""
+        if isinstance(value, str):
+            found = self.registry.encoder(value)
+            if found is None:
+                raise NotFound(
+                    f"no encoder named {value!r}; register it with store.add_encoder()"
+                )
+            return found
+        if not isinstance(value, encoders.Encoder):
+            raise TypeError("encoder must be an acid.encoders.Encoder or its name")
+        return value
+
+    def resolve_compressor(
+        self, value: encoders.Compressor | str
+    ) -> encoders.Compressor:
+        """A registered compressor given itself (registering it) or its name."""
+        if isinstance(value, str):
+            found = self.compressor(value)
+            if found is None:
+                raise NotFound(
+                    f"no compressor named {value!r}; register it with "
+                    "store.add_encoder()"
+                )
+            return found
+        if not isinstance(value, encoders.Compressor):
+            raise TypeError(
+                "compressor must be an acid.encoders.Compressor or its name"
+            )
+        self.add_encoder(value)
+        return value
 
     def get_encoder(self, name: str) -> encoders.Encoder | encoders.Compressor:
         """The registered encoder or compressor called ``name``.
@@ -572,15 +570,6 @@ class Store:
 
     # -- for the layers above: ids, key ranges, live objects, schema --------
 
-    def allocate_id(self) -> int:
-        """A new collection or index id, never one handed out before."""
-        base = self.bump(_layout.ID_COUNTER, 0, _layout.FIRST_USER_ID)
-        group = self._group
-        new = max(base, group.high_id + 1)
-        self.bump(_layout.ID_COUNTER, new + 1 - base, _layout.FIRST_USER_ID)
-        group.high_id = new
-        return new
-
     def space(self, space_id: int) -> bytes:
         """The raw key prefix of a collection's or index's key space."""
         return keylib.pack((space_id,), self.prefix)
@@ -588,138 +577,19 @@ class Store:
     def iter_space(self, space_id: int) -> Iterator[tuple[bytes, bytes]]:
         """Raw ``(key, value)`` pairs of one key space, in the active txn."""
         start, stop = keylib.prefix_range((space_id,), self.prefix)
-        for k, v in self._active().iter(start):
+        for k, v in self.active().iter(start):
             if k >= stop:
                 return
             yield k, v
 
     def delete_range(self, space_id: int) -> int:
         """Delete every key of one key space in the active write txn."""
-        txn = self._active()
+        txn = self.active()
         n = 0
         for k, _ in self.iter_space(space_id):
             txn.delete(k)
             n += 1
         return n
-
-    def attach(self, coll: Collection) -> None:
-        """Track a live Collection so schema changes reach it."""
-        with self._lock:
-            self._live.setdefault(coll.id, weakref.WeakSet()).add(coll)
-            self._newest[coll.id] = coll
-            self._group.high_id = max(self._group.high_id, coll.id)
-
-    def live_collections(self, coll_id: int | None = None) -> list[Collection]:
-        """Live Collection objects (of one collection id, or all)."""
-        with self._lock:
-            if coll_id is not None:
-                return list(self._live.get(coll_id, ()))
-            return [c for group in self._live.values() for c in group]
-
-    def schema_changed(self) -> None:
-        """Record a schema change in the active write transaction.
-
-        Writes a new schema token (so other Stores and processes notice) and
-        arranges for live objects to be reconciled if the transaction aborts.
-        """
-        txn = self._active()
-        if txn is not self.verified_txn:
-            self.verify(txn)  # first catch up with changes made elsewhere
-        if self._schema_token is None:
-            self._check_format(write=True)
-        token = os.urandom(8)
-        txn.put(self._schema_key, token)
-        self._schema_token = token
-        for peer in self.peers():
-            if peer is not self:  # they catch up at their next write
-                peer.verified_txn = None
-        on_abort(txn, self._after_abort)
-
-    def verify(self, txn: Txn) -> None:
-        """Bring live objects up to date with the stored schema, if it moved.
-
-        Collections call this once per write transaction before writing; it
-        costs one read when nothing changed.
-        """
-        token = txn.get(self._schema_key)
-        if token != self._schema_token:
-            self.reconcile()
-            self._schema_token = token
-        self.verified_txn = txn
-
-    def refresh(self) -> None:
-        """Reconcile live objects if the stored schema moved (one read).
-
-        Runs in the active transaction or a read transaction of its own.
-        """
-
-        def run() -> None:
-            txn = self._active()
-            if txn.write:
-                if txn is not self.verified_txn:
-                    self.verify(txn)
-                return
-            token = txn.get(self._schema_key)
-            if token != self._schema_token:
-                self._reconcile()
-                self._schema_token = token
-
-        self.in_txn(run)
-
-    def reconcile_peers(self) -> None:
-        """:meth:`reconcile` every Store of this process over this key space."""
-        for store in self.peers():
-            store.reconcile()
-
-    def peers(self) -> list[Store]:
-        """The Stores of this process over the same key space, this one too."""
-        with _groups_lock:
-            return list(self._group.stores)
-
-    def reconcile(self) -> None:
-        """Match every live Collection, Index and compressor to stored metadata.
-
-        Runs in the active transaction (or a read transaction of its own).
-        Renames follow, objects whose metadata is gone refuse further use,
-        and indexes stored but not declared block writes.
-        """
-        self.in_txn(self._reconcile)
-
-    def _reconcile(self) -> None:
-        self._check_format()
-        tables = {i["id"]: i for _, i in self.iter_meta(KIND_TABLE)}
-        indexes: dict[str, dict[str, dict]] = {}
-        for (cname, iname), info in self.iter_meta(KIND_INDEX):
-            indexes.setdefault(cname, {})[iname] = info
-        stored = {n[0]: i for n, i in self.iter_meta(KIND_ENCODER)}
-        for comp in self.registry.custom_compressors():
-            known = stored.get(comp.name)
-            if known is None or known.get("id") != comp.id:
-                self.registry.remove_compressor(comp)
-        for coll in self.live_collections():
-            table = tables.get(coll.id)
-            names = {} if table is None else indexes.get(table["name"], {})
-            coll.sync(table, names)
-
-    def _after_abort(self) -> None:
-        for store in self.peers():
-            store._schema_token = None  # the next write compares afresh
-            store.verified_txn = None
-            try:
-                store.reconcile()
-            except Exception:  # e.g. the engine was closed meanwhile
-                pass  # the token is unknown, so the next write reconciles first
-
-    def _check_format(self, write: bool = False) -> None:
-        info = self.get_meta(KIND_STRUCT, "\x00acid")
-        version = 0 if info is None else info.get("format", 0)
-        if version > _layout.FORMAT_VERSION:
-            raise ConfigError(
-                f"this store was written by a newer acid (layout {version}); "
-                f"this one reads layout {_layout.FORMAT_VERSION}: upgrade acid"
-            )
-        if info is None and write:
-            self.set_meta(KIND_STRUCT, "\x00acid", {"format": _layout.FORMAT_VERSION})
 
     # -- consistency ------------------------------------------------------
 
@@ -732,11 +602,10 @@ class Store:
         return self.in_txn(self._check)
 
     def _check(self) -> CheckReport:
-        self.refresh()  # indexes dropped or added elsewhere
+        self.schema.refresh()  # indexes dropped or added elsewhere
         report = CheckReport()
-        with self._lock:
-            newest = list(self._newest.values())
-        for coll in [*newest, *self.live_collections()]:  # newest first
+        schema = self.schema
+        for coll in [*schema.newest(), *schema.live_collections()]:  # newest first
             if coll.attached:
                 coll.check(report)
         for (cname, iname), info in self.iter_meta(KIND_INDEX):

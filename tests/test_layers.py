@@ -16,7 +16,7 @@ LAYERS: list[set[str]] = [
     {"acid.keylib", "acid._keylib_py", "acid._keylib_groups", "acid._keylib"},
     {"acid.engines", "acid.encoders", "acid._query", "acid._txn"},
     {"acid._layout"},
-    {"acid.store"},
+    {"acid.store", "acid._schema"},
     {"acid.index"},
     {"acid.collection"},
     {"acid.core", "acid.testing", "acid.tools"},
