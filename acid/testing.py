@@ -24,13 +24,14 @@ import time
 import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from acid.engines import Engine, Txn
 from acid.errors import ConfigError, EngineError, TxnError, TxnTimeout
 
-__all__ = ["EngineConformance", "fill"]
+__all__ = ["EngineConformance", "close_within", "fill"]
 
 
 def fill(engine: Engine, items: dict[bytes, bytes]) -> None:
@@ -58,12 +59,22 @@ def _calls_after_end(txn: Txn, it: Iterator[object]) -> list[Callable[[], object
     ]
 
 
-def _close_within(engine: Engine, seconds: float) -> None:
-    """Close ``engine`` in a thread; fail (rather than hang) if it waits."""
-    closer = threading.Thread(target=engine.close, daemon=True)
-    closer.start()
-    closer.join(timeout=seconds)
-    assert not closer.is_alive(), f"close() still waits after {seconds} s"
+def close_within(closable: Any, seconds: float) -> None:
+    """Call ``closable.close()`` in a thread; fail, rather than hang, if it
+    has not returned after ``seconds``."""
+    # A new thread may get the identity of one that just ended; py-lmdb
+    # would take it for the owner of that thread's write transaction and
+    # not wait, hiding the bug. A parked thread takes the recycled identity.
+    park = threading.Event()
+    parked = threading.Thread(target=park.wait, daemon=True)
+    parked.start()
+    try:
+        closer = threading.Thread(target=closable.close, daemon=True)
+        closer.start()
+        closer.join(timeout=seconds)
+        assert not closer.is_alive(), f"close() still waits after {seconds} s"
+    finally:
+        park.set()
 
 
 class EngineConformance:
@@ -550,7 +561,7 @@ class EngineConformance:
         fill(engine, {b"k": b"1"})
         txn = engine.begin(write=True)
         txn.put(b"k", b"2")
-        _close_within(engine, 10)
+        close_within(engine, 10)
         assert txn.closed
         for call in (lambda: txn.get(b"k"), lambda: txn.put(b"x", b"y"), txn.commit):
             with pytest.raises(TxnError, match="closed"):
@@ -584,7 +595,7 @@ class EngineConformance:
         thread.join(timeout=10)
         assert len(errors) == 1
         txn = errors[0].__traceback__.tb_frame.f_locals["txn"]  # type: ignore[union-attr]
-        _close_within(engine, 10)
+        close_within(engine, 10)
         with pytest.raises(TxnError):
             txn.put(b"x", b"y")
         if engine.persistent:

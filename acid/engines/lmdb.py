@@ -76,7 +76,9 @@ class _Shared:
         #: that began it still runs: ``(native txn, that thread)``. It keeps
         #: ``writer`` held, as it keeps LMDB's own writer lock.
         self.orphan: tuple[lmdb.Transaction, threading.Thread] | None = None
-        self._reap_lock = threading.Lock()
+        # Re-entrant, like _open_lock: the garbage collector may close an
+        # engine (``__del__``) in the middle of this very code.
+        self._reap_lock = threading.RLock()
 
     def reap(self) -> bool:
         """Abort the orphan natively once that is safe (in its own thread,
@@ -88,6 +90,8 @@ class _Shared:
             native, thread = orphan
             if thread is not _current_thread() and thread.is_alive():
                 return False
+            if self.orphan is not orphan:
+                return True  # reaped meanwhile (a nested call from the GC)
             self.orphan = None
         _abort_native(native)
         self.writer.release()
@@ -95,7 +99,7 @@ class _Shared:
 
 
 _open: dict[str, _Shared] = {}
-_open_lock = threading.Lock()
+_open_lock = threading.RLock()
 
 
 class LMDBEngine(Engine):
@@ -220,9 +224,10 @@ class LMDBEngine(Engine):
         Read transactions end when the environment closes, that is when the
         last engine on this path closes.
         """
-        if self._env is None:
-            return
-        self._env = None
+        with _open_lock:  # two threads closing must release the path once
+            if self._env is None:
+                return
+            self._env = None
         shared = self._shared
         writer = shared.writer.holder
         if isinstance(writer, _LMDBTxn) and writer._engine is self:
@@ -248,16 +253,19 @@ def _orphaned(url: str, thread: threading.Thread) -> TxnTimeout:
 def _acquire(path: str, options: dict[str, Any]) -> _Shared:
     with _open_lock:
         shared = _open.get(path)
-        if shared is None:
-            shared = _Shared(_open_env(path, options), options)
-            _open[path] = shared
-        elif shared.options != options:
+        if shared is not None:
+            shared.users += 1  # at once: a collected engine may release meanwhile
+            if shared.options == options:
+                return shared
+            shared.users -= 1
             raise ConfigError(
                 f"lmdb:{path} is already open in this process with different "
                 f"parameters ({_describe(shared.options)}); LMDB allows one "
                 "environment per path per process, so open it with the same ones"
             )
-        shared.users += 1
+        shared = _Shared(_open_env(path, options), options)
+        shared.users = 1
+        _open[path] = shared
         return shared
 
 

@@ -11,6 +11,7 @@ import pytest
 
 import acid
 from acid.errors import EngineError, TxnError, TxnTimeout
+from acid.testing import close_within
 
 
 def test_two_stores_on_one_lmdb_path_never_wait_for_themselves(tmp_path: Path) -> None:
@@ -52,10 +53,7 @@ def test_store_close_with_a_writer_kept_by_an_error(tmp_path: Path) -> None:
     thread.start()
     thread.join(timeout=10)
     assert len(kept) == 1
-    closer = threading.Thread(target=store.close, daemon=True)
-    closer.start()
-    closer.join(timeout=10)
-    assert not closer.is_alive(), "store.close() hangs"
+    close_within(store, 10)
     with pytest.raises(EngineError, match="closed"):
         store.count("n")
     again = acid.open(url)
