@@ -36,7 +36,7 @@ from acid.engines._url import (
     Param,
     check_params,
     check_path,
-    check_seconds,
+    check_timeout,
     lock_wait,
     make_dirs,
     parse_bool,
@@ -414,21 +414,6 @@ class WriterLock:
     def owner(self) -> threading.Thread | None:
         """The thread that took the lock, while it is held."""
         return self._owner
-
-
-def check_timeout(timeout: Any) -> float:
-    """A ``begin(timeout=...)`` value checked: seconds >= 0 or ``inf``.
-
-    >>> check_timeout(float("nan"))
-    Traceback (most recent call last):
-    ...
-    acid.errors.ConfigError: bad timeout nan; expected a number of seconds >= 0, \
-e.g. 30, 0.5 or inf (no limit)
-    """
-    try:
-        return check_seconds(timeout)
-    except ValueError as exc:
-        raise ConfigError(f"bad timeout {timeout!r}; expected {exc}") from None
 
 
 class Engine:

@@ -30,6 +30,7 @@ __all__ = [
     "check_params",
     "check_path",
     "check_seconds",
+    "check_timeout",
     "make_dirs",
     "parse_bool",
     "parse_seconds",
@@ -217,6 +218,21 @@ def check_seconds(value: Any) -> float:
     if not value >= 0:  # also rejects nan, which compares false to everything
         raise ValueError(_SECONDS_FORM)
     return value
+
+
+def check_timeout(timeout: Any) -> float:
+    """A ``begin(timeout=...)`` value checked: seconds >= 0 or ``inf``.
+
+    >>> check_timeout(float("nan"))
+    Traceback (most recent call last):
+    ...
+    acid.errors.ConfigError: bad timeout nan; expected a number of seconds >= 0, \
+e.g. 30, 0.5 or inf (no limit)
+    """
+    try:
+        return check_seconds(timeout)
+    except ValueError as exc:
+        raise ConfigError(f"bad timeout {timeout!r}; expected {exc}") from None
 
 
 #: Timeouts at or above this wait without limit: ``Lock.acquire`` rejects
