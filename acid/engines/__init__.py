@@ -73,7 +73,6 @@ __all__ = [
 #: nor the URL parameter ``lock_timeout`` says otherwise.
 DEFAULT_LOCK_TIMEOUT = 30.0
 
-_get_ident = threading.get_ident
 _current_thread = threading.current_thread
 
 
