@@ -17,18 +17,21 @@ Tests branch on the engine's capability attributes (``snapshots``,
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from acid.engines import Engine
-from acid.errors import EngineError, TxnError, TxnTimeout
+from acid.engines import Engine, Txn
+from acid.errors import ConfigError, EngineError, TxnError, TxnTimeout
 
-__all__ = ["EngineConformance", "fill"]
+__all__ = ["EngineConformance", "close_within", "fill"]
 
 
 def fill(engine: Engine, items: dict[bytes, bytes]) -> None:
@@ -41,6 +44,37 @@ def fill(engine: Engine, items: dict[bytes, bytes]) -> None:
 def _all(engine: Engine, reverse: bool = False) -> list[tuple[bytes, bytes]]:
     with engine.begin() as txn:
         return list(txn.iter(b"\xff" * 8 if reverse else b"", reverse))
+
+
+def _calls_after_end(txn: Txn, it: Iterator[object]) -> list[Callable[[], object]]:
+    return [
+        lambda: txn.get(b"a"),
+        lambda: txn.iter(b""),
+        lambda: next(it),
+        txn.commit,
+        lambda: txn.put(b"a", b"x"),
+        lambda: txn.delete(b"a"),
+        lambda: txn.replace(b"a", b"x"),
+        lambda: txn.pop(b"a"),
+    ]
+
+
+def close_within(closable: Any, seconds: float) -> None:
+    """Call ``closable.close()`` in a thread; fail, rather than hang, if it
+    has not returned after ``seconds``."""
+    # A new thread may get the identity of one that just ended; py-lmdb
+    # would take it for the owner of that thread's write transaction and
+    # not wait, hiding the bug. A parked thread takes the recycled identity.
+    park = threading.Event()
+    parked = threading.Thread(target=park.wait, daemon=True)
+    parked.start()
+    try:
+        closer = threading.Thread(target=closable.close, daemon=True)
+        closer.start()
+        closer.join(timeout=seconds)
+        assert not closer.is_alive(), f"close() still waits after {seconds} s"
+    finally:
+        park.set()
 
 
 class EngineConformance:
@@ -133,6 +167,44 @@ class EngineConformance:
         with engine.begin() as txn:
             assert txn.get(key) == b"v"
             assert list(txn.iter(b"\xff" * (size + 10), reverse=True)) == [(key, b"v")]
+
+    def test_oversized_key_leaves_the_txn_usable(self, engine: Engine) -> None:
+        limit = engine.max_key_size
+        if limit is None:
+            pytest.skip("engine has no key size limit")
+        big = b"\x01" * (limit + 1)
+        fill(engine, {b"k": b"1"})
+        with engine.begin(write=True) as txn:
+            txn.put(b"a", b"2")
+            with pytest.raises(EngineError, match=str(limit)):
+                txn.put(big, b"v")
+            with pytest.raises(EngineError, match=str(limit)):
+                txn.replace(big, b"v")
+            # Such a key cannot exist: reads and removals say so.
+            assert txn.get(big) is None
+            assert txn.delete(big) is False
+            assert txn.pop(big) is None
+            assert list(txn.iter(b"")) == [(b"a", b"2"), (b"k", b"1")]
+            txn.put(b"b", b"3")
+        assert _all(engine) == [(b"a", b"2"), (b"b", b"3"), (b"k", b"1")]
+        assert engine.get(big) is None
+        with engine.begin() as txn:
+            assert txn.get(big) is None
+
+    def test_empty_key_is_refused_on_put(self, engine: Engine) -> None:
+        with engine.begin(write=True) as txn:
+            txn.put(b"a", b"1")
+            with pytest.raises(EngineError, match="empty|1 to"):
+                txn.put(b"", b"v")
+            with pytest.raises(EngineError, match="empty|1 to"):
+                txn.replace(b"", b"v")
+            assert txn.get(b"") is None
+            assert txn.delete(b"") is False
+            assert txn.pop(b"") is None
+            assert list(txn.iter(b"")) == [(b"a", b"1")]
+            txn.put(b"b", b"2")
+        assert _all(engine) == [(b"a", b"1"), (b"b", b"2")]
+        assert engine.get(b"") is None
 
     # -- iteration --------------------------------------------------------
 
@@ -260,17 +332,31 @@ class EngineConformance:
                 assert next(it) == (b"a", b"1")
                 getattr(txn, end)()
                 assert txn.closed
-                with pytest.raises(TxnError):
+                for call in _calls_after_end(txn, it):
+                    with pytest.raises(TxnError):
+                        call()
+                ended = {"commit": "committed", "abort": "aborted"}[end]
+                with pytest.raises(TxnError, match=ended):
                     txn.get(b"a")
-                with pytest.raises(TxnError):
-                    txn.iter(b"")
-                with pytest.raises(TxnError):
-                    next(it)
-                with pytest.raises(TxnError):
-                    txn.commit()
-                with pytest.raises(TxnError):
-                    txn.put(b"a", b"x")
                 txn.abort()  # aborting an ended transaction is a no-op
+        assert _all(engine) == [(b"a", b"1"), (b"b", b"2")]
+
+    def test_ended_transactions_free_what_they_hold(self, engine: Engine) -> None:
+        # Finished transactions the application still references must not
+        # hold reader slots, snapshots or the writer lock (LMDB: 126 slots).
+        fill(engine, {b"k": b"v"})
+        kept = []
+        for i in range(300):
+            txn = engine.begin(write=i % 10 == 0, timeout=0)
+            assert txn.get(b"k") == b"v"
+            assert next(iter(txn.iter(b""))) == (b"k", b"v")
+            (txn.abort if i % 3 else txn.commit)()
+            kept.append(txn)
+        with engine.begin() as txn:
+            assert txn.get(b"k") == b"v"
+        with engine.begin(write=True, timeout=0) as txn:
+            txn.put(b"k", b"w")
+        assert all(txn.closed for txn in kept)
 
     def test_write_in_read_txn_raises(self, engine: Engine) -> None:
         with engine.begin() as txn:
@@ -326,11 +412,85 @@ class EngineConformance:
             assert result == [b"v"]
 
     def test_bad_writer_timeout_is_rejected(self, engine: Engine) -> None:
-        for bad in (-1, float("nan")):
-            with pytest.raises(TxnError, match="timeout"):
-                engine.begin(write=True, timeout=bad)
+        for bad in (-1, float("nan"), float("-inf"), "5"):
+            with pytest.raises(ConfigError, match=f"bad timeout {bad!r}"):
+                engine.begin(write=True, timeout=bad)  # type: ignore[arg-type]
         with engine.begin(write=True, timeout=0) as txn:  # free lock: no wait
             txn.put(b"k", b"v")
+        with engine.begin(write=True, timeout=float("inf")) as txn:
+            assert txn.get(b"k") == b"v"
+
+    def test_infinite_timeout_waits_for_the_writer(self, engine: Engine) -> None:
+        first = engine.begin(write=True)
+        first.put(b"k", b"1")
+        got: list[bytes | None] = []
+
+        def second() -> None:
+            with engine.begin(write=True, timeout=float("inf")) as txn:
+                got.append(txn.get(b"k"))
+
+        thread = threading.Thread(target=second, daemon=True)
+        thread.start()
+        time.sleep(0.2)
+        assert thread.is_alive() and got == []  # waiting, not failed
+        first.commit()
+        thread.join(timeout=10)
+        assert got == [b"1"]
+
+    def test_same_thread_second_writer_fails_at_once(self, engine: Engine) -> None:
+        with engine.begin(write=True) as txn:
+            txn.put(b"k", b"v")
+            start = time.monotonic()
+            with pytest.raises(TxnError, match="already holds") as info:
+                engine.begin(write=True, timeout=2)
+            assert time.monotonic() - start < 0.5
+            assert not isinstance(info.value, TxnTimeout)
+            assert "asyncio.to_thread" in str(info.value)
+            assert txn.get(b"k") == b"v"  # the first one is unharmed
+        assert _all(engine) == [(b"k", b"v")]
+
+    def test_asyncio_writer_spanning_an_await_fails_fast(self, engine: Engine) -> None:
+        # Two tasks on one event loop share a thread: the second writer must
+        # fail at once instead of freezing the loop for the lock timeout.
+        timeout = 2.0
+        out: dict[str, object] = {}
+
+        async def first() -> None:
+            txn = engine.begin(write=True)
+            txn.put(b"a", b"1")
+            await asyncio.sleep(0.3)  # the write transaction spans an await
+            txn.commit()
+
+        async def second() -> None:
+            await asyncio.sleep(0.05)
+            start = time.monotonic()
+            try:
+                engine.begin(write=True, timeout=timeout)
+            except TxnError as exc:
+                out["error"] = exc
+            out["waited"] = time.monotonic() - start
+
+        async def ticker(stop: asyncio.Event) -> None:
+            last, worst = time.monotonic(), 0.0
+            while not stop.is_set():
+                await asyncio.sleep(0.01)
+                now = time.monotonic()
+                last, worst = now, max(worst, now - last)
+            out["stall"] = worst
+
+        async def main() -> None:
+            stop = asyncio.Event()
+            tick = asyncio.create_task(ticker(stop))
+            await asyncio.gather(first(), second())
+            stop.set()
+            await tick
+
+        asyncio.run(main())
+        assert isinstance(out["error"], TxnError)
+        assert not isinstance(out["error"], TxnTimeout)
+        assert out["waited"] < timeout / 4  # type: ignore[operator]
+        assert out["stall"] < timeout / 4  # type: ignore[operator]
+        assert _all(engine) == [(b"a", b"1")]
 
     def test_second_writer_times_out(self, engine: Engine) -> None:
         errors: list[BaseException] = []
@@ -389,6 +549,65 @@ class EngineConformance:
         with pytest.raises(EngineError):
             engine.get(b"k")
         engine.close()  # closing again is harmless
+
+    def test_identity(self, engine: Engine) -> None:
+        ident = engine.identity
+        assert engine.identity is ident
+        assert hash(ident) == hash(engine.identity)
+        assert weakref.ref(ident)() is ident  # the store layer keys on it weakly
+
+    def test_close_aborts_an_open_writer(self, tmp_path: Path) -> None:
+        engine = self.open_engine(tmp_path)
+        fill(engine, {b"k": b"1"})
+        txn = engine.begin(write=True)
+        txn.put(b"k", b"2")
+        close_within(engine, 10)
+        assert txn.closed
+        for call in (lambda: txn.get(b"k"), lambda: txn.put(b"x", b"y"), txn.commit):
+            with pytest.raises(TxnError, match="closed"):
+                call()
+        txn.abort()
+        with pytest.raises(EngineError):
+            engine.begin(write=True)
+        if engine.persistent:
+            with self.open_engine(tmp_path) as again:
+                assert _all(again) == [(b"k", b"1")]
+
+    def test_close_while_an_error_keeps_a_dead_threads_writer(
+        self, tmp_path: Path
+    ) -> None:
+        # A thread's write transaction stays referenced by the error it got
+        # (a log record, an excepthook): close() must not wait for it.
+        engine = self.open_engine(tmp_path)
+        fill(engine, {b"k": b"1"})
+        errors: list[BaseException] = []
+
+        def worker() -> None:
+            txn = engine.begin(write=True)
+            txn.put(b"k", b"2")
+            try:
+                engine.begin(write=True, timeout=0.1)
+            except TxnError as exc:
+                errors.append(exc)  # its traceback keeps ``txn`` alive
+
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join(timeout=10)
+        assert len(errors) == 1
+        txn = errors[0].__traceback__.tb_frame.f_locals["txn"]  # type: ignore[union-attr]
+        close_within(engine, 10)
+        with pytest.raises(TxnError):
+            txn.put(b"x", b"y")
+        if engine.persistent:
+            again = self.open_engine(tmp_path)
+            try:
+                writer = threading.Thread(target=fill, args=(again, {b"n": b"1"}))
+                writer.start()
+                writer.join(timeout=10)
+                assert not writer.is_alive(), "the reopened engine cannot write"
+                assert _all(again) == [(b"k", b"1"), (b"n", b"1")]
+            finally:
+                again.close()
 
     def test_persistence_across_reopen(self, tmp_path: Path) -> None:
         engine = self.open_engine(tmp_path)

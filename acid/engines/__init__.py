@@ -13,9 +13,10 @@ keys and values and iterates them in byte order::
     >>> engine.close()
 
 Engines are named by URLs, ``scheme:path?param=value&...``, parsed once by
-:func:`parse_url`. The built-in schemes are ``skiplist`` (in memory),
-``lmdb`` and ``leveldb``; other packages add schemes with :func:`register` or
-through the entry-point group ``acid.engines``. See ``docs/engines.md``.
+:func:`parse_url` (``acid/engines/_url.py``). The built-in schemes are
+``skiplist`` (in memory), ``lmdb`` and ``leveldb``; other packages add schemes
+with :func:`register` or through the entry-point group ``acid.engines``. See
+``docs/engines.md``.
 """
 
 from __future__ import annotations
@@ -25,12 +26,25 @@ import importlib.metadata
 import re
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+import weakref
+from collections.abc import Callable, Hashable, Iterator
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qsl
 
+from acid.engines._url import (
+    EngineURL,
+    Param,
+    check_params,
+    check_path,
+    check_timeout,
+    lock_wait,
+    make_dirs,
+    parse_bool,
+    parse_seconds,
+    parse_size,
+    parse_url,
+    resolve_params,
+)
 from acid.errors import ConfigError, EngineError, TxnError, TxnTimeout
 
 __all__ = [
@@ -39,11 +53,18 @@ __all__ = [
     "EngineURL",
     "Param",
     "Txn",
+    "WriterLock",
+    "check_params",
+    "check_path",
+    "check_timeout",
     "from_url",
     "known_schemes",
+    "make_dirs",
     "parse_bool",
+    "parse_seconds",
     "parse_size",
     "parse_url",
+    "read_only",
     "register",
     "resolve_params",
 ]
@@ -51,6 +72,56 @@ __all__ = [
 #: Seconds a writer waits for another writer when neither ``begin(timeout=)``
 #: nor the URL parameter ``lock_timeout`` says otherwise.
 DEFAULT_LOCK_TIMEOUT = 30.0
+
+_current_thread = threading.current_thread
+
+
+class Raiser:
+    """A stand-in for a method that may no longer be called: raises
+    ``error(message)`` whatever the arguments.
+
+    Installed on a transaction's instance (or class) instead of a checked
+    flag, so that the live methods never test whether they may run. It holds
+    no reference to the transaction, so installing it makes no cycle.
+    """
+
+    __slots__ = ("error", "message")
+
+    def __init__(self, error: type[Exception], message: str) -> None:
+        self.error = error
+        self.message = message
+
+    def __call__(self, *args: object, **kwargs: object) -> Any:
+        raise self.error(self.message)
+
+
+#: ``put``/``delete``/``replace``/``pop`` of a read transaction.
+read_only = Raiser(
+    TxnError, "write in a read transaction; begin the transaction with write=True"
+)
+
+_OPERATIONS = ("get", "put", "delete", "replace", "pop", "iter")
+_COMMITTED = "transaction already committed; begin a new one"
+_ABORTED = "transaction already aborted; begin a new one"
+
+
+class _Ended:
+    """An operation of an ended transaction: raises ``TxnError`` saying how
+    it ended. A data descriptor, so it also hides what an engine stored on
+    the instance (a bound native ``get``, say)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, txn: Any, owner: type | None = None) -> Any:
+        if txn is None:
+            return self
+        return Raiser(TxnError, txn._how)
+
+    def __set__(self, txn: Any, value: Any) -> None:
+        txn.__dict__[self.name] = value
 
 
 class Txn:
@@ -61,10 +132,44 @@ class Txn:
     :class:`~acid.errors.TxnError`, except ``abort``, which is a no-op so
     that cleanup code may call it unconditionally. As a context manager the
     transaction commits when the block succeeds and aborts when it raises.
+
+    The life cycle lives here, once: *active*, then *committed* or *aborted*.
+    An engine implements hooks: :meth:`_commit` (land the writes) and
+    :meth:`_abort` (discard them), called for write transactions, and
+    :meth:`_release` (drop native references), called for every
+    transaction. The base class calls exactly one of the first two, then
+    ``_release``, then releases the writer lock, each exactly once, even
+    when :meth:`Engine.close` ends the transaction from another thread.
+    Ending swaps the instance's class for a subclass whose operations raise
+    (made for each engine class), so live operations never test a flag.
     """
 
     write: bool = False
+    #: ``True`` once ended; iterators test it between steps.
     _done: bool = False
+    #: How it ended: the message of every later call.
+    _how: str = ""
+    #: The writer lock a write transaction holds (see :meth:`WriterLock.hold`).
+    _writer: WriterLock | None = None
+    #: One item while ending is still to claim (see :meth:`_claim`).
+    _token: list[None] | None = None
+    #: Set by :meth:`_poison`: what every later call and ``commit`` raise.
+    _failure: Raiser | None = None
+    #: The classes an instance takes when it ends (made per subclass).
+    _committed_class: type[Txn]
+    _aborted_class: type[Txn]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "_how" in cls.__dict__:
+            return  # one of the ended classes made below
+        ops: dict[str, Any] = {name: _Ended(name) for name in _OPERATIONS}
+        cls._committed_class = type(
+            cls.__name__, (cls,), {**ops, "_how": _COMMITTED, "_done": True}
+        )
+        cls._aborted_class = type(
+            cls.__name__, (cls,), {**ops, "_how": _ABORTED, "_done": True}
+        )
 
     def get(self, key: bytes) -> bytes | None:
         """The value stored under ``key``, or ``None``."""
@@ -103,12 +208,42 @@ class Txn:
         return old
 
     def commit(self) -> None:
-        """Land every write of this transaction atomically and end it."""
-        raise NotImplementedError
+        """Land every write of this transaction atomically and end it.
+
+        If landing fails nothing landed: the transaction ends aborted and
+        the error propagates.
+        """
+        if self._done or not (self._token is None or self._claim()):
+            raise TxnError(self._how or "transaction already ended; begin a new one")
+        if not self.write:  # nothing to land: ``_end`` cut short
+            try:
+                self._release()
+            finally:
+                self.__class__ = self._committed_class
+            return
+        try:
+            if self._failure is not None:
+                self._failure()
+            self._commit()
+        except BaseException:
+            self._end(False, quiet=True)
+            raise
+        self._end(True)
 
     def abort(self) -> None:
         """Discard this transaction's writes and end it; no-op once ended."""
-        raise NotImplementedError
+        if self._done:
+            return
+        if self.write:
+            if self._token is None or self._claim():
+                self._end(False)
+            return
+        # A reader has nothing to discard and nothing to race with: ``_end``
+        # cut short, since scans outside a transaction end one reader each.
+        try:
+            self._release()
+        finally:
+            self.__class__ = self._aborted_class
 
     @property
     def closed(self) -> bool:
@@ -129,29 +264,155 @@ class Txn:
         elif not self._done:
             self.commit()
 
-    # Helpers for subclasses. Engines install the plain functions
-    # ``txn_ended``/``txn_read_only`` as *instance* attributes: a bound method
-    # stored on its own instance would make a reference cycle and delay
-    # freeing the transaction (and its reader slot) until the cyclic GC runs.
-    def _ended(self, *args: object, **kwargs: object) -> Any:
-        """Stand-in for every operation once the transaction has ended."""
-        return txn_ended()
+    # -- hooks for engines ------------------------------------------------
 
-    def _read_only(self, *args: object, **kwargs: object) -> Any:
-        """Stand-in for write operations of a read transaction."""
-        if self._done:
-            txn_ended()
-        return txn_read_only()
+    def _commit(self) -> None:
+        """Land the writes. Raising means nothing landed."""
+
+    def _abort(self) -> None:
+        """Discard the writes (also called after a failed ``_commit``)."""
+
+    def _release(self) -> None:
+        """Drop native references once the transaction ended, so that what
+        they hold (a reader slot, a snapshot) is freed even while the
+        application still references this object."""
+
+    # -- the machinery ----------------------------------------------------
+
+    def _claim(self) -> bool:
+        """``True`` for exactly one caller: the one that ends a write
+        transaction a :class:`WriterLock` holds, when its thread and
+        :meth:`Engine.close` race (``list.pop`` is atomic)."""
+        try:
+            self._token.pop()  # type: ignore[union-attr]
+        except IndexError:
+            return False
+        return True
+
+    def _end(self, committed: bool, quiet: bool = False, how: str = "") -> None:
+        """End a write transaction: ``_abort`` unless ``committed``, then
+        ``_release``, the class swap and the writer lock."""
+        try:
+            if not committed:
+                self._abort()
+        except Exception:
+            if not quiet:
+                raise
+        finally:
+            self._done = True
+            try:
+                self._release()
+            finally:
+                self.__class__ = (
+                    self._committed_class if committed else self._aborted_class
+                )
+                if how:
+                    self._how = how
+                writer = self._writer
+                if writer is not None:
+                    self._writer = None
+                    writer.release()
+
+    def _poison(self, error: type[Exception], message: str) -> None:
+        """Mark a transaction the engine can no longer use (LMDB after
+        MAP_FULL): every later call and ``commit`` raise ``error(message)``,
+        ``commit`` then ends it aborted; ``abort`` ends it as usual."""
+        self._failure = stub = Raiser(error, message)
+        for name in _OPERATIONS:
+            setattr(self, name, stub)
+
+    def _close(self, url: str) -> None:
+        """End this transaction because its engine closes (any thread)."""
+        if not self._done and (self._token is None or self._claim()):
+            how = f"transaction aborted: its engine {url!r} was closed"
+            self._end(False, quiet=True, how=how)
+
+    def _abandon(self) -> None:
+        """Abort a transaction dropped without commit or abort, quietly;
+        engines call it from ``__del__`` (so the writer lock is given back
+        now, not when the engine closes)."""
+        if not self._done:
+            try:
+                self.abort()
+            except Exception:  # noqa: BLE001 - nothing can report it here
+                pass
 
 
-def txn_ended(*args: object, **kwargs: object) -> Any:
-    """Raise the error for using a committed or aborted transaction."""
-    raise TxnError("transaction already committed or aborted")
+_SAME_THREAD = (
+    "{what}: this thread already holds the writer lock, in another write "
+    "transaction that has not ended; waiting for it here would wait forever. "
+    "Finish the other write transaction first (commit or abort it). In "
+    "asyncio, do not let a write transaction span an await, or run it in a "
+    "thread with asyncio.to_thread (an asyncio API is planned)."
+)
 
 
-def txn_read_only(*args: object, **kwargs: object) -> Any:
-    """Raise the error for writing in a read transaction."""
-    raise TxnError("write in a read transaction; begin the transaction with write=True")
+class WriterLock:
+    """The lock serializing the writers of one storage in this process.
+
+    It knows the thread holding it: a thread that asks for it again (a
+    second ``begin(write=True)`` before the first ended, or a second asyncio
+    task of the same event loop while the first task's write transaction
+    spans an ``await``) gets ``TxnError`` at once instead of waiting for
+    itself. Other threads wait up to their timeout. It also knows the write
+    transaction holding it, so that :meth:`Engine.close` can end it.
+
+    >>> lock = WriterLock()
+    >>> lock.acquire(None, 1.0, "demo")
+    >>> lock.acquire(None, 1.0, "demo")
+    Traceback (most recent call last):
+    ...
+    acid.errors.TxnError: demo: this thread already holds the writer lock, ...
+    >>> lock.release()
+    """
+
+    __slots__ = ("__weakref__", "_lock", "_owner", "_txn")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owner: threading.Thread | None = None
+        self._txn: weakref.ref[Txn] | None = None
+
+    def acquire(self, timeout: float | None, default: float, what: str) -> None:
+        """Take the lock, waiting at most ``timeout`` seconds (``None``:
+        ``default``; ``inf``: no limit), or raise ``TxnTimeout`` saying why.
+        """
+        wait = default if timeout is None else check_timeout(timeout)
+        me = _current_thread()
+        if self._lock.acquire(False):  # uncontended: the common case, and cheapest
+            self._owner = me
+            return
+        if self._owner is me:
+            raise TxnError(_SAME_THREAD.format(what=what))
+        if not self._lock.acquire(timeout=lock_wait(wait)):
+            raise TxnTimeout(
+                f"{what}: another write transaction held the writer lock for "
+                f"{wait:g} s; commit or abort it, or pass a longer timeout "
+                "(begin(write=True, timeout=...) or the URL parameter lock_timeout)"
+            )
+        self._owner = me
+
+    def hold(self, txn: Txn) -> None:
+        """Record ``txn`` as the holder; it releases the lock when it ends."""
+        txn._writer = self
+        txn._token = [None]
+        self._txn = weakref.ref(txn)  # weak: an abandoned writer must be freed
+
+    def release(self) -> None:
+        self._owner = None
+        self._txn = None
+        self._lock.release()
+
+    @property
+    def holder(self) -> Txn | None:
+        """The live write transaction holding the lock, if any."""
+        ref = self._txn
+        return None if ref is None else ref()
+
+    @property
+    def owner(self) -> threading.Thread | None:
+        """The thread that took the lock, while it is held."""
+        return self._owner
 
 
 class Engine:
@@ -177,12 +438,25 @@ class Engine:
     max_key_size: int | None = None
     url: str = ""
 
+    @property
+    def identity(self) -> Hashable:
+        """The same (hashable, weak-referenceable) object for every engine
+        opened on the same storage in this process; the engine itself unless
+        engines share storage (two ``lmdb:`` engines on one path share one
+        environment and one writer lock). The store layer keys its ambient
+        transaction on it, so that a block begun through one store covers
+        writes through the others instead of waiting for itself.
+        """
+        return self
+
     def begin(self, write: bool = False, timeout: float | None = None) -> Txn:
         """Start a transaction.
 
         A writer waits at most ``timeout`` seconds for another writer
-        (``None``: the engine's ``lock_timeout``) and then raises
-        :class:`~acid.errors.TxnTimeout`. Readers never wait.
+        (``None``: the engine's ``lock_timeout``; ``inf``: no limit) and then
+        raises :class:`~acid.errors.TxnTimeout`. A thread that already holds
+        the writer lock gets :class:`~acid.errors.TxnError` at once. Readers
+        never wait.
         """
         raise NotImplementedError
 
@@ -201,7 +475,9 @@ class Engine:
     def close(self) -> None:
         """Release the engine; further use raises ``EngineError``.
 
-        Closing an engine again is a no-op.
+        Closing never waits for transactions: a write transaction still
+        open is aborted (later calls on it raise ``TxnError``) and the writer
+        lock is given back. Closing again is a no-op.
         """
         raise NotImplementedError
 
@@ -215,185 +491,8 @@ class Engine:
         return f"<{type(self).__name__} {self.url!r}>"
 
 
-def acquire_writer(
-    lock: threading.Lock, timeout: float | None, default: float, what: str
-) -> None:
-    """Take an engine's writer lock or raise ``TxnTimeout`` saying why."""
-    if timeout is not None and not timeout >= 0:  # also rejects nan
-        raise TxnError(f"timeout must be >= 0 seconds, got {timeout!r}")
-    if lock.acquire(False):  # uncontended: the common case, and the cheapest
-        return
-    wait = default if timeout is None else timeout
-    if not lock.acquire(timeout=wait):
-        raise TxnTimeout(
-            f"{what}: another write transaction held the writer lock for "
-            f"{wait:g} s; commit or abort it, or pass a longer timeout "
-            "(begin(write=True, timeout=...) or the URL parameter lock_timeout)"
-        )
-
-
 def closed_engine(url: str) -> EngineError:
     return EngineError(f"engine {url!r} is closed; open it again with from_url()")
-
-
-# -- URLs -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class EngineURL:
-    """A parsed engine URL: ``scheme:path?params``.
-
-    >>> parse_url("lmdb:data/app?map_size=1GiB")
-    EngineURL(scheme='lmdb', path='data/app', params={'map_size': '1GiB'}, module=None)
-    """
-
-    scheme: str
-    path: str
-    params: dict[str, str] = field(default_factory=dict)
-    module: str | None = None
-
-    def __str__(self) -> str:
-        text = f"{self.scheme}:{self.path}"
-        if self.module:
-            text = f"{self.module}+{text}"
-        if self.params:
-            text += "?" + "&".join(f"{k}={v}" for k, v in self.params.items())
-        return text
-
-
-_SCHEME = re.compile(r"^(?:(?P<mod>[A-Za-z_][\w.]*)\+)?(?P<scheme>[A-Za-z][\w.-]*):")
-
-
-def parse_url(url: str) -> EngineURL:
-    """Split an engine URL into scheme, path and parameters.
-
-    An optional ``package.module+`` before the scheme names a module to
-    import first, so that it can :func:`register` the scheme.
-
-    >>> parse_url("skiplist:/")
-    EngineURL(scheme='skiplist', path='/', params={}, module=None)
-    >>> parse_url("mypkg.engines+kv:/srv/kv?x=1").module
-    'mypkg.engines'
-    """
-    if not isinstance(url, str):
-        raise ConfigError(f"engine URL must be a str, got {type(url).__name__}")
-    match = _SCHEME.match(url)
-    if match is None:
-        raise ConfigError(
-            f"bad engine URL {url!r}; expected scheme:path?param=value, "
-            "e.g. 'lmdb:/var/data/app' or 'skiplist:/'"
-        )
-    rest = url[match.end() :]
-    path, _, query = rest.partition("?")
-    if path.startswith("//"):  # tolerate lmdb:///abs/path
-        path = "/" + path.lstrip("/")
-    params: dict[str, str] = {}
-    for name, value in parse_qsl(query, keep_blank_values=True):
-        if name in params:
-            raise ConfigError(f"engine URL {url!r} repeats parameter {name!r}")
-        params[name] = value
-    return EngineURL(match["scheme"].lower(), path, params, match["mod"])
-
-
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1024,
-    "kb": 1000,
-    "kib": 1024,
-    "m": 1024**2,
-    "mb": 1000**2,
-    "mib": 1024**2,
-    "g": 1024**3,
-    "gb": 1000**3,
-    "gib": 1024**3,
-    "t": 1024**4,
-    "tb": 1000**4,
-    "tib": 1024**4,
-}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
-
-
-def parse_size(text: str) -> int:
-    """A byte count from ``"1GiB"``, ``"512MiB"``, ``"64MB"`` or ``"4096"``.
-
-    >>> parse_size("1GiB"), parse_size("64MB"), parse_size("4096")
-    (1073741824, 64000000, 4096)
-    """
-    match = _SIZE.match(text)
-    unit = match[2].lower() if match else ""
-    if match is None or unit not in _UNITS:
-        raise ValueError("a size such as 4096, 64MB, 512MiB or 1GiB")
-    return int(float(match[1]) * _UNITS[unit])
-
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-def parse_bool(text: str) -> bool:
-    """``true/false/1/0/yes/no`` (any case) as a ``bool``."""
-    lowered = text.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ValueError("true or false (also 1/0, yes/no)")
-
-
-def _parse_int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError("an integer") from None
-
-
-def _parse_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if value < 0:
-        raise ValueError("a number of seconds >= 0, e.g. 30 or 0.5")
-    return value
-
-
-@dataclass(frozen=True)
-class Param:
-    """One URL parameter an engine accepts: how to parse it and its default."""
-
-    parse: Callable[[str], Any]
-    default: Any
-    help: str = ""
-
-    SIZE = parse_size
-    BOOL = parse_bool
-    INT = _parse_int
-    SECONDS = _parse_seconds
-
-
-def resolve_params(url: EngineURL, spec: Mapping[str, Param]) -> dict[str, Any]:
-    """Parse ``url.params`` against ``spec``; fill in defaults.
-
-    Unknown names and unparsable values raise ``ConfigError`` naming the
-    valid parameters or the expected form.
-    """
-    unknown = sorted(set(url.params) - set(spec))
-    if unknown:
-        raise ConfigError(
-            f"{url.scheme}: unknown parameter {', '.join(map(repr, unknown))}; "
-            f"valid parameters are {', '.join(sorted(spec)) or '(none)'}"
-        )
-    values = {name: p.default for name, p in spec.items()}
-    for name, text in url.params.items():
-        try:
-            values[name] = spec[name].parse(text)
-        except ValueError as exc:
-            raise ConfigError(
-                f"{url.scheme}: bad value {text!r} for parameter {name!r}; "
-                f"expected {exc}"
-            ) from None
-    return values
 
 
 # -- Registry ---------------------------------------------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from acid.engines._sortedkeys import SortedKeys
-from acid.errors import TxnError
+from acid.errors import EngineError, TxnError
 
 __all__ = ["DELETED", "Overlay", "live_iter", "merge"]
 
@@ -137,8 +137,8 @@ class OverlayWrites:
         raise NotImplementedError
 
     def put(self, key: bytes, value: bytes) -> None:
-        if type(key) is not bytes or type(value) is not bytes:
-            raise TypeError("keys and values must be bytes")
+        if type(key) is not bytes or type(value) is not bytes or not key:
+            _bad_put(key, value)
         self._overlay.put(key, value)
         self._writes += 1
 
@@ -155,3 +155,11 @@ class OverlayWrites:
             self._overlay.put(key, DELETED)
             self._writes += 1
         return old
+
+
+def _bad_put(key: object, value: object) -> None:
+    if type(key) is not bytes or type(value) is not bytes:
+        raise TypeError("keys and values must be bytes")
+    # Every engine refuses the empty key, as LMDB must, so that a session
+    # behaves the same on all of them.
+    raise EngineError("keys must be 1 byte or longer; got the empty key b''")

@@ -20,7 +20,7 @@ b'v'
 from __future__ import annotations
 
 import os
-import threading
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,16 +32,20 @@ from acid.engines import (
     EngineURL,
     Param,
     Txn,
-    acquire_writer,
+    WriterLock,
+    check_params,
+    check_path,
     closed_engine,
+    make_dirs,
+    read_only,
     resolve_params,
-    txn_ended,
-    txn_read_only,
 )
 from acid.engines._overlay import DELETED, Overlay, OverlayWrites, live_iter, merge
-from acid.errors import ConfigError, EngineError, Error, TxnError
+from acid.errors import EngineError, Error, TxnError
 
 __all__ = ["LevelDBEngine"]
+
+_C_INT_MAX = 2**31 - 1
 
 
 def _compression(text: str) -> str | None:
@@ -49,6 +53,12 @@ def _compression(text: str) -> str | None:
     if lowered in ("snappy", "none"):
         return None if lowered == "none" else "snappy"
     raise ValueError("snappy or none")
+
+
+def _check_compression(value: Any) -> str | None:
+    if value is None or value == "snappy":
+        return value
+    raise ValueError("'snappy' or None")
 
 
 class LevelDBEngine(Engine):
@@ -59,11 +69,21 @@ class LevelDBEngine(Engine):
     persistent = True
 
     PARAMS = {
-        "block_cache": Param(Param.SIZE, 64 * 2**20, "LRU cache of blocks"),
-        "write_buffer": Param(Param.SIZE, 16 * 2**20, "memtable size"),
-        "bloom_bits": Param(Param.INT, 10, "bloom filter bits per key (0: off)"),
-        "compression": Param(_compression, "snappy", "snappy or none"),
-        "max_open_files": Param(Param.INT, 1000, "table files kept open"),
+        "block_cache": Param(
+            Param.SIZE, 64 * 2**20, "LRU cache of blocks", low=0, high=sys.maxsize
+        ),
+        "write_buffer": Param(
+            Param.SIZE, 16 * 2**20, "memtable size", low=1, high=sys.maxsize
+        ),
+        "bloom_bits": Param(
+            Param.INT, 10, "bloom filter bits per key (0: off)", low=0, high=_C_INT_MAX
+        ),
+        "compression": Param(
+            _compression, "snappy", "snappy or none", check=_check_compression
+        ),
+        "max_open_files": Param(
+            Param.INT, 1000, "table files kept open", low=1, high=_C_INT_MAX
+        ),
         "sync": Param(Param.BOOL, True, "fsync on commit"),
         "lock_timeout": Param(Param.SECONDS, DEFAULT_LOCK_TIMEOUT, "writer wait"),
     }
@@ -80,16 +100,25 @@ class LevelDBEngine(Engine):
         sync: bool = True,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     ) -> None:
-        if not path:
-            raise ConfigError("leveldb: a path is required, e.g. leveldb:/var/db")
-        self.path = os.path.abspath(path)
+        self._db: Any = None
+        check_params(
+            "leveldb",
+            self.PARAMS,
+            block_cache=block_cache,
+            write_buffer=write_buffer,
+            bloom_bits=bloom_bits,
+            compression=compression,
+            max_open_files=max_open_files,
+            sync=sync,
+            lock_timeout=lock_timeout,
+        )
+        self.path = check_path("leveldb", path)
         self.url = f"leveldb:{self.path}"
         self.sync = sync
-        self.lock_timeout = lock_timeout
-        self._writer = threading.Lock()
-        self._db: Any = None
+        self.lock_timeout = float(lock_timeout)
+        self._writer = WriterLock()
+        make_dirs("leveldb", os.path.dirname(self.path))
         try:
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
             self._db = plyvel.DB(
                 self.path,
                 create_if_missing=True,
@@ -120,18 +149,27 @@ class LevelDBEngine(Engine):
         if db is None:
             raise closed_engine(self.url)
         if not write:
-            return _LevelDBTxn(self, db.snapshot(), False)
-        acquire_writer(self._writer, timeout, self.lock_timeout, self.url)
+            return _LevelDBReader(self, db.snapshot())
+        lock = self._writer
+        lock.acquire(timeout, self.lock_timeout, self.url)
         try:
-            return _LevelDBTxn(self, db.snapshot(), True)
+            txn = _LevelDBTxn(self, db.snapshot())
         except BaseException:
-            self._writer.release()
+            lock.release()
             raise
+        lock.hold(txn)
+        return txn
 
     def close(self) -> None:
+        """Close the database; a write transaction still open is aborted.
+        Read transactions raise ``EngineError`` from then on."""
         db, self._db = self._db, None
-        if db is not None:
-            db.close()
+        if db is None:
+            return
+        writer = self._writer.holder
+        if writer is not None:
+            writer._close(self.url)
+        db.close()
 
     def __del__(self) -> None:
         if getattr(self, "_db", None) is not None:
@@ -140,20 +178,23 @@ class LevelDBEngine(Engine):
 
 def _text(exc: BaseException) -> str:
     arg = exc.args[0] if exc.args else exc
-    return arg.decode(errors="replace") if isinstance(arg, bytes) else str(arg)
+    if isinstance(arg, bytes):
+        return arg.decode(errors="replace")
+    return str(exc) if isinstance(exc, OSError) else str(arg)
 
 
 class _LevelDBTxn(OverlayWrites, Txn):
-    def __init__(self, engine: LevelDBEngine, snapshot: Any, write: bool) -> None:
+    """A write transaction (and, through :class:`_LevelDBReader`, a read one)."""
+
+    write = True
+
+    def __init__(self, engine: LevelDBEngine, snapshot: Any) -> None:
         self._engine = engine
         self._snapshot = snapshot
         self._sget = snapshot.get
-        self.write = write
         self._writes = 0
         self._overlay = Overlay()
         self._puts = self._overlay.puts
-        if not write:
-            self.put = self.delete = self.replace = self.pop = txn_read_only  # type: ignore[method-assign]
 
     def get(self, key: bytes) -> bytes | None:
         value = self._puts.get(key)
@@ -165,11 +206,13 @@ class _LevelDBTxn(OverlayWrites, Txn):
         return None if value is DELETED else value
 
     def iter(self, key: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
-        if self._done:
-            self._ended()
         if self.write:
             return live_iter(self, self._scan, key, reverse)
-        return self._read_scan(key, reverse)
+        try:
+            native = self._native(key, reverse, True)
+        except (plyvel.Error, RuntimeError) as exc:
+            raise self._fail(exc) from exc
+        return self._read_scan(native)
 
     def _native(
         self, key: bytes, reverse: bool, inclusive: bool
@@ -179,11 +222,13 @@ class _LevelDBTxn(OverlayWrites, Txn):
             return snap.iterator(stop=key, include_stop=inclusive, reverse=True)
         return snap.iterator(start=key if inclusive else key + b"\x00")
 
-    def _read_scan(self, key: bytes, reverse: bool) -> Iterator[tuple[bytes, bytes]]:
+    def _read_scan(
+        self, native: Iterator[tuple[bytes, bytes]]
+    ) -> Iterator[tuple[bytes, bytes]]:
         try:
-            for item in self._native(key, reverse, True):
+            for item in native:
                 if self._done:
-                    self._ended()
+                    raise TxnError("iterator used after its transaction ended")
                 yield item
         except (plyvel.Error, RuntimeError) as exc:
             raise self._fail(exc) from exc
@@ -196,14 +241,9 @@ class _LevelDBTxn(OverlayWrites, Txn):
             return base
         return merge(base, self._overlay.scan(key, reverse, inclusive), reverse)
 
-    def commit(self) -> None:
-        if self._done:
-            self._ended()
-        try:
-            if self._puts:
-                self._write_batch()
-        finally:
-            self._finish()
+    def _commit(self) -> None:
+        if self._puts:
+            self._write_batch()
 
     def _write_batch(self) -> None:
         db = self._engine._db
@@ -222,33 +262,34 @@ class _LevelDBTxn(OverlayWrites, Txn):
                 f"{self._engine.url}: commit failed, nothing was written: {_text(exc)}"
             ) from exc
 
-    def abort(self) -> None:
-        if not self._done:
-            self._finish()
+    def _release(self) -> None:
+        # Close the snapshot and drop every reference to it (``_sget`` is
+        # bound to it), even while the application keeps this object.
+        self._writes += 1  # wakes live iterators so that they raise
+        self._overlay = _NO_OVERLAY
+        self._puts = _NO_OVERLAY.puts
+        snapshot, self._snapshot, self._sget = self._snapshot, None, None
+        try:
+            snapshot.close()
+        except RuntimeError:
+            pass  # the database closed first, taking the snapshot with it
 
     def _fail(self, exc: BaseException) -> Error:
         if self._done:
-            return TxnError("transaction already committed or aborted")
+            return TxnError("iterator used after its transaction ended")
         if self._engine._db is None:
             return closed_engine(self._engine.url)
         return EngineError(f"LevelDB error on {self._engine.url}: {_text(exc)}")
 
-    def _finish(self) -> None:
-        self._done = True
-        self._writes += 1
-        self._overlay = Overlay()
-        self._puts = {}
-        self.get = self.put = self.delete = self.pop = txn_ended  # type: ignore[method-assign]
-        snapshot, self._snapshot = self._snapshot, None
-        try:
-            if snapshot is not None:
-                snapshot.close()
-        except RuntimeError:
-            pass  # the database closed first, taking the snapshot with it
-        finally:
-            if self.write:
-                self._engine._writer.release()
-
     def __del__(self) -> None:
-        if not self._done and getattr(self, "_snapshot", None) is not None:
-            self._finish()
+        if self.write:  # a reader's snapshot goes with the plyvel object
+            self._abandon()
+
+
+#: What ended transactions point at instead of their writes (never written).
+_NO_OVERLAY = Overlay()
+
+
+class _LevelDBReader(_LevelDBTxn):
+    write = False
+    put = delete = replace = pop = read_only

@@ -2,9 +2,17 @@
 
 Readers run on LMDB's MVCC snapshots and never wait. LMDB serializes
 writers with a lock that blocks in C without a timeout, so within one
-process a Python lock with a timeout sits in front of it; across processes
-a second writer waits in LMDB itself. Opening the same path twice in one
-process shares one native environment (LMDB forbids opening it twice).
+process a :class:`~acid.engines.WriterLock` with a timeout sits in front of
+it; across processes a second writer waits in LMDB itself. Opening the same
+path twice in one process shares one native environment (LMDB forbids
+opening it twice), one writer lock and one :attr:`~LMDBEngine.identity`.
+
+LMDB's own writer lock belongs to the thread that began the write
+transaction: only that thread can release it. So a write transaction is
+committed in the thread that began it, and one ended from elsewhere (by
+``close()``, or dropped and freed in another thread) while that thread still
+runs is *orphaned*: it keeps the writer lock until its thread begins another
+write transaction or ends, and then it is aborted natively.
 
 >>> import tempfile
 >>> with LMDBEngine(tempfile.mkdtemp() + "/db") as engine:
@@ -17,8 +25,9 @@ b'v'
 from __future__ import annotations
 
 import os
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from typing import Any
 
 import lmdb
@@ -30,16 +39,29 @@ from acid.engines import (
     EngineURL,
     Param,
     Txn,
-    acquire_writer,
+    WriterLock,
+    check_params,
+    check_path,
+    check_timeout,
     closed_engine,
+    make_dirs,
+    read_only,
     resolve_params,
-    txn_ended,
 )
-from acid.errors import ConfigError, EngineError, Error, MapFullError, TxnError
+from acid.errors import (
+    ConfigError,
+    EngineError,
+    Error,
+    MapFullError,
+    TxnError,
+    TxnTimeout,
+)
 
 __all__ = ["LMDBEngine"]
 
 _DEFAULT_MAP = 2**40 if IS_64BIT else 2**30
+_C_INT_MAX = 2**31 - 1
+_current_thread = threading.current_thread
 
 
 class _Shared:
@@ -48,12 +70,36 @@ class _Shared:
     def __init__(self, env: lmdb.Environment, options: dict[str, Any]) -> None:
         self.env = env
         self.options = options
-        self.writer = threading.Lock()
+        self.writer = WriterLock()
         self.users = 0
+        #: A write transaction ended from another thread while the thread
+        #: that began it still runs: ``(native txn, that thread)``. It keeps
+        #: ``writer`` held, as it keeps LMDB's own writer lock.
+        self.orphan: tuple[lmdb.Transaction, threading.Thread] | None = None
+        # Re-entrant, like _open_lock: the garbage collector may close an
+        # engine (``__del__``) in the middle of this very code.
+        self._reap_lock = threading.RLock()
+
+    def reap(self) -> bool:
+        """Abort the orphan natively once that is safe (in its own thread,
+        or after that thread ended); ``True`` when none is left."""
+        with self._reap_lock:
+            orphan = self.orphan
+            if orphan is None:
+                return True
+            native, thread = orphan
+            if thread is not _current_thread() and thread.is_alive():
+                return False
+            if self.orphan is not orphan:
+                return True  # reaped meanwhile (a nested call from the GC)
+            self.orphan = None
+        _abort_native(native)
+        self.writer.release()
+        return True
 
 
 _open: dict[str, _Shared] = {}
-_open_lock = threading.Lock()
+_open_lock = threading.RLock()
 
 
 class LMDBEngine(Engine):
@@ -65,9 +111,13 @@ class LMDBEngine(Engine):
     max_key_size = 511
 
     PARAMS = {
-        "map_size": Param(Param.SIZE, _DEFAULT_MAP, "maximum database size"),
-        "max_dbs": Param(Param.INT, 0, "named sub-databases"),
-        "max_readers": Param(Param.INT, 126, "concurrent read transactions"),
+        "map_size": Param(
+            Param.SIZE, _DEFAULT_MAP, "maximum database size", low=1, high=sys.maxsize
+        ),
+        "max_dbs": Param(Param.INT, 0, "named sub-databases", low=0, high=_C_INT_MAX),
+        "max_readers": Param(
+            Param.INT, 126, "concurrent read transactions", low=1, high=_C_INT_MAX
+        ),
         "sync": Param(Param.BOOL, True, "fsync on commit"),
         "readonly": Param(Param.BOOL, False, "open read-only"),
         "subdir": Param(Param.BOOL, True, "path is a directory"),
@@ -86,12 +136,6 @@ class LMDBEngine(Engine):
         subdir: bool = True,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     ) -> None:
-        if not path:
-            raise ConfigError("lmdb: a path is required, e.g. lmdb:/var/data/app")
-        self.path = os.path.abspath(path)
-        self.url = f"lmdb:{self.path}"
-        self.lock_timeout = lock_timeout
-        self.readonly = readonly
         options = dict(
             map_size=map_size,
             max_dbs=max_dbs,
@@ -100,12 +144,23 @@ class LMDBEngine(Engine):
             readonly=readonly,
             subdir=subdir,
         )
+        check_params("lmdb", self.PARAMS, lock_timeout=lock_timeout, **options)
+        self.path = check_path("lmdb", path)
+        self.url = f"lmdb:{self.path}"
+        self.lock_timeout = float(lock_timeout)
+        self.readonly = readonly
+        self._env: lmdb.Environment | None = None
         self._shared = _acquire(self.path, options)
-        self._env: lmdb.Environment | None = self._shared.env
+        self._env = self._shared.env
 
     @classmethod
     def from_url(cls, url: EngineURL) -> LMDBEngine:
         return cls(url.path, **resolve_params(url, cls.PARAMS))
+
+    @property
+    def identity(self) -> Hashable:
+        """The environment shared by every engine on this path."""
+        return self._shared
 
     def begin(self, write: bool = False, timeout: float | None = None) -> Txn:
         env = self._env
@@ -121,16 +176,31 @@ class LMDBEngine(Engine):
                 f"{self.url} was opened with readonly=true; reopen it without "
                 "readonly to write"
             )
-        lock = self._shared.writer
-        acquire_writer(lock, timeout, self.lock_timeout, self.url)
+        shared = self._shared
+        orphan = shared.orphan
+        if orphan is not None and not shared.reap():
+            if timeout is not None:
+                check_timeout(timeout)
+            raise _orphaned(self.url, orphan[1])  # waiting cannot help
+        lock = shared.writer
         try:
-            native = env.begin(write=True, buffers=False)
+            lock.acquire(timeout, self.lock_timeout, self.url)
+        except TxnTimeout:
+            if shared.orphan is not None:
+                raise _orphaned(self.url, shared.orphan[1]) from None
+            raise
+        try:
+            txn = _LMDBTxn(self, env.begin(write=True, buffers=False))
         except BaseException as exc:
             lock.release()
             if isinstance(exc, lmdb.Error):
                 raise _translate(exc, self) from exc
             raise
-        return _LMDBTxn(self, native, True)
+        lock.hold(txn)
+        if self._env is None:  # close() ran meanwhile and may not have seen it
+            txn.abort()
+            raise closed_engine(self.url)
+        return txn
 
     def get(self, key: bytes) -> bytes | None:
         env = self._env
@@ -139,44 +209,76 @@ class LMDBEngine(Engine):
         try:
             with env.begin() as txn:  # no wrapper object: the autocommit read path
                 return txn.get(key)
+        except lmdb.BadValsizeError:
+            return None  # empty or longer than LMDB allows: cannot exist
         except lmdb.Error as exc:
-            if key == b"" and isinstance(exc, lmdb.BadValsizeError):
-                return None
             raise _translate(exc, self, key) from exc
 
     def close(self) -> None:
-        if self._env is not None:
+        """Close the engine without waiting for anything.
+
+        A write transaction of this engine still open is aborted (later
+        calls on it raise ``TxnError``) and the writer lock given back; if
+        another thread began it and still runs, it is orphaned instead (see
+        the module documentation) and the environment stays open for reuse.
+        Read transactions end when the environment closes, that is when the
+        last engine on this path closes.
+        """
+        with _open_lock:  # two threads closing must release the path once
+            if self._env is None:
+                return
             self._env = None
-            _release(self.path, self._shared)
+        shared = self._shared
+        writer = shared.writer.holder
+        if isinstance(writer, _LMDBTxn) and writer._engine is self:
+            writer._close(self.url)
+        _release(self.path, shared)
 
     def __del__(self) -> None:
         if getattr(self, "_env", None) is not None:
             self.close()
 
 
+def _orphaned(url: str, thread: threading.Thread) -> TxnTimeout:
+    return TxnTimeout(
+        f"{url}: the writer lock belongs to a write transaction of thread "
+        f"{thread.name!r} that was ended from another thread (by close(), or "
+        "freed elsewhere) while that thread still runs; LMDB lets only the "
+        "thread that began a write transaction release the lock, so it is "
+        "released when that thread begins another write transaction or ends. "
+        "Commit or abort write transactions in the thread that began them."
+    )
+
+
 def _acquire(path: str, options: dict[str, Any]) -> _Shared:
     with _open_lock:
         shared = _open.get(path)
-        if shared is None:
-            shared = _Shared(_open_env(path, options), options)
-            _open[path] = shared
-        elif shared.options != options:
+        if shared is not None:
+            shared.users += 1  # at once: a collected engine may release meanwhile
+            if shared.options == options:
+                return shared
+            shared.users -= 1
             raise ConfigError(
                 f"lmdb:{path} is already open in this process with different "
                 f"parameters ({_describe(shared.options)}); LMDB allows one "
                 "environment per path per process, so open it with the same ones"
             )
-        shared.users += 1
+        shared = _Shared(_open_env(path, options), options)
+        shared.users = 1
+        _open[path] = shared
         return shared
 
 
 def _release(path: str, shared: _Shared) -> None:
     with _open_lock:
         shared.users -= 1
-        if shared.users == 0:
-            if _open.get(path) is shared:
-                del _open[path]
-            shared.env.close()
+        if shared.users or not shared.reap():
+            # Other engines use it, or an orphaned writer still holds LMDB's
+            # lock (closing would wait for its thread): keep it for reuse.
+            return
+        if _open.get(path) is shared:
+            del _open[path]
+        shared.env.close()
 
 
 def _describe(options: dict[str, Any]) -> str:
@@ -185,10 +287,9 @@ def _describe(options: dict[str, Any]) -> str:
 
 def _open_env(path: str, options: dict[str, Any]) -> lmdb.Environment:
     sync = options["sync"]
-    parent = path if options["subdir"] else os.path.dirname(path)
+    if not options["readonly"]:
+        make_dirs("lmdb", path if options["subdir"] else os.path.dirname(path))
     try:
-        if not options["readonly"]:
-            os.makedirs(parent, exist_ok=True)
         return lmdb.open(
             path,
             map_size=options["map_size"],
@@ -200,6 +301,11 @@ def _open_env(path: str, options: dict[str, Any]) -> lmdb.Environment:
             metasync=sync,
             lock=True,
         )
+    except (MemoryError, lmdb.MemoryError) as exc:
+        raise ConfigError(
+            f"lmdb:{path}: cannot map map_size={options['map_size']} bytes into "
+            "the address space; choose a smaller map_size"
+        ) from exc
     except lmdb.Error as exc:
         raise EngineError(
             f"lmdb:{path}: cannot open the environment ({exc}); check that the "
@@ -207,7 +313,7 @@ def _open_env(path: str, options: dict[str, Any]) -> lmdb.Environment:
             "access, and that map_size fits in the address space"
         ) from exc
     except OSError as exc:
-        raise EngineError(f"lmdb:{path}: cannot create the directory: {exc}") from exc
+        raise EngineError(f"lmdb:{path}: cannot open the environment: {exc}") from exc
 
 
 def _translate(exc: lmdb.Error, engine: LMDBEngine, key: bytes = b"?") -> Error:
@@ -226,94 +332,97 @@ def _translate(exc: lmdb.Error, engine: LMDBEngine, key: bytes = b"?") -> Error:
         )
     if isinstance(exc, lmdb.BadValsizeError):
         return EngineError(
-            f"LMDB keys must be 1 to {LMDBEngine.max_key_size} bytes, got "
-            f"{len(key) if isinstance(key, bytes) else '?'}"
+            f"LMDB keys must be 1 to {LMDBEngine.max_key_size} bytes "
+            f"(max_key_size), got {len(key) if isinstance(key, bytes) else '?'}"
         )
     if isinstance(exc, lmdb.ReadonlyError):
         return TxnError(f"{engine.url} is read-only; reopen it without readonly")
+    if engine._env is None:
+        return TxnError(f"transaction ended: its engine {engine.url!r} was closed")
     if "closed/deleted/dropped" in str(exc):
-        return TxnError("transaction already committed or aborted (or engine closed)")
+        return TxnError("transaction already committed or aborted")
     return EngineError(f"LMDB error on {engine.url}: {exc}")
+
+
+def _abort_native(native: lmdb.Transaction) -> None:
+    try:
+        native.abort()
+    except lmdb.Error:
+        pass  # already invalidated by the environment closing
 
 
 class _LMDBReader(Txn):
     """A read transaction: one LMDB snapshot, nothing to count or re-seek.
 
-    Kept apart from the writer because autocommit reads create one per
-    operation: construction and abort are on the hot path. An abandoned
-    reader gives its slot back when py-lmdb frees the native transaction.
+    Kept apart from the writer because scans outside a transaction create
+    one each: construction and abort are on a hot path. Ending it drops the
+    native transaction, which gives its reader slot back even while the
+    application keeps this object (py-lmdb keeps the slot of an aborted
+    transaction until the object is freed).
     """
 
-    __slots__ = ("_engine", "_native", "_done")
     write = False
+    put = delete = replace = pop = read_only
 
     def __init__(self, engine: LMDBEngine, native: lmdb.Transaction) -> None:
         self._engine = engine
-        self._native = native
-        self._done = False
+        self._native: Any = native
 
     def get(self, key: bytes) -> bytes | None:
         try:
-            return self._native.get(key)  # type: ignore[return-value]  # buffers=False: bytes
+            return self._native.get(key)  # buffers=False: bytes
+        except lmdb.BadValsizeError:
+            return None  # empty or longer than LMDB allows: cannot exist
         except lmdb.Error as exc:
-            if key == b"" and isinstance(exc, lmdb.BadValsizeError):
-                return None  # LMDB cannot store the empty key
-            raise self._fail(exc, key) from exc
-
-    put = delete = replace = pop = Txn._read_only
+            raise _translate(exc, self._engine, key) from exc
 
     def iter(self, key: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
-        if self._done:
-            self._ended()
-        return self._iter(key, reverse)
+        try:
+            cur = self._native.cursor()
+        except lmdb.Error as exc:
+            raise _translate(exc, self._engine, key) from exc
+        return self._iter(cur, key, reverse)
 
-    def _iter(self, key: bytes, reverse: bool) -> Iterator[tuple[bytes, bytes]]:
-        cur = self._native.cursor()
+    def _iter(
+        self, cur: lmdb.Cursor, key: bytes, reverse: bool
+    ) -> Iterator[tuple[bytes, bytes]]:
         try:
             if _seek(cur, key, reverse, True):
                 yield from (cur.iterprev if reverse else cur.iternext)()  # type: ignore[misc]
         except lmdb.Error as exc:
-            raise self._fail(exc, key) from exc
+            if self._done:
+                raise TxnError("iterator used after its transaction ended") from exc
+            raise _translate(exc, self._engine, key) from exc
 
-    def commit(self) -> None:
-        if self._done:
-            self._ended()
-        self.abort()
-
-    def abort(self) -> None:
-        if not self._done:
-            self._done = True
-            try:
-                self._native.abort()
-            except lmdb.Error:
-                pass  # already invalidated by the environment closing
-
-    def _fail(self, exc: lmdb.Error, key: bytes) -> Error:
-        if self._done:
-            return TxnError("transaction already committed or aborted")
-        return _translate(exc, self._engine, key)
+    def _release(self) -> None:
+        native, self._native = self._native, None
+        try:
+            native.abort()
+        except lmdb.Error:
+            pass  # already invalidated by the environment closing
 
 
 class _LMDBTxn(Txn):
-    """A write transaction, holding the engine's writer lock until it ends."""
+    """A write transaction, holding the writer lock until it ends."""
 
     write = True
 
-    def __init__(self, engine: LMDBEngine, native: lmdb.Transaction, write: bool):
+    def __init__(self, engine: LMDBEngine, native: lmdb.Transaction) -> None:
         self._engine = engine
-        self._native: lmdb.Transaction | None = native
+        self._native: Any = native
+        self._thread = _current_thread()
         # Bound native methods, looked up once: these calls are the write path.
-        self._nget = native.get
-        self._nput = native.put
-        self._nreplace = native.replace
+        self._nget: Any = native.get
+        self._nput: Any = native.put
+        self._nreplace: Any = native.replace
         self._writes = 0
 
     def get(self, key: bytes) -> bytes | None:
         try:
-            return self._nget(key)  # type: ignore[return-value]
+            return self._nget(key)
+        except lmdb.BadValsizeError:
+            return None  # empty or longer than LMDB allows: cannot exist
         except lmdb.Error as exc:
-            if key == b"" and isinstance(exc, lmdb.BadValsizeError):
-                return None  # LMDB cannot store the empty key
             raise self._fail(exc, key) from exc
 
     def put(self, key: bytes, value: bytes) -> None:
@@ -325,17 +434,17 @@ class _LMDBTxn(Txn):
 
     def delete(self, key: bytes) -> bool:
         try:
-            existed: bool = self._native.delete(key)  # type: ignore[union-attr]
+            existed: bool = self._native.delete(key)
+        except lmdb.BadValsizeError:
+            return False
         except lmdb.Error as exc:
-            if key == b"" and isinstance(exc, lmdb.BadValsizeError):
-                return False
             raise self._fail(exc, key) from exc
         self._writes += 1
         return existed
 
     def replace(self, key: bytes, value: bytes) -> bytes | None:
         try:
-            old: bytes | None = self._nreplace(key, value)  # type: ignore[assignment]
+            old: bytes | None = self._nreplace(key, value)
         except lmdb.Error as exc:
             raise self._fail(exc, key) from exc
         self._writes += 1
@@ -343,29 +452,28 @@ class _LMDBTxn(Txn):
 
     def pop(self, key: bytes) -> bytes | None:
         try:
-            old: bytes | None = self._native.pop(key)  # type: ignore[union-attr,assignment]
+            old: bytes | None = self._native.pop(key)
+        except lmdb.BadValsizeError:
+            return None
         except lmdb.Error as exc:
-            if key == b"" and isinstance(exc, lmdb.BadValsizeError):
-                return None
             raise self._fail(exc, key) from exc
         self._writes += 1
         return old
 
     def iter(self, key: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
-        if self._done:
-            self._ended()
-        return self._iter(key, reverse)
+        try:
+            cur = self._native.cursor()
+        except lmdb.Error as exc:
+            raise self._fail(exc, key) from exc
+        return self._iter(cur, key, reverse)
 
-    def _iter(self, key: bytes, reverse: bool) -> Iterator[tuple[bytes, bytes]]:
-        assert self._native is not None
-        cur = self._native.cursor()
+    def _iter(
+        self, cur: lmdb.Cursor, key: bytes, reverse: bool
+    ) -> Iterator[tuple[bytes, bytes]]:
         try:
             if not _seek(cur, key, reverse, True):
                 return
             step = cur.iterprev if reverse else cur.iternext
-            if not self.write:  # nothing can change under a reader
-                yield from step()  # type: ignore[misc]
-                return
             while True:
                 stamp = self._writes
                 for k, v in step():
@@ -375,59 +483,56 @@ class _LMDBTxn(Txn):
                 else:
                     return
                 if self._done:
-                    self._ended()
+                    raise TxnError("iterator used after its transaction ended")
                 if not _seek(cur, k, reverse, False):  # type: ignore[arg-type]
                     return
         except lmdb.Error as exc:
             raise self._fail(exc, key) from exc
 
     def commit(self) -> None:
-        if self._done:
-            self._ended()
-        native = self._native
+        if not self._done and self._thread is not _current_thread():
+            raise TxnError(
+                f"{self._engine.url}: commit an LMDB write transaction in the "
+                f"thread that began it ({self._thread.name!r}); LMDB's writer "
+                "lock belongs to that thread"
+            )
+        Txn.commit(self)
+
+    def _commit(self) -> None:
         try:
-            native.commit()  # type: ignore[union-attr]
+            self._native.commit()
         except lmdb.Error as exc:
             raise _translate(exc, self._engine) from exc
-        finally:
-            self._finish()
 
-    def abort(self) -> None:
+    def _abort(self) -> None:
+        thread = self._thread
+        if thread is _current_thread() or not thread.is_alive():
+            _abort_native(self._native)
+        else:  # only ``thread`` can release LMDB's writer lock: see the module doc
+            self._engine._shared.orphan = (self._native, thread)
+            self._writer = None  # so the base keeps the writer lock held
+
+    def _release(self) -> None:
+        self._writes += 1  # live iterators stop at their next step
+        self._native = self._nget = self._nput = self._nreplace = None
+
+    def _fail(self, exc: lmdb.Error, key: bytes) -> Exception:
         if self._done:
-            return
-        try:
-            if self._native is not None:
-                self._native.abort()
-        except lmdb.Error:
-            pass  # already invalidated by the environment closing
-        finally:
-            self._finish()
-
-    def _fail(self, exc: lmdb.Error, key: bytes) -> Error:
+            return TxnError("iterator used after its transaction ended")
+        failure = self._failure
+        if failure is not None:
+            return failure.error(failure.message)
         error = _translate(exc, self._engine, key)
-        if self._done:
-            return TxnError("transaction already committed or aborted")
-        if isinstance(error, MapFullError) and self.write:
-            self.abort()  # LMDB requires it; later calls raise TxnError
+        if isinstance(error, MapFullError):
+            # LMDB marked the native transaction failed: it can only be
+            # aborted. Say so on every later call, commit included.
+            self._poison(MapFullError, f"{error}; this transaction can only be aborted")
         return error
 
-    def _finish(self) -> None:
-        self._done = True
-        self._native = None
-        self._nget = txn_ended
-        self.get = self.put = self.delete = txn_ended  # type: ignore[method-assign]
-        self.replace = self.pop = txn_ended  # type: ignore[method-assign]
-        self._writes += 1
-        self._engine._shared.writer.release()
-
     def __del__(self) -> None:
-        # An abandoned transaction gives back its reader slot (or the writer
-        # lock) now, not when the engine closes.
-        if not self._done and getattr(self, "_native", None) is not None:
-            try:
-                self.abort()
-            except Error:
-                pass
+        # An abandoned transaction gives back the writer lock now, not when
+        # the engine closes.
+        self._abandon()
 
 
 def _seek(cur: lmdb.Cursor, key: bytes, reverse: bool, inclusive: bool) -> bool:

@@ -34,14 +34,15 @@ from acid.engines import (
     EngineURL,
     Param,
     Txn,
-    acquire_writer,
+    WriterLock,
+    check_params,
     closed_engine,
+    read_only,
     resolve_params,
-    txn_ended,
 )
 from acid.engines._overlay import DELETED, Overlay, OverlayWrites, live_iter, merge
 from acid.engines._sortedkeys import SortedKeys
-from acid.errors import ConfigError
+from acid.errors import ConfigError, TxnError
 
 __all__ = ["SkipListEngine"]
 
@@ -109,11 +110,12 @@ class SkipListEngine(Engine):
     }
 
     def __init__(self, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
+        check_params("skiplist", self.PARAMS, lock_timeout=lock_timeout)
         self.url = "skiplist:/"
-        self.lock_timeout = lock_timeout
+        self.lock_timeout = float(lock_timeout)
         self._current = _Version({}, SortedKeys())
         self._pin_lock = threading.Lock()
-        self._writer = threading.Lock()
+        self._writer = WriterLock()
         self._closed = False
 
     @classmethod
@@ -136,16 +138,31 @@ class SkipListEngine(Engine):
         if self._closed:
             raise closed_engine(self.url)
         if write:
-            acquire_writer(self._writer, timeout, self.lock_timeout, self.url)
-            return _WriteTxn(self)
+            lock = self._writer
+            lock.acquire(timeout, self.lock_timeout, self.url)
+            try:
+                txn = _WriteTxn(self)
+            except BaseException:
+                lock.release()
+                raise
+            lock.hold(txn)
+            return txn
         with self._pin_lock:
             version = self._current
-            txn = _ReadTxn(version)
-            version.readers.add(id(txn))
-        return txn
+            reader = _ReadTxn(version)
+            version.readers.add(id(reader))
+        return reader
 
     def close(self) -> None:
+        """Close the engine; a write transaction still open is aborted.
+
+        Read transactions keep reading the snapshot they pinned (it is plain
+        memory; nothing native is held).
+        """
         self._closed = True
+        writer = self._writer.holder
+        if writer is not None:
+            writer._close(self.url)
 
     def _publish(self, overlay: Overlay) -> None:
         """Apply a committing writer's overlay (the writer lock is held)."""
@@ -163,38 +180,28 @@ class SkipListEngine(Engine):
 
 class _ReadTxn(Txn):
     write = False
+    put = delete = replace = pop = read_only
 
     def __init__(self, version: _Version) -> None:
         self._version = version
         self.get = version.data.get  # type: ignore[method-assign,assignment]
 
-    put = Txn._read_only
-    delete = Txn._read_only
-    replace = Txn._read_only
-    pop = Txn._read_only
-
     def iter(self, key: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
-        if self._done:
-            self._ended()
-        return self._scan(key, reverse)
+        return self._scan(self._version, key, reverse)
 
-    def _scan(self, key: bytes, reverse: bool) -> Iterator[tuple[bytes, bytes]]:
-        data = self._version.data
-        for k in self._version.keys.irange(key, reverse):
+    def _scan(
+        self, version: _Version, key: bytes, reverse: bool
+    ) -> Iterator[tuple[bytes, bytes]]:
+        data = version.data
+        for k in version.keys.irange(key, reverse):
             if self._done:
-                self._ended()
+                raise TxnError("iterator used after its transaction ended")
             yield k, data[k]
 
-    def commit(self) -> None:
-        if self._done:
-            self._ended()
-        self.abort()
-
-    def abort(self) -> None:
-        if not self._done:
-            self._done = True
-            self._version.readers.discard(id(self))
-            self.get = txn_ended  # type: ignore[method-assign]
+    def _release(self) -> None:
+        version, self._version = self._version, _NO_VERSION
+        self.get = _NO_VERSION.data.get  # type: ignore[method-assign,assignment]
+        version.readers.discard(id(self))
 
     def __del__(self) -> None:
         # An abandoned reader must not keep its version pinned; set.discard
@@ -208,7 +215,7 @@ class _WriteTxn(OverlayWrites, Txn):
     write = True
 
     def __init__(self, engine: SkipListEngine) -> None:
-        self._engine: SkipListEngine | None = engine
+        self._engine = engine
         self._base = engine._current
         self._base_get = self._base.data.get
         self._overlay = Overlay()
@@ -222,8 +229,6 @@ class _WriteTxn(OverlayWrites, Txn):
         return None if value is DELETED else value
 
     def iter(self, key: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
-        if self._done:
-            self._ended()
         return live_iter(self, self._scan, key, reverse)
 
     def _scan(
@@ -234,32 +239,24 @@ class _WriteTxn(OverlayWrites, Txn):
             return base
         return merge(base, self._overlay.scan(key, reverse, inclusive), reverse)
 
-    def commit(self) -> None:
-        if self._done:
-            self._ended()
-        try:
-            if self._puts:
-                assert self._engine is not None
-                self._engine._publish(self._overlay)
-        finally:
-            self._finish()
+    def _commit(self) -> None:
+        if self._puts:
+            self._engine._publish(self._overlay)
 
-    def abort(self) -> None:
-        if not self._done:
-            self._finish()
-
-    def _finish(self) -> None:
-        self._done = True
+    def _release(self) -> None:
+        # Free the buffered writes and the base version now, even while the
+        # application keeps this object.
         self._writes += 1  # wakes live iterators so that they raise
-        engine, self._engine = self._engine, None
-        self._overlay = Overlay()
-        self._puts = {}
-        self.get = self.put = self.delete = self.pop = txn_ended  # type: ignore[method-assign]
-        if engine is not None:
-            engine._writer.release()
+        self._overlay = _NO_OVERLAY
+        self._puts = _NO_OVERLAY.puts
+        self._base = _NO_VERSION
 
     def __del__(self) -> None:
         # A writer dropped without commit/abort must not block every later
         # writer until the timeout: release the lock (abort semantics).
-        if not self._done and getattr(self, "_engine", None) is not None:
-            self._finish()
+        self._abandon()
+
+
+#: What ended transactions point at instead of their data (never written).
+_NO_VERSION = _Version({}, SortedKeys())
+_NO_OVERLAY = Overlay()

@@ -1,4 +1,4 @@
-"""LevelDB engine specifics: the directory lock, parameters."""
+"""LevelDB engine specifics: the directory lock, parameters, snapshots."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("plyvel")
 
 from acid.engines import from_url  # noqa: E402
-from acid.errors import EngineError  # noqa: E402
+from acid.errors import ConfigError, EngineError  # noqa: E402
 
 
 def test_second_opener_in_this_process(tmp_path: Path) -> None:
@@ -61,3 +61,45 @@ def test_put_requires_bytes(tmp_path: Path) -> None:
         with engine.begin(write=True) as txn:
             with pytest.raises(TypeError):
                 txn.put("k", b"v")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("write", [False, True])
+@pytest.mark.parametrize("end", ["commit", "abort", "with"])
+def test_an_ended_txn_drops_its_snapshot(tmp_path: Path, write: bool, end: str) -> None:
+    with from_url(f"leveldb:{tmp_path}/db?sync=false") as engine:
+        txn = engine.begin(write=write)
+        snapshot = txn._snapshot  # type: ignore[attr-defined]
+        assert snapshot is not None
+        held = sys.getrefcount(snapshot)
+        if end == "with":
+            with txn:
+                txn.get(b"k")
+        else:
+            txn.get(b"k")
+            getattr(txn, end)()
+        # Only this test's own name (and getrefcount's argument) remain: the
+        # finished transaction, still referenced here, holds no reference.
+        assert sys.getrefcount(snapshot) == 2 < held
+        assert txn._snapshot is None  # type: ignore[attr-defined]
+        with pytest.raises(RuntimeError):
+            snapshot.get(b"k")  # closed, not merely forgotten
+
+
+def test_close_ends_readers_clearly(tmp_path: Path) -> None:
+    engine = from_url(f"leveldb:{tmp_path}/db?sync=false")
+    with engine.begin(write=True) as txn:
+        txn.put(b"k", b"v")
+    reader = engine.begin()
+    engine.close()
+    with pytest.raises(EngineError, match="closed"):
+        reader.get(b"k")
+    reader.abort()
+
+
+def test_path_under_a_regular_file(tmp_path: Path) -> None:
+    (tmp_path / "file").write_bytes(b"x")
+    with pytest.raises(ConfigError) as info:
+        from_url(f"leveldb:{tmp_path}/file/db")
+    message = str(info.value)
+    assert "not a directory" in message and str(tmp_path / "file") in message
+    assert ": 17" not in message

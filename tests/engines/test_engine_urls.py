@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import types
 from pathlib import Path
@@ -12,9 +13,11 @@ from acid.engines import (
     Engine,
     EngineURL,
     Param,
+    check_params,
     from_url,
     known_schemes,
     parse_bool,
+    parse_seconds,
     parse_size,
     parse_url,
     register,
@@ -151,3 +154,41 @@ def test_register_and_module_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_resolve_params_fills_defaults() -> None:
     spec = {"n": Param(Param.INT, 3), "flag": Param(Param.BOOL, False)}
     assert resolve_params(parse_url("x:/?flag=yes"), spec) == {"n": 3, "flag": True}
+
+
+def test_url_parsing_lives_in_its_own_module() -> None:
+    from acid import engines
+    from acid.engines import _url
+
+    for name in ("EngineURL", "Param", "parse_url", "parse_size", "parse_bool"):
+        assert getattr(engines, name) is getattr(_url, name)
+    assert engines.resolve_params is _url.resolve_params
+    assert engines.parse_url.__module__ == "acid.engines._url"
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("30", 30.0), ("0", 0.0), ("0.5", 0.5), ("inf", math.inf)]
+)
+def test_parse_seconds(text: str, seconds: float) -> None:
+    assert parse_seconds(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["nan", "-1", "-inf", "", "soon"])
+def test_bad_seconds(text: str) -> None:
+    with pytest.raises(ValueError, match="seconds >= 0"):
+        parse_seconds(text)
+
+
+def test_param_bounds_apply_to_urls_and_keywords() -> None:
+    spec = {"n": Param(Param.INT, 3, low=1, high=10), "t": Param(Param.SECONDS, 1.0)}
+    assert resolve_params(parse_url("x:/?n=10&t=inf"), spec) == {"n": 10, "t": math.inf}
+    with pytest.raises(
+        ConfigError,
+        match="bad value '0' for parameter 'n'; expected a number from 1 to 10",
+    ):
+        resolve_params(parse_url("x:/?n=0"), spec)
+    with pytest.raises(ConfigError, match="bad value 11 for parameter 'n'"):
+        check_params("x", spec, n=11)
+    with pytest.raises(ConfigError, match="bad value nan for parameter 't'"):
+        check_params("x", spec, t=math.nan)
+    check_params("x", spec, n=1, t=0)
