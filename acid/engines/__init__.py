@@ -146,15 +146,15 @@ class Txn:
 
     write: bool = False
     #: ``True`` once ended; iterators test it between steps.
-    _done: bool = False
+    ended: bool = False
     #: How it ended: the message of every later call.
     _how: str = ""
     #: The writer lock a write transaction holds (see :meth:`WriterLock.hold`).
     _writer: WriterLock | None = None
     #: One item while ending is still to claim (see :meth:`_claim`).
     _token: list[None] | None = None
-    #: Set by :meth:`_poison`: what every later call and ``commit`` raise.
-    _failure: Raiser | None = None
+    #: Set by :meth:`poison`: what every later call and ``commit`` raise.
+    failure: Raiser | None = None
     #: The classes an instance takes when it ends (made per subclass).
     _committed_class: type[Txn]
     _aborted_class: type[Txn]
@@ -165,10 +165,10 @@ class Txn:
             return  # one of the ended classes made below
         ops: dict[str, Any] = {name: _Ended(name) for name in _OPERATIONS}
         cls._committed_class = type(
-            cls.__name__, (cls,), {**ops, "_how": _COMMITTED, "_done": True}
+            cls.__name__, (cls,), {**ops, "_how": _COMMITTED, "ended": True}
         )
         cls._aborted_class = type(
-            cls.__name__, (cls,), {**ops, "_how": _ABORTED, "_done": True}
+            cls.__name__, (cls,), {**ops, "_how": _ABORTED, "ended": True}
         )
 
     def get(self, key: bytes) -> bytes | None:
@@ -213,7 +213,7 @@ class Txn:
         If landing fails nothing landed: the transaction ends aborted and
         the error propagates.
         """
-        if self._done or not (self._token is None or self._claim()):
+        if self.ended or not (self._token is None or self._claim()):
             raise TxnError(self._how or "transaction already ended; begin a new one")
         if not self.write:  # nothing to land: ``_end`` cut short
             try:
@@ -222,8 +222,8 @@ class Txn:
                 self.__class__ = self._committed_class
             return
         try:
-            if self._failure is not None:
-                self._failure()
+            if self.failure is not None:
+                self.failure()
             self._commit()
         except BaseException:
             self._end(False, quiet=True)
@@ -232,7 +232,7 @@ class Txn:
 
     def abort(self) -> None:
         """Discard this transaction's writes and end it; no-op once ended."""
-        if self._done:
+        if self.ended:
             return
         if self.write:
             if self._token is None or self._claim():
@@ -248,7 +248,7 @@ class Txn:
     @property
     def closed(self) -> bool:
         """``True`` once the transaction was committed or aborted."""
-        return self._done
+        return self.ended
 
     def __enter__(self) -> Txn:
         return self
@@ -261,7 +261,7 @@ class Txn:
     ) -> None:
         if exc_type is not None:
             self.abort()
-        elif not self._done:
+        elif not self.ended:
             self.commit()
 
     # -- hooks for engines ------------------------------------------------
@@ -299,7 +299,7 @@ class Txn:
             if not quiet:
                 raise
         finally:
-            self._done = True
+            self.ended = True
             try:
                 self._release()
             finally:
@@ -313,28 +313,28 @@ class Txn:
                     self._writer = None
                     writer.release()
 
-    def _poison(self, error: type[Exception], message: str) -> None:
+    def poison(self, error: type[Exception], message: str) -> None:
         """Mark a transaction the engine can no longer use (LMDB after
         MAP_FULL): every later call and ``commit`` raise ``error(message)``,
         ``commit`` then ends it aborted; ``abort`` ends it as usual."""
-        self._failure = stub = Raiser(error, message)
+        self.failure = stub = Raiser(error, message)
         for name in _OPERATIONS:
             setattr(self, name, stub)
 
-    def _close(self, url: str) -> None:
+    def close_for_engine(self, url: str) -> None:
         """End this transaction because its engine closes (any thread)."""
-        if not self._done and (self._token is None or self._claim()):
+        if not self.ended and (self._token is None or self._claim()):
             how = f"transaction aborted: its engine {url!r} was closed"
             self._end(False, quiet=True, how=how)
 
-    def _abandon(self) -> None:
+    def abandon(self) -> None:
         """Abort a transaction dropped without commit or abort, quietly;
         engines call it from ``__del__`` (so the writer lock is given back
         now, not when the engine closes)."""
-        if not self._done:
+        if not self.ended:
             try:
                 self.abort()
-            except Exception:  # noqa: BLE001 - nothing can report it here
+            except Exception:
                 pass
 
 

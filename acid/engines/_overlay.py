@@ -105,17 +105,17 @@ def live_iter(
     """Scan ``scan`` from ``key``, re-seeking after every write of ``txn``.
 
     ``txn`` needs an int attribute ``_writes`` bumped on every write and a
-    bool ``_done``. After yielding ``k`` the next item is the first key
+    bool ``ended``. After yielding ``k`` the next item is the first key
     after ``k`` (before ``k`` when reversed) in the view at that moment.
     """
     inclusive = True
     while True:
-        if txn._done:  # type: ignore[attr-defined]
+        if txn.ended:  # type: ignore[attr-defined]
             raise TxnError("iterator used after its transaction ended")
         stamp = txn._writes  # type: ignore[attr-defined]
         for k, v in scan(key, reverse, inclusive):
             yield k, v
-            if txn._writes != stamp or txn._done:  # type: ignore[attr-defined]
+            if txn._writes != stamp or txn.ended:  # type: ignore[attr-defined]
                 key, inclusive = k, False
                 break
         else:

@@ -168,7 +168,7 @@ class LevelDBEngine(Engine):
             return
         writer = self._writer.holder
         if writer is not None:
-            writer._close(self.url)
+            writer.close_for_engine(self.url)
         db.close()
 
     def __del__(self) -> None:
@@ -227,7 +227,7 @@ class _LevelDBTxn(OverlayWrites, Txn):
     ) -> Iterator[tuple[bytes, bytes]]:
         try:
             for item in native:
-                if self._done:
+                if self.ended:
                     raise TxnError("iterator used after its transaction ended")
                 yield item
         except (plyvel.Error, RuntimeError) as exc:
@@ -275,7 +275,7 @@ class _LevelDBTxn(OverlayWrites, Txn):
             pass  # the database closed first, taking the snapshot with it
 
     def _fail(self, exc: BaseException) -> Error:
-        if self._done:
+        if self.ended:
             return TxnError("iterator used after its transaction ended")
         if self._engine._db is None:
             return closed_engine(self._engine.url)
@@ -283,7 +283,7 @@ class _LevelDBTxn(OverlayWrites, Txn):
 
     def __del__(self) -> None:
         if self.write:  # a reader's snapshot goes with the plyvel object
-            self._abandon()
+            self.abandon()
 
 
 #: What ended transactions point at instead of their writes (never written).

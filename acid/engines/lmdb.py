@@ -231,7 +231,7 @@ class LMDBEngine(Engine):
         shared = self._shared
         writer = shared.writer.holder
         if isinstance(writer, _LMDBTxn) and writer._engine is self:
-            writer._close(self.url)
+            writer.close_for_engine(self.url)
         _release(self.path, shared)
 
     def __del__(self) -> None:
@@ -390,7 +390,7 @@ class _LMDBReader(Txn):
             if _seek(cur, key, reverse, True):
                 yield from (cur.iterprev if reverse else cur.iternext)()  # type: ignore[misc]
         except lmdb.Error as exc:
-            if self._done:
+            if self.ended:
                 raise TxnError("iterator used after its transaction ended") from exc
             raise _translate(exc, self._engine, key) from exc
 
@@ -482,7 +482,7 @@ class _LMDBTxn(Txn):
                         break
                 else:
                     return
-                if self._done:
+                if self.ended:
                     raise TxnError("iterator used after its transaction ended")
                 if not _seek(cur, k, reverse, False):  # type: ignore[arg-type]
                     return
@@ -490,7 +490,7 @@ class _LMDBTxn(Txn):
             raise self._fail(exc, key) from exc
 
     def commit(self) -> None:
-        if not self._done and self._thread is not _current_thread():
+        if not self.ended and self._thread is not _current_thread():
             raise TxnError(
                 f"{self._engine.url}: commit an LMDB write transaction in the "
                 f"thread that began it ({self._thread.name!r}); LMDB's writer "
@@ -517,22 +517,22 @@ class _LMDBTxn(Txn):
         self._native = self._nget = self._nput = self._nreplace = None
 
     def _fail(self, exc: lmdb.Error, key: bytes) -> Exception:
-        if self._done:
+        if self.ended:
             return TxnError("iterator used after its transaction ended")
-        failure = self._failure
+        failure = self.failure
         if failure is not None:
             return failure.error(failure.message)
         error = _translate(exc, self._engine, key)
         if isinstance(error, MapFullError):
             # LMDB marked the native transaction failed: it can only be
             # aborted. Say so on every later call, commit included.
-            self._poison(MapFullError, f"{error}; this transaction can only be aborted")
+            self.poison(MapFullError, f"{error}; this transaction can only be aborted")
         return error
 
     def __del__(self) -> None:
         # An abandoned transaction gives back the writer lock now, not when
         # the engine closes.
-        self._abandon()
+        self.abandon()
 
 
 def _seek(cur: lmdb.Cursor, key: bytes, reverse: bool, inclusive: bool) -> bool:

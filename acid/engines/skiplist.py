@@ -162,7 +162,7 @@ class SkipListEngine(Engine):
         self._closed = True
         writer = self._writer.holder
         if writer is not None:
-            writer._close(self.url)
+            writer.close_for_engine(self.url)
 
     def _publish(self, overlay: Overlay) -> None:
         """Apply a committing writer's overlay (the writer lock is held)."""
@@ -194,7 +194,7 @@ class _ReadTxn(Txn):
     ) -> Iterator[tuple[bytes, bytes]]:
         data = version.data
         for k in version.keys.irange(key, reverse):
-            if self._done:
+            if self.ended:
                 raise TxnError("iterator used after its transaction ended")
             yield k, data[k]
 
@@ -254,7 +254,7 @@ class _WriteTxn(OverlayWrites, Txn):
     def __del__(self) -> None:
         # A writer dropped without commit/abort must not block every later
         # writer until the timeout: release the lock (abort semantics).
-        self._abandon()
+        self.abandon()
 
 
 #: What ended transactions point at instead of their data (never written).

@@ -154,6 +154,12 @@ class TraceEngine(Engine):
                 log.file.close()
             raise
 
+    @property
+    def identity(self) -> object:
+        """The wrapped engine's: a traced and a plain Store over one path
+        share the active transaction, as two plain ones do."""
+        return self.engine.identity
+
     def begin(self, write: bool = False, timeout: float | None = None) -> Txn:
         log = self._log
         tid = next(log.txn_ids)
@@ -196,7 +202,7 @@ class _TraceTxn(Txn):
         self.write = native.write
 
     @property
-    def _done(self) -> bool:  # type: ignore[override]
+    def ended(self) -> bool:  # type: ignore[override]
         return self._txn.closed
 
     def _call(self, text: str, fn: Callable[[], Any], valued: bool) -> Any:

@@ -33,7 +33,7 @@ from typing import Any
 
 from acid.engines import Engine, Txn, from_url
 from acid.engines.trace import HEADER, TRACE_VERSION, format_value, parse_bytes
-from acid.errors import Error, TraceFormatError
+from acid.errors import Error, TraceFormatError, TxnError
 
 __all__ = [
     "Call",
@@ -224,6 +224,13 @@ class _Session:
         wait = 0.0 if holding or call.expected == "error:TxnTimeout" else WRITER_WAIT
         try:
             txn = self.engine.begin(write, wait)
+        except TxnError as exc:
+            if write and holding:
+                # Engines refuse a second writer on the thread that holds
+                # one at once (TxnError); where the trace was recorded,
+                # another thread waited and timed out.
+                return "error:TxnTimeout"
+            return f"error:{type(exc).__name__}"
         except Exception as exc:
             return f"error:{type(exc).__name__}"
         if call.expected != "ok":  # the recorded begin failed: nothing uses it

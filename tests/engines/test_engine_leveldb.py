@@ -10,8 +10,8 @@ import pytest
 
 pytest.importorskip("plyvel")
 
-from acid.engines import from_url  # noqa: E402
-from acid.errors import ConfigError, EngineError  # noqa: E402
+from acid.engines import from_url
+from acid.errors import ConfigError, EngineError
 
 
 def test_second_opener_in_this_process(tmp_path: Path) -> None:

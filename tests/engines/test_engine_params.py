@@ -47,7 +47,7 @@ def _second_writer_waits(engine: Engine, timeout: float | None = None) -> None:
         try:
             with engine.begin(write=True, timeout=timeout) as txn:
                 got.append(txn.get(b"k"))
-        except Exception as exc:  # noqa: BLE001 - reported by the assertion
+        except Exception as exc:
             got.append(exc)
 
     thread = threading.Thread(target=second, daemon=True)

@@ -85,3 +85,18 @@ def test_begin_accepts_infinite_timeout(store: acid.Store) -> None:
     with store.begin(write=True, timeout=float("inf")):
         store.count("n")
     assert store.count("n", 0) == 2
+
+
+def test_a_traced_and_a_plain_store_on_one_path_share_the_transaction(
+    tmp_path: Path,
+) -> None:
+    url = f"lmdb:{tmp_path}/db?map_size=64MiB&lock_timeout=2"
+    trace = tmp_path / "trace.log"
+    with acid.open(url, trace_path=trace) as traced, acid.open(url) as plain:
+        ct, cp = traced.add_collection("t"), plain.add_collection("p")
+        with traced.begin(write=True):
+            ct.put("x", key=1)
+            cp.put("y", key=1)  # joins the traced transaction
+        assert plain.txn is None
+        assert cp.get(1) == "y" and ct.get(1) == "x"
+    assert "put" in trace.read_text()
