@@ -187,20 +187,3 @@ class SortedKeys:
             yield from reversed(chunks[ci][: i + 1])
             for cj in range(ci - 1, -1, -1):
                 yield from reversed(chunks[cj])
-
-    def chunks_from(
-        self, key: bytes, reverse: bool = False
-    ) -> Iterator[list[bytes] | Iterator[bytes]]:
-        """Like :meth:`irange` but in runs (lists or reversed iterators), so
-        that a caller can map a whole run at C speed."""
-        ci, i = self.position(key, reverse, True)
-        chunks = self._chunks
-        if not reverse:
-            if ci < len(chunks):
-                yield chunks[ci][i:] if i else chunks[ci]
-                yield from chunks[ci + 1 :]
-            return
-        if ci >= 0:
-            yield reversed(chunks[ci][: i + 1])
-            for cj in range(ci - 1, -1, -1):
-                yield reversed(chunks[cj])
