@@ -95,7 +95,7 @@ def active(ctx: TxnContextLike) -> Txn | None:
     once that transaction ended it is no longer anybody's active one.
     """
     txn = ctx.get()
-    if txn is not None and txn.closed:
+    if txn is not None and txn.ended:
         return None
     return txn
 
@@ -132,7 +132,8 @@ class Block:
 
     def __enter__(self) -> Txn:
         ctx = self._ctx
-        if active(ctx) is not None:
+        current = ctx.get()  # active(ctx), inlined: the autocommit path
+        if current is not None and not current.ended:
             raise TxnError(
                 "a transaction is already active here; nested begin() is not "
                 "supported (use store.in_txn(func) to join the active one)"

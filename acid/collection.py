@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from acid import _query, encoders, keylib
 from acid._layout import KIND_INDEX, KIND_TABLE, SEP, ValueCodec
+from acid._txn import Block
 from acid.errors import (
     ConfigError,
     ConstraintError,
@@ -120,8 +121,11 @@ class Collection:
         self.codec = ValueCodec(enc, comp, store.compressor_by_id)
         #: The raw prefix of this collection's record keys.
         self.key_prefix = store.space(self.id)
+        self._ctx = store.context
         self._ctx_get = store.context.get
+        self._engine = store.engine
         self._schema = store.schema
+        self._schema_key = store.schema_key
         self._engine_get = store.engine.get
         self._pack = enc.pack
         self._unpack = enc.unpack
@@ -290,9 +294,14 @@ class Collection:
             raise TxnError(
                 "cannot write inside a read transaction; use begin(write=True)"
             )
-        store = self.store
-        if txn is not store.schema.verified_txn:
-            store.schema.verify(txn)
+        schema = self._schema
+        if txn is not schema.verified_txn:
+            # schema.verify(txn), with the usual case inlined: nothing moved.
+            token = schema.token
+            if token is not None and txn.get(self._schema_key) == token:
+                schema.verified_txn = txn
+            else:
+                schema.verify(txn)
         if self._refusal is not None:
             self._refusal()
 
@@ -401,11 +410,10 @@ class Collection:
         and commit the rest of the transaction.
         """
         txn = self._ctx_get()
-        if txn is None:
-            return self.store.in_txn(lambda: self.put(rec, key), write=True)
-        if txn is not self._schema.verified_txn or self._refusal is not None:
-            if txn.closed:  # inherited by a task from a block that ended
-                return self.store.in_txn(lambda: self.put(rec, key), write=True)
+        if txn is None or txn is not self._schema.verified_txn or self._refusal:
+            if txn is None or txn.ended:  # autocommit (ended: a task inherited it)
+                with Block(self._engine, self._ctx, True, None):
+                    return self.put(rec, key)
             self._writable(txn)
         # Everything that can fail without writing comes first.
         value = self.codec.encode(rec) if self._cid else b"\x00" + self._pack(rec)
@@ -464,11 +472,10 @@ class Collection:
         Returns whether there was one. A delete that fails changes nothing.
         """
         txn = self._ctx_get()
-        if txn is None:
-            return self.store.in_txn(lambda: self.delete(key), write=True)
-        if txn is not self._schema.verified_txn or self._refusal is not None:
-            if txn.closed:  # inherited by a task from a block that ended
-                return self.store.in_txn(lambda: self.delete(key), write=True)
+        if txn is None or txn is not self._schema.verified_txn or self._refusal:
+            if txn is None or txn.ended:  # autocommit (ended: a task inherited it)
+                with Block(self._engine, self._ctx, True, None):
+                    return self.delete(key)
             self._writable(txn)
         rkey = keylib.pack(_query.as_tuple(key))
         full = self.key_prefix + rkey

@@ -188,9 +188,9 @@ class Store:
 
         Joining a read transaction with ``write=True`` raises ``TxnError``.
         """
-        txn = active(self.context)
-        if txn is None:
-            with self.begin(write=write):
+        txn = self.context.get()
+        if txn is None or txn.ended:  # ended: inherited by a task, see _txn.active
+            with Block(self.engine, self.context, bool(write), None):
                 return func()
             # Reached only when acid.abort() ended the block: func() returned
             # nothing, and there is nothing to return.

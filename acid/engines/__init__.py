@@ -213,7 +213,8 @@ class Txn:
         If landing fails nothing landed: the transaction ends aborted and
         the error propagates.
         """
-        if self.ended or not (self._token is None or self._claim()):
+        token = self._token
+        if self.ended or not (token is None or self._claim()):
             raise TxnError(self._how or "transaction already ended; begin a new one")
         if not self.write:  # nothing to land: ``_end`` cut short
             try:
@@ -228,7 +229,16 @@ class Txn:
         except BaseException:
             self._end(False, quiet=True)
             raise
-        self._end(True)
+        # ``_end(True)`` inlined: this is every write transaction's path.
+        self.ended = True
+        try:
+            self._release()
+        finally:
+            self.__class__ = self._committed_class
+            writer = self._writer
+            if writer is not None:
+                self._writer = None
+                writer.release()
 
     def abort(self) -> None:
         """Discard this transaction's writes and end it; no-op once ended."""
@@ -373,15 +383,19 @@ class WriterLock:
         self._owner: threading.Thread | None = None
         self._txn: weakref.ref[Txn] | None = None
 
-    def acquire(self, timeout: float | None, default: float, what: str) -> None:
+    def acquire(
+        self, timeout: float | None, default: float, what: str
+    ) -> threading.Thread:
         """Take the lock, waiting at most ``timeout`` seconds (``None``:
         ``default``; ``inf``: no limit), or raise ``TxnTimeout`` saying why.
+        Returns the calling thread (the owner), so callers need not look it
+        up again.
         """
         wait = default if timeout is None else check_timeout(timeout)
         me = _current_thread()
         if self._lock.acquire(False):  # uncontended: the common case, and cheapest
             self._owner = me
-            return
+            return me
         if self._owner is me:
             raise TxnError(_SAME_THREAD.format(what=what))
         if not self._lock.acquire(timeout=lock_wait(wait)):
@@ -391,6 +405,7 @@ class WriterLock:
                 "(begin(write=True, timeout=...) or the URL parameter lock_timeout)"
             )
         self._owner = me
+        return me
 
     def hold(self, txn: Txn) -> None:
         """Record ``txn`` as the holder; it releases the lock when it ends."""

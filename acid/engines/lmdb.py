@@ -62,6 +62,7 @@ __all__ = ["LMDBEngine"]
 _DEFAULT_MAP = 2**40 if IS_64BIT else 2**30
 _C_INT_MAX = 2**31 - 1
 _current_thread = threading.current_thread
+get_ident = threading.get_ident
 
 
 class _Shared:
@@ -184,13 +185,13 @@ class LMDBEngine(Engine):
             raise _orphaned(self.url, orphan[1])  # waiting cannot help
         lock = shared.writer
         try:
-            lock.acquire(timeout, self.lock_timeout, self.url)
+            me = lock.acquire(timeout, self.lock_timeout, self.url)
         except TxnTimeout:
             if shared.orphan is not None:
                 raise _orphaned(self.url, shared.orphan[1]) from None
             raise
         try:
-            txn = _LMDBTxn(self, env.begin(write=True, buffers=False))
+            txn = _LMDBTxn(self, env.begin(write=True, buffers=False), me)
         except BaseException as exc:
             lock.release()
             if isinstance(exc, lmdb.Error):
@@ -407,10 +408,13 @@ class _LMDBTxn(Txn):
 
     write = True
 
-    def __init__(self, engine: LMDBEngine, native: lmdb.Transaction) -> None:
+    def __init__(
+        self, engine: LMDBEngine, native: lmdb.Transaction, thread: threading.Thread
+    ) -> None:
         self._engine = engine
         self._native: Any = native
-        self._thread = _current_thread()
+        self._thread = thread  # the one that began it (and holds LMDB's lock)
+        self._ident = thread.ident
         # Bound native methods, looked up once: these calls are the write path.
         self._nget: Any = native.get
         self._nput: Any = native.put
@@ -490,7 +494,7 @@ class _LMDBTxn(Txn):
             raise self._fail(exc, key) from exc
 
     def commit(self) -> None:
-        if not self.ended and self._thread is not _current_thread():
+        if self._ident != get_ident() and not self.ended:
             raise TxnError(
                 f"{self._engine.url}: commit an LMDB write transaction in the "
                 f"thread that began it ({self._thread.name!r}); LMDB's writer "
@@ -532,7 +536,8 @@ class _LMDBTxn(Txn):
     def __del__(self) -> None:
         # An abandoned transaction gives back the writer lock now, not when
         # the engine closes.
-        self.abandon()
+        if not self.ended:
+            self.abandon()
 
 
 def _seek(cur: lmdb.Cursor, key: bytes, reverse: bool, inclusive: bool) -> bool:
