@@ -36,7 +36,7 @@ def test_read_begin_refuses_bad_timeout(tmp_path: Path, timeout: object) -> None
 
 
 def test_lmdb_readonly_path_below_regular_file_is_config_error(tmp_path: Path) -> None:
-    """"a path below a regular file is refused" (ConfigError) -- with
+    """ "a path below a regular file is refused" (ConfigError) -- with
     readonly=true no directory is made, and LMDB's EngineError comes out."""
     (tmp_path / "file").write_text("x")
     with pytest.raises(ConfigError):
