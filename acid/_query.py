@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 from acid import keylib
+from acid._txn import active
 
 if TYPE_CHECKING:
     from acid.store import Store
@@ -102,7 +103,7 @@ def scan(
     check_max(max)
     if start >= stop or (max is not None and max <= 0):
         return iter(())
-    txn = store.context.get()
+    txn = active(store.context)
     own = txn is None
     if txn is None:
         txn = store.engine.begin()

@@ -191,7 +191,7 @@ class Collection:
 
     def _note_compressor(self, name: str) -> None:
         # Remember the compressor last used, for the next open without one.
-        txn = self.store.context.get()
+        txn = self.store.txn
         if txn is not None and not txn.write:
             return  # a read transaction cannot; the next open will
 
@@ -517,7 +517,10 @@ class Collection:
             key if type(key) is tuple else _query.as_tuple(key), self.key_prefix
         )
         txn = self._ctx_get()
-        value = self._engine_get(full) if txn is None else txn.get(full)
+        if txn is None or txn.ended:  # ended: a task inherited it, see _txn.active
+            value = self._engine_get(full)
+        else:
+            value = txn.get(full)
         if value is None:
             return default
         if raw:

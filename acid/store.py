@@ -181,7 +181,7 @@ class Store:
     @property
     def txn(self) -> Txn | None:
         """The active transaction in this context, or ``None``."""
-        return self.context.get()
+        return active(self.context)
 
     def in_txn(self, func: Callable[[], T], write: bool = False) -> T:
         """Run ``func()`` in the active transaction, or in a new one.
@@ -396,7 +396,7 @@ class Store:
             self.register_compressor(encoder)
         elif isinstance(encoder, encoders.Encoder):
             if self.registry.add_encoder(encoder):
-                txn = self.context.get()
+                txn = active(self.context)
                 if txn is not None:
                     on_abort(txn, lambda: self.registry.remove_encoder(encoder))
         else:

@@ -160,7 +160,8 @@ def _parse_header(text: str) -> Header | None:
     if match is None:
         return None  # any other comment
     version = (match["rest"] or "").split(" ")[0]
-    if not version.isdigit():
+    # At most 9 digits: int() refuses numbers of thousands of digits.
+    if not (version.isascii() and version.isdigit()) or len(version) > 9:
         raise TraceFormatError(f"bad session header {_shown(text)}")
     if int(version) > TRACE_VERSION:
         raise TraceFormatError(
