@@ -410,10 +410,10 @@ class Collection:
         and commit the rest of the transaction.
         """
         txn = self._ctx_get()
-        if txn is None or txn is not self._schema.verified_txn or self._refusal:
-            if txn is None or txn.ended:  # autocommit (ended: a task inherited it)
-                with Block(self._engine, self._ctx, True, None):
-                    return self.put(rec, key)
+        if txn is None or txn.ended:  # autocommit (ended: a task inherited it)
+            with Block(self._engine, self._ctx, True, None):
+                return self.put(rec, key)
+        if txn is not self._schema.verified_txn or self._refusal:
             self._writable(txn)
         # Everything that can fail without writing comes first.
         value = self.codec.encode(rec) if self._cid else b"\x00" + self._pack(rec)
@@ -472,10 +472,10 @@ class Collection:
         Returns whether there was one. A delete that fails changes nothing.
         """
         txn = self._ctx_get()
-        if txn is None or txn is not self._schema.verified_txn or self._refusal:
-            if txn is None or txn.ended:  # autocommit (ended: a task inherited it)
-                with Block(self._engine, self._ctx, True, None):
-                    return self.delete(key)
+        if txn is None or txn.ended:  # autocommit (ended: a task inherited it)
+            with Block(self._engine, self._ctx, True, None):
+                return self.delete(key)
+        if txn is not self._schema.verified_txn or self._refusal:
             self._writable(txn)
         rkey = keylib.pack(_query.as_tuple(key))
         full = self.key_prefix + rkey
@@ -517,10 +517,8 @@ class Collection:
             key if type(key) is tuple else _query.as_tuple(key), self.key_prefix
         )
         txn = self._ctx_get()
-        if txn is None or txn.ended:  # ended: a task inherited it, see _txn.active
-            value = self._engine_get(full)
-        else:
-            value = txn.get(full)
+        # An ended txn was inherited by a task from a block (see _txn.active).
+        value = self._engine_get(full) if txn is None or txn.ended else txn.get(full)
         if value is None:
             return default
         if raw:
