@@ -12,12 +12,14 @@ import contextvars
 import threading
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from acid.errors import AbortError, TxnError
 
 if TYPE_CHECKING:
     from acid.engines import Txn
+
+T = TypeVar("T")
 
 __all__ = [
     "Block",
@@ -27,6 +29,7 @@ __all__ = [
     "active",
     "context_for",
     "on_abort",
+    "run_alone",
 ]
 
 
@@ -160,6 +163,38 @@ class Block:
         _quiet_abort(txn)
         _run(undo)
         return exc_type is not None and issubclass(exc_type, AbortError)
+
+
+def run_alone(
+    engine: Any, ctx: TxnContextLike, write: bool, fn: Callable[..., T], *args: Any
+) -> T:
+    """``fn(*args)`` in a new transaction of its own, as a ``begin()`` block
+    would run it (commit at the end, abort on an exception; after
+    :func:`abort`, ``None``). The caller knows no transaction is active.
+
+    One call instead of a block's three: this is every autocommit write.
+    """
+    txn = engine.begin(write=write)
+    token = ctx.set(txn)
+    try:
+        result = fn(*args)
+    except BaseException as exc:
+        ctx.reset(token)
+        undo = _undo.pop(id(txn), None)
+        _quiet_abort(txn)
+        _run(undo)
+        if isinstance(exc, AbortError):
+            return None  # type: ignore[return-value]
+        raise
+    ctx.reset(token)
+    undo = _undo.pop(id(txn), None)
+    try:
+        txn.commit()
+    except BaseException:
+        _quiet_abort(txn)
+        _run(undo)
+        raise
+    return result
 
 
 def _quiet_abort(txn: Txn) -> None:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from acid import _query, encoders, keylib
 from acid._layout import KIND_INDEX, KIND_TABLE, SEP, ValueCodec
-from acid._txn import Block
+from acid._txn import run_alone
 from acid.errors import (
     ConfigError,
     ConstraintError,
@@ -411,8 +411,7 @@ class Collection:
         """
         txn = self._ctx_get()
         if txn is None or txn.ended:  # autocommit (ended: a task inherited it)
-            with Block(self._engine, self._ctx, True, None):
-                return self.put(rec, key)
+            return run_alone(self._engine, self._ctx, True, self.put, rec, key)
         if txn is not self._schema.verified_txn or self._refusal:
             self._writable(txn)
         # Everything that can fail without writing comes first.
@@ -473,8 +472,7 @@ class Collection:
         """
         txn = self._ctx_get()
         if txn is None or txn.ended:  # autocommit (ended: a task inherited it)
-            with Block(self._engine, self._ctx, True, None):
-                return self.delete(key)
+            return run_alone(self._engine, self._ctx, True, self.delete, key)
         if txn is not self._schema.verified_txn or self._refusal:
             self._writable(txn)
         rkey = keylib.pack(_query.as_tuple(key))

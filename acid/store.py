@@ -38,6 +38,7 @@ from acid._txn import (
     active,
     context_for,
     on_abort,
+    run_alone,
 )
 from acid.errors import (
     ConfigError,
@@ -190,11 +191,7 @@ class Store:
         """
         txn = self.context.get()
         if txn is None or txn.ended:  # ended: inherited by a task, see _txn.active
-            with Block(self.engine, self.context, bool(write), None):
-                return func()
-            # Reached only when acid.abort() ended the block: func() returned
-            # nothing, and there is nothing to return.
-            return None  # type: ignore[return-value]
+            return run_alone(self.engine, self.context, bool(write), func)
         if write and not txn.write:
             raise TxnError(
                 "a write needs a write transaction, but a read transaction is "

@@ -368,7 +368,7 @@ class WriterLock:
     transaction holding it, so that :meth:`Engine.close` can end it.
 
     >>> lock = WriterLock()
-    >>> lock.acquire(None, 1.0, "demo")
+    >>> owner = lock.acquire(None, 1.0, "demo")
     >>> lock.acquire(None, 1.0, "demo")
     Traceback (most recent call last):
     ...
