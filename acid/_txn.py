@@ -187,7 +187,7 @@ def run_alone(
             return None  # type: ignore[return-value]
         raise
     ctx.reset(token)
-    undo = _undo.pop(id(txn), None)
+    undo = _undo.pop(id(txn), None) if _undo else None
     try:
         txn.commit()
     except BaseException:
