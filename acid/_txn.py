@@ -151,18 +151,11 @@ class Block:
         self._ctx.reset(self._token)
         txn = self.txn
         assert txn is not None
-        undo = _undo.pop(id(txn), None)
         if exc_type is None:
-            try:
-                txn.commit()
-            except BaseException:
-                _quiet_abort(txn)
-                _run(undo)
-                raise
+            _commit(txn)
             return False
-        _quiet_abort(txn)
-        _run(undo)
-        return exc_type is not None and issubclass(exc_type, AbortError)
+        _roll_back(txn)
+        return issubclass(exc_type, AbortError)
 
 
 def run_alone(
@@ -180,13 +173,17 @@ def run_alone(
         result = fn(*args)
     except BaseException as exc:
         ctx.reset(token)
-        undo = _undo.pop(id(txn), None)
-        _quiet_abort(txn)
-        _run(undo)
+        _roll_back(txn)
         if isinstance(exc, AbortError):
             return None  # type: ignore[return-value]
         raise
     ctx.reset(token)
+    _commit(txn)
+    return result
+
+
+def _commit(txn: Txn) -> None:
+    """Commit ``txn``; if that fails, abort it and undo its hooks."""
     undo = _undo.pop(id(txn), None) if _undo else None
     try:
         txn.commit()
@@ -194,7 +191,13 @@ def run_alone(
         _quiet_abort(txn)
         _run(undo)
         raise
-    return result
+
+
+def _roll_back(txn: Txn) -> None:
+    """Abort ``txn`` and run the undo hooks of what it changed."""
+    undo = _undo.pop(id(txn), None)
+    _quiet_abort(txn)
+    _run(undo)
 
 
 def _quiet_abort(txn: Txn) -> None:
