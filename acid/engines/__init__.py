@@ -109,6 +109,10 @@ _OPERATIONS = ("get", "put", "delete", "replace", "pop", "iter")
 _COMMITTED = "transaction already committed; begin a new one"
 _ABORTED = "transaction already aborted; begin a new one"
 _ENDED = "transaction already ended; begin a new one"
+_RACED = (
+    "transaction ended by another thread meanwhile (its engine was closed, "
+    "say); begin a new one"
+)
 
 
 class _Stub:
@@ -283,7 +287,7 @@ class Txn:
             writer = self._writer
             del self._writer
         except AttributeError:  # close() ended it from another thread meanwhile
-            raise TxnError(self._ended_how()) from None
+            raise TxnError(getattr(self, "_why", None) or _RACED) from None
         try:
             self._commit()
         except BaseException:
@@ -646,7 +650,8 @@ class Engine:
         (``None``: the engine's ``lock_timeout``; ``inf``: no limit) and then
         raises :class:`~acid.errors.TxnTimeout`. A thread that already holds
         the writer lock gets :class:`~acid.errors.TxnError` at once. Readers
-        never wait.
+        never wait, but a bad ``timeout`` (``nan``, negative, not a number)
+        is :class:`~acid.errors.ConfigError` for every ``begin``.
         """
         raise NotImplementedError
 
@@ -667,7 +672,8 @@ class Engine:
 
         Closing never waits for transactions: a write transaction still
         open is aborted (later calls on it raise ``TxnError``) and the writer
-        lock is given back. Closing again is a no-op.
+        lock is given back; a call another thread has in flight finishes
+        first. Closing again is a no-op.
         """
         raise NotImplementedError
 
