@@ -432,27 +432,25 @@ class EngineConformance:
         # Thread ids are reused as soon as a thread ends: a thread that now
         # has the id of a dead writer's thread must wait for that writer
         # (and time out), not be told that it holds the lock itself.
-        kept: list[Txn] = []
+        def first(kept: list[Txn]) -> None:
+            kept.append(engine.begin(write=True, timeout=0))
+
+        def second(errors: list[BaseException]) -> None:
+            try:
+                engine.begin(write=True, timeout=0.05)
+            except TxnError as exc:
+                errors.append(exc)
+
         for _ in range(3):  # a few threads, so that an id is surely reused
-            worker = threading.Thread(
-                target=lambda: kept.append(engine.begin(write=True, timeout=0))
-            )
-            worker.start()
-            worker.join(timeout=10)
-            assert len(kept) == 1
+            kept: list[Txn] = []
             errors: list[BaseException] = []
-
-            def second() -> None:
-                try:
-                    engine.begin(write=True, timeout=0.05)
-                except TxnError as exc:
-                    errors.append(exc)
-
-            thread = threading.Thread(target=second)
-            thread.start()
-            thread.join(timeout=10)
+            for target, arg in ((first, kept), (second, errors)):
+                thread = threading.Thread(target=target, args=(arg,))
+                thread.start()
+                thread.join(timeout=10)
+            assert len(kept) == 1
             assert len(errors) == 1 and isinstance(errors[0], TxnTimeout), errors
-            kept.pop().abort()
+            kept[0].abort()
 
     def test_infinite_timeout_waits_for_the_writer(self, engine: Engine) -> None:
         first = engine.begin(write=True)

@@ -16,9 +16,9 @@ reference; it calls ``close()`` itself only when nothing else references
 the ``plyvel.DB`` (the usual case: then the directory is unlocked at once).
 Otherwise CPython frees the database, closing it and unlocking the
 directory, when the last reference goes: a call in flight holds one until
-it returns. Iterators hold their native iterator through a weak proxy (the
-transaction holds the strong reference), so a suspended iterator does not
-keep the database open after ``close()``.
+it returns. An iterator takes its native iterator, at each step, from a
+list that the transaction empties when it ends, so a suspended iterator
+does not keep the database open after ``close()``.
 
 >>> import tempfile
 >>> with LevelDBEngine(tempfile.mkdtemp() + "/db", sync=False) as engine:
@@ -37,7 +37,6 @@ import sys
 import threading
 import weakref
 from collections.abc import Iterator
-from itertools import repeat
 from typing import Any
 
 import plyvel
@@ -71,7 +70,6 @@ __all__ = ["LevelDBEngine"]
 
 _C_INT_MAX = 2**31 - 1
 _ref = weakref.ref
-_proxy = weakref.proxy
 
 
 def _compression(text: str) -> str | None:
@@ -198,6 +196,16 @@ class LevelDBEngine(Engine):
             raise closed_engine(self.url)
         return txn
 
+    def get(self, key: bytes) -> bytes | None:
+        # The latest committed value, as a snapshot of its own would give,
+        # without one. The call holds the database until it returns.
+        try:
+            return self._db.get(key)
+        except AttributeError:
+            raise closed_engine(self.url) from None
+        except (plyvel.Error, RuntimeError) as exc:
+            raise EngineError(f"LevelDB error on {self.url}: {_text(exc)}") from exc
+
     def _snapshot(self) -> Any:
         db = self._db
         if db is None:
@@ -262,18 +270,18 @@ class _Base(Txn):
     """What readers and writers share: a snapshot, the native iterators
     made from it, and the scans over them."""
 
-    __slots__ = ("_engine", "_natives", "_snapshot")
+    __slots__ = ("_boxes", "_engine", "_snapshot")
     _engine: LevelDBEngine
     _snapshot: Any
-    #: ``id -> plyvel iterator`` of the live scans; they step them through
-    #: weak proxies, so that dropping this dict frees them (``None``: none yet).
-    _natives: dict[int, Any] | None
+    #: One ``[plyvel iterator]`` list per scan, emptied when the scan ends
+    #: or the transaction does (``None``: no scan yet). Only these lists
+    #: hold the native iterators: see :meth:`_steps`.
+    _boxes: list[list[Any]] | None
 
     def _scan_native(
         self, key: bytes, reverse: bool, inclusive: bool
     ) -> Iterator[tuple[bytes, bytes]]:
-        """A scan of the snapshot: a new native iterator, which this
-        transaction holds, stepped through a weak proxy by :meth:`_steps`."""
+        """A scan of the snapshot by a new native iterator (see :meth:`_steps`)."""
         try:
             if reverse:
                 native = self._snapshot.iterator(
@@ -284,39 +292,44 @@ class _Base(Txn):
                 native = self._snapshot.iterator(start=start)
         except (plyvel.Error, RuntimeError) as exc:
             raise self._fail(exc) from exc
-        natives = self._natives
-        if natives is None:
-            self._natives = natives = {}
-        natives[id(native)] = native
-        return self._steps(natives, id(native), _proxy(native))
+        box = [native]
+        boxes = self._boxes
+        if boxes is None:
+            self._boxes = [box]
+        else:
+            boxes.append(box)
+            if len(boxes) > 16:  # forget finished scans (a long-lived txn)
+                boxes[:] = [b for b in boxes if b]
+        return self._steps(box)
 
-    def _steps(
-        self, natives: dict[int, Any], ident: int, proxy: Any
-    ) -> Iterator[tuple[bytes, bytes]]:
-        # ``next`` on a proxy holds the iterator for the duration of the step
-        # only: between steps this generator keeps neither it nor the
-        # database alive, so ending the transaction frees them.
+    def _steps(self, box: list[Any]) -> Iterator[tuple[bytes, bytes]]:
+        # Each step takes the native iterator out of ``box``: a step in
+        # flight holds it until it returns, but between steps this generator
+        # holds neither it nor the database, so ending the transaction (which
+        # empties the box) frees them even while the scan is suspended.
         try:
-            for item in map(next, repeat(proxy)):
-                if self.ended:
-                    raise TxnError(_USED_AFTER_END)
+            while True:
+                item = next(box[0], None)  # plyvel yields tuples, never None
+                if item is None:
+                    return
                 yield item
-        except ReferenceError:  # the transaction ended and dropped it
+        except IndexError:  # emptied: the transaction ended
             raise TxnError(_USED_AFTER_END) from None
         except (plyvel.Error, RuntimeError) as exc:
             raise self._fail(exc) from exc
         finally:
-            natives.pop(ident, None)  # done (or dropped): free it now
+            box.clear()  # done, or dropped half-way: free the native iterator
 
     def _release(self) -> None:
         # Drop every native reference: another thread may be inside a call on
         # one of them (close()), so nothing is closed explicitly; what nobody
         # else references is freed here, the rest when its call returns.
         self._snapshot = _ENDED
-        natives = self._natives
-        if natives is not None:
-            self._natives = None
-            natives.clear()
+        boxes = self._boxes
+        if boxes is not None:
+            self._boxes = None
+            for box in boxes:
+                box.clear()
 
     def _fail(self, exc: BaseException) -> Error:
         if self.ended:
@@ -336,7 +349,7 @@ class _LevelDBReader(_Base):
     def __init__(self, engine: LevelDBEngine, snapshot: Any) -> None:
         self._engine = engine
         self._snapshot = snapshot
-        self._natives = None
+        self._boxes = None
         self._ref = ref = _ref(self, engine._forget)
         engine._readers.add(ref)
 
@@ -363,7 +376,7 @@ class _LevelDBTxn(OverlayWrites, _Base):
     def __init__(self, engine: LevelDBEngine, snapshot: Any, lock: WriterLock) -> None:
         self._engine = engine
         self._snapshot = snapshot
-        self._natives = None
+        self._boxes = None
         self._puts: dict[bytes, bytes] = {}
         self._overlay: Overlay | None = None  # see OverlayWrites
         self._writes = 0
