@@ -420,6 +420,38 @@ class EngineConformance:
         with engine.begin(write=True, timeout=float("inf")) as txn:
             assert txn.get(b"k") == b"v"
 
+    def test_bad_reader_timeout_is_rejected(self, engine: Engine) -> None:
+        # Readers never wait, but take the same timeouts as writers.
+        for bad in (-1, float("nan"), "5", True):
+            with pytest.raises(ConfigError, match="bad timeout"):
+                engine.begin(False, bad)  # type: ignore[arg-type]
+        engine.begin(False, 0).abort()
+        engine.begin(False, float("inf")).abort()
+
+    def test_a_dead_threads_writer_is_not_this_threads(self, engine: Engine) -> None:
+        # Thread ids are reused as soon as a thread ends: a thread that now
+        # has the id of a dead writer's thread must wait for that writer
+        # (and time out), not be told that it holds the lock itself.
+        def first(kept: list[Txn]) -> None:
+            kept.append(engine.begin(write=True, timeout=0))
+
+        def second(errors: list[BaseException]) -> None:
+            try:
+                engine.begin(write=True, timeout=0.05)
+            except TxnError as exc:
+                errors.append(exc)
+
+        for _ in range(3):  # a few threads, so that an id is surely reused
+            kept: list[Txn] = []
+            errors: list[BaseException] = []
+            for target, arg in ((first, kept), (second, errors)):
+                thread = threading.Thread(target=target, args=(arg,))
+                thread.start()
+                thread.join(timeout=10)
+            assert len(kept) == 1
+            assert len(errors) == 1 and isinstance(errors[0], TxnTimeout), errors
+            kept[0].abort()
+
     def test_infinite_timeout_waits_for_the_writer(self, engine: Engine) -> None:
         first = engine.begin(write=True)
         first.put(b"k", b"1")

@@ -28,7 +28,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable, Hashable, Iterator
-from types import TracebackType
+from types import MemberDescriptorType, TracebackType
 from typing import Any
 
 from acid.engines._url import (
@@ -67,22 +67,27 @@ __all__ = [
     "read_only",
     "register",
     "resolve_params",
+    "ThreadToken",
+    "is_this_thread",
+    "this_thread",
+    "thread_name",
+    "thread_of",
 ]
 
 #: Seconds a writer waits for another writer when neither ``begin(timeout=)``
 #: nor the URL parameter ``lock_timeout`` says otherwise.
 DEFAULT_LOCK_TIMEOUT = 30.0
 
-_current_thread = threading.current_thread
+_ref = weakref.ref
 
 
 class Raiser:
     """A stand-in for a method that may no longer be called: raises
     ``error(message)`` whatever the arguments.
 
-    Installed on a transaction's instance (or class) instead of a checked
-    flag, so that the live methods never test whether they may run. It holds
-    no reference to the transaction, so installing it makes no cycle.
+    Installed on a transaction's class instead of a checked flag, so that
+    the live methods never test whether they may run. It holds no reference
+    to the transaction, so installing it makes no cycle.
     """
 
     __slots__ = ("error", "message")
@@ -103,12 +108,18 @@ read_only = Raiser(
 _OPERATIONS = ("get", "put", "delete", "replace", "pop", "iter")
 _COMMITTED = "transaction already committed; begin a new one"
 _ABORTED = "transaction already aborted; begin a new one"
+_ENDED = "transaction already ended; begin a new one"
+_RACED = (
+    "transaction ended by another thread meanwhile (its engine was closed, "
+    "say); begin a new one"
+)
 
 
-class _Ended:
-    """An operation of an ended transaction: raises ``TxnError`` saying how
-    it ended. A data descriptor, so it also hides what an engine stored on
-    the instance (a bound native ``get``, say)."""
+class _Stub:
+    """An operation of an ended (or poisoned) transaction's class: raises
+    what the transaction says. A data descriptor, so it also hides what an
+    engine keeps in a slot of the same name (the memory engine's readers
+    keep the dict's own ``get`` there)."""
 
     __slots__ = ("name",)
 
@@ -118,10 +129,29 @@ class _Ended:
     def __get__(self, txn: Any, owner: type | None = None) -> Any:
         if txn is None:
             return self
-        return Raiser(TxnError, txn._how)
+        return self.raiser(txn)
+
+    def raiser(self, txn: Any) -> Raiser:
+        return Raiser(TxnError, txn._ended_how())
 
     def __set__(self, txn: Any, value: Any) -> None:
+        # Store where the live class keeps it: a slot, or the instance dict.
+        for klass in type(txn).__mro__:
+            slot = klass.__dict__.get(self.name)
+            if isinstance(slot, MemberDescriptorType):
+                slot.__set__(txn, value)
+                return
         txn.__dict__[self.name] = value
+
+
+class _Failed(_Stub):
+    """An operation (or ``_commit``) of a poisoned transaction."""
+
+    __slots__ = ()
+
+    def raiser(self, txn: Any) -> Raiser:
+        failure: Raiser = txn.failure
+        return failure
 
 
 class Txn:
@@ -142,34 +172,58 @@ class Txn:
     when :meth:`Engine.close` ends the transaction from another thread.
     Ending swaps the instance's class for a subclass whose operations raise
     (made for each engine class), so live operations never test a flag.
+
+    Write transactions must be registered with :meth:`WriterLock.hold`,
+    which stores the lock in the slot ``_writer``: whoever deletes that slot
+    (the transaction's thread, or ``close()`` in another) ends the
+    transaction; deleting a slot is one atomic step, and fails when it is
+    already empty. The engines' classes declare ``__slots__``: swapping the
+    class of an instance with a ``__dict__`` would copy the dict each time.
     """
 
+    __slots__ = ("__weakref__", "_why", "_writer", "failure")
+
     write: bool = False
-    #: ``True`` once ended; iterators test it between steps.
+    #: ``True`` once ended (a class attribute of the ended classes);
+    #: iterators test it between steps.
     ended: bool = False
-    #: How it ended: the message of every later call.
+    #: How it ended: the message of every later call (see ``_why``).
     _how: str = ""
-    #: The writer lock a write transaction holds (see :meth:`WriterLock.hold`).
-    _writer: WriterLock | None = None
-    #: One item while ending is still to claim (see :meth:`_claim`).
-    _token: list[None] | None = None
-    #: Set by :meth:`poison`: what every later call and ``commit`` raise.
-    failure: Raiser | None = None
-    #: The classes an instance takes when it ends (made per subclass).
+    #: ``True`` for engines whose writers must commit in the thread that
+    #: began them (LMDB); ``_owner`` is then that thread's :func:`this_thread`.
+    _thread_bound: bool = False
+    _owner: ThreadToken | None
+    # Slots: ``_writer``, the lock, while ending is unclaimed (see above);
+    # ``_why``, a message replacing ``_how`` (close()); ``failure``, set by
+    # :meth:`poison`.
+    _writer: WriterLock
+    _why: str
+    failure: Raiser
+    #: The classes an instance takes when it ends or is poisoned (made for
+    #: each subclass).
     _committed_class: type[Txn]
     _aborted_class: type[Txn]
+    _poisoned_class: type[Txn]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "_how" in cls.__dict__:
-            return  # one of the ended classes made below
-        ops: dict[str, Any] = {name: _Ended(name) for name in _OPERATIONS}
-        cls._committed_class = type(
-            cls.__name__, (cls,), {**ops, "_how": _COMMITTED, "ended": True}
-        )
-        cls._aborted_class = type(
-            cls.__name__, (cls,), {**ops, "_how": _ABORTED, "ended": True}
-        )
+        if "_variant" in cls.__dict__:
+            return  # one of the classes made below
+        same: dict[str, Any] = {
+            "__slots__": (),  # the same layout, so that instances can switch
+            "__module__": cls.__module__,
+            "__qualname__": cls.__qualname__,
+            "_variant": True,
+        }
+        # ``commit`` raises and ``abort`` does nothing once ended, so that the
+        # live methods need not test whether the transaction ended.
+        ended: dict[str, Any] = {name: _Stub(name) for name in _OPERATIONS}
+        ended.update(same, commit=_Stub("commit"), abort=_ended_abort, ended=True)
+        cls._committed_class = type(cls.__name__, (cls,), {**ended, "_how": _COMMITTED})
+        cls._aborted_class = type(cls.__name__, (cls,), {**ended, "_how": _ABORTED})
+        failed: dict[str, Any] = {name: _Failed(name) for name in _OPERATIONS}
+        failed["_commit"] = _Failed("_commit")
+        cls._poisoned_class = type(cls.__name__, (cls,), {**failed, **same})
 
     def get(self, key: bytes) -> bytes | None:
         """The value stored under ``key``, or ``None``."""
@@ -207,53 +261,72 @@ class Txn:
             self.delete(key)
         return old
 
+    # ``commit`` and ``abort`` are every transaction's path: they call the
+    # hooks and give the writer lock back inline, without helper calls.
+
     def commit(self) -> None:
         """Land every write of this transaction atomically and end it.
 
         If landing fails nothing landed: the transaction ends aborted and
         the error propagates.
         """
-        token = self._token
-        if self.ended or not (token is None or self._claim()):
-            raise TxnError(self._how or "transaction already ended; begin a new one")
-        if not self.write:  # nothing to land: ``_end`` cut short
+        if not self.write:  # nothing to land, nothing to race with
             try:
                 self._release()
             finally:
                 self.__class__ = self._committed_class
             return
+        if self._thread_bound:
+            try:
+                me = _marks.token  # this_thread(), inline
+            except AttributeError:
+                me = this_thread()
+            if self._owner is not me:
+                raise self._wrong_thread()
+        try:  # claim the ending (see the class doc)
+            writer = self._writer
+            del self._writer
+        except AttributeError:  # close() ended it from another thread meanwhile
+            raise TxnError(getattr(self, "_why", None) or _RACED) from None
         try:
-            if self.failure is not None:
-                self.failure()
             self._commit()
         except BaseException:
-            self._end(False, quiet=True)
+            self._finish(writer, quiet=True)
             raise
-        # ``_end(True)`` inlined: this is every write transaction's path.
-        self.ended = True
         try:
             self._release()
         finally:
             self.__class__ = self._committed_class
-            writer = self._writer
-            if writer is not None:
-                self._writer = None
-                writer.release()
+            writer._txn = None  # first: once released, the lock is another's
+            writer._owner = None
+            writer._lock.release()
 
     def abort(self) -> None:
         """Discard this transaction's writes and end it; no-op once ended."""
-        if self.ended:
+        if not self.write:
+            try:
+                self._release()
+            finally:
+                self.__class__ = self._aborted_class
             return
-        if self.write:
-            if self._token is None or self._claim():
-                self._end(False)
-            return
-        # A reader has nothing to discard and nothing to race with: ``_end``
-        # cut short, since scans outside a transaction end one reader each.
         try:
-            self._release()
+            writer = self._writer
+            del self._writer
+        except AttributeError:
+            return  # close() is ending it, or ended it
+        # ``_finish(writer)``, inline.
+        keep = None
+        try:
+            keep = self._abort()
         finally:
-            self.__class__ = self._aborted_class
+            try:
+                self._release()
+            finally:
+                self.__class__ = self._aborted_class
+                writer._txn = None
+                if not keep:
+                    writer._owner = None
+                    writer._lock.release()
 
     @property
     def closed(self) -> bool:
@@ -279,73 +352,160 @@ class Txn:
     def _commit(self) -> None:
         """Land the writes. Raising means nothing landed."""
 
-    def _abort(self) -> None:
-        """Discard the writes (also called after a failed ``_commit``)."""
+    def _abort(self) -> bool | None:
+        """Discard the writes (also called after a failed ``_commit``).
+
+        Return ``True`` to keep the writer lock held: the engine gives it
+        back itself later (LMDB, when only another thread can end the
+        native transaction)."""
+        return None
 
     def _release(self) -> None:
         """Drop native references once the transaction ended, so that what
         they hold (a reader slot, a snapshot) is freed even while the
-        application still references this object."""
+        application still references this object. For a read transaction
+        that the engine's ``close()`` ends (:meth:`close_for_engine`) it may
+        run twice, in two threads at once: it must then be idempotent."""
 
     # -- the machinery ----------------------------------------------------
 
-    def _claim(self) -> bool:
-        """``True`` for exactly one caller: the one that ends a write
-        transaction a :class:`WriterLock` holds, when its thread and
-        :meth:`Engine.close` race (``list.pop`` is atomic)."""
+    def _finish(self, writer: WriterLock, quiet: bool = False, how: str = "") -> None:
+        """End a write transaction whose ending this thread claimed, aborted:
+        ``_abort``, ``_release``, the class swap, then the writer lock."""
+        keep = None
         try:
-            self._token.pop()  # type: ignore[union-attr]
-        except IndexError:
-            return False
-        return True
-
-    def _end(self, committed: bool, quiet: bool = False, how: str = "") -> None:
-        """End a write transaction: ``_abort`` unless ``committed``, then
-        ``_release``, the class swap and the writer lock."""
-        try:
-            if not committed:
-                self._abort()
+            keep = self._abort()
         except Exception:
             if not quiet:
                 raise
         finally:
-            self.ended = True
             try:
                 self._release()
             finally:
-                self.__class__ = (
-                    self._committed_class if committed else self._aborted_class
-                )
                 if how:
-                    self._how = how
-                writer = self._writer
-                if writer is not None:
-                    self._writer = None
-                    writer.release()
+                    self._why = how
+                self.__class__ = self._aborted_class
+                writer._txn = None
+                if not keep:
+                    writer._owner = None
+                    writer._lock.release()
+
+    def _ended_how(self) -> str:
+        """The message of calls after the end."""
+        return getattr(self, "_why", None) or self._how or _ENDED
+
+    def _wrong_thread(self) -> TxnError:
+        return TxnError(
+            "commit a write transaction of this engine in the thread that "
+            f"began it ({thread_name(self._owner)}); its native writer lock "
+            "belongs to that thread"
+        )
 
     def poison(self, error: type[Exception], message: str) -> None:
         """Mark a transaction the engine can no longer use (LMDB after
         MAP_FULL): every later call and ``commit`` raise ``error(message)``,
         ``commit`` then ends it aborted; ``abort`` ends it as usual."""
-        self.failure = stub = Raiser(error, message)
-        for name in _OPERATIONS:
-            setattr(self, name, stub)
+        self.failure = Raiser(error, message)
+        self.__class__ = self._poisoned_class
 
     def close_for_engine(self, url: str) -> None:
-        """End this transaction because its engine closes (any thread)."""
-        if not self.ended and (self._token is None or self._claim()):
-            how = f"transaction aborted: its engine {url!r} was closed"
-            self._end(False, quiet=True, how=how)
+        """End this transaction because its engine closes (any thread).
+
+        A write transaction is aborted unless its own thread is ending it
+        at the same moment; a read transaction is ended as by ``abort``.
+        Later calls raise ``TxnError`` saying the engine was closed.
+        """
+        how = f"transaction aborted: its engine {url!r} was closed"
+        if self.write:
+            try:
+                writer = self._writer
+                del self._writer
+            except AttributeError:
+                return
+            self._finish(writer, quiet=True, how=how)
+        elif not self.ended:
+            self._why = how
+            try:
+                self._release()
+            finally:
+                self.__class__ = self._aborted_class
 
     def abandon(self) -> None:
-        """Abort a transaction dropped without commit or abort, quietly;
-        engines call it from ``__del__`` (so the writer lock is given back
-        now, not when the engine closes)."""
+        """Abort a transaction dropped without commit or abort, quietly.
+
+        The built-in engines need not call it: a :class:`WriterLock` notices
+        when the write transaction holding it is freed (a weak reference's
+        callback) and gives itself back. Engines with something else to give
+        back may call it from ``__del__``.
+        """
         if not self.ended:
             try:
                 self.abort()
             except Exception:
                 pass
+
+
+def _ended_abort(self: Txn) -> None:
+    """``abort`` of an ended transaction: nothing to do."""
+
+
+class _ThreadMark:
+    """One per thread that asked for it, kept in thread-local storage, so
+    that it is freed when its thread ends."""
+
+    __slots__ = ("__weakref__", "thread")
+
+    def __init__(self) -> None:
+        self.thread = threading.current_thread()
+
+
+#: What :func:`this_thread` returns: a weak reference to a per-thread mark.
+ThreadToken = weakref.ref[_ThreadMark]
+
+#: Where :func:`this_thread` keeps each thread's mark and token. Hot paths
+#: read ``_marks.token`` directly (``AttributeError``: not asked for yet in
+#: this thread, so it owns nothing).
+_marks = threading.local()
+
+
+def this_thread() -> ThreadToken:
+    """A token for the calling thread: the same object on every call in one
+    thread, unlike any other thread's (``get_ident()`` values are reused as
+    soon as a thread ends), and *dead* (calling it returns ``None``) once
+    its thread ended. As cheap as ``threading.get_ident()`` after the first
+    call in a thread: one thread-local attribute.
+
+    >>> me = this_thread()
+    >>> me is this_thread(), thread_of(me) is threading.current_thread()
+    (True, True)
+    """
+    try:
+        token: ThreadToken = _marks.token
+    except AttributeError:
+        _marks.mark = mark = _ThreadMark()
+        _marks.token = token = _ref(mark)
+    return token
+
+
+def is_this_thread(token: ThreadToken | None) -> bool:
+    """Whether ``token`` is the calling thread's :func:`this_thread`.
+
+    Never makes a token, so it is safe where ``this_thread()`` is not: in a
+    garbage-collector callback (``threading.current_thread()`` may take a
+    lock that the interrupted code holds)."""
+    return getattr(_marks, "token", None) is token
+
+
+def thread_of(token: ThreadToken | None) -> threading.Thread | None:
+    """The thread a :func:`this_thread` token stands for, while it runs."""
+    mark = None if token is None else token()
+    return None if mark is None else mark.thread
+
+
+def thread_name(token: ThreadToken | None) -> str:
+    """The quoted name of the thread ``token`` stands for, for messages."""
+    thread = thread_of(token)
+    return "(a thread that ended)" if thread is None else repr(thread.name)
 
 
 _SAME_THREAD = (
@@ -365,10 +525,11 @@ class WriterLock:
     task of the same event loop while the first task's write transaction
     spans an ``await``) gets ``TxnError`` at once instead of waiting for
     itself. Other threads wait up to their timeout. It also knows the write
-    transaction holding it, so that :meth:`Engine.close` can end it.
+    transaction holding it, so that :meth:`Engine.close` can end it, and
+    gives itself back when that transaction is freed without ending.
 
     >>> lock = WriterLock()
-    >>> owner = lock.acquire(None, 1.0, "demo")
+    >>> me = lock.acquire(None, 1.0, "demo")
     >>> lock.acquire(None, 1.0, "demo")
     Traceback (most recent call last):
     ...
@@ -376,26 +537,30 @@ class WriterLock:
     >>> lock.release()
     """
 
-    __slots__ = ("__weakref__", "_lock", "_owner", "_txn")
+    __slots__ = ("__weakref__", "_freed", "_lock", "_owner", "_txn")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._owner: threading.Thread | None = None
+        #: The :func:`this_thread` token of the thread holding it.
+        self._owner: ThreadToken | None = None
         self._txn: weakref.ref[Txn] | None = None
+        # The callback of ``_txn``, bound once (a cycle through this lock,
+        # which lives as long as its engine anyway).
+        self._freed = self._holder_freed
 
-    def acquire(
-        self, timeout: float | None, default: float, what: str
-    ) -> threading.Thread:
+    def acquire(self, timeout: float | None, default: float, what: str) -> ThreadToken:
         """Take the lock, waiting at most ``timeout`` seconds (``None``:
         ``default``; ``inf``: no limit), or raise ``TxnTimeout`` saying why.
-        Returns the calling thread (the owner), so callers need not look it
-        up again.
+        Returns the calling thread's :func:`this_thread` token.
         """
-        wait = default if timeout is None else check_timeout(timeout)
-        me = _current_thread()
+        try:
+            me = _marks.token  # this_thread(), inline: the common case
+        except AttributeError:
+            me = this_thread()
         if self._lock.acquire(False):  # uncontended: the common case, and cheapest
             self._owner = me
             return me
+        wait = default if timeout is None else check_timeout(timeout)
         if self._owner is me:
             raise TxnError(_SAME_THREAD.format(what=what))
         if not self._lock.acquire(timeout=lock_wait(wait)):
@@ -408,14 +573,28 @@ class WriterLock:
         return me
 
     def hold(self, txn: Txn) -> None:
-        """Record ``txn`` as the holder; it releases the lock when it ends."""
-        txn._writer = self
-        txn._token = [None]
-        self._txn = weakref.ref(txn)  # weak: an abandoned writer must be freed
+        """Record ``txn`` as the holder; it releases the lock when it ends,
+        and the lock releases itself if ``txn`` is freed before that."""
+        txn._writer = self  # also the token deciding who ends it: see Txn
+        self._txn = _ref(txn, self._freed)  # weak: an abandoned writer must be freed
 
     def release(self) -> None:
-        self._owner = None
+        """Give the lock back (the transactions' ending does it inline)."""
         self._txn = None
+        self._owner = None
+        self._lock.release()
+
+    def _holder_freed(self, ref: weakref.ref[Txn]) -> None:
+        # The write transaction holding the lock was freed without ending
+        # (dropped, or collected with a reference cycle), in any thread.
+        if self._txn is ref:
+            self._txn = None
+            self._abandoned()
+
+    def _abandoned(self) -> None:
+        """Give the lock back for a holder freed before it ended; engines
+        with a native lock of their own override it."""
+        self._owner = None
         self._lock.release()
 
     @property
@@ -426,8 +605,8 @@ class WriterLock:
 
     @property
     def owner(self) -> threading.Thread | None:
-        """The thread that took the lock, while it is held."""
-        return self._owner
+        """The thread that took the lock, while it is held (and running)."""
+        return thread_of(self._owner)
 
 
 class Engine:
@@ -471,7 +650,8 @@ class Engine:
         (``None``: the engine's ``lock_timeout``; ``inf``: no limit) and then
         raises :class:`~acid.errors.TxnTimeout`. A thread that already holds
         the writer lock gets :class:`~acid.errors.TxnError` at once. Readers
-        never wait.
+        never wait, but a bad ``timeout`` (``nan``, negative, not a number)
+        is :class:`~acid.errors.ConfigError` for every ``begin``.
         """
         raise NotImplementedError
 
@@ -492,7 +672,8 @@ class Engine:
 
         Closing never waits for transactions: a write transaction still
         open is aborted (later calls on it raise ``TxnError``) and the writer
-        lock is given back. Closing again is a no-op.
+        lock is given back; a call another thread has in flight finishes
+        first. Closing again is a no-op.
         """
         raise NotImplementedError
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from acid.engines._sortedkeys import SortedKeys
 from acid.errors import EngineError, TxnError
 
-__all__ = ["DELETED", "Overlay", "live_iter", "merge"]
+__all__ = ["DELETED", "Overlay", "OverlayWrites", "live_iter", "merge", "ordered"]
 
 
 class _Deleted(bytes):
@@ -33,12 +33,17 @@ Scan = Callable[[bytes, bool, bool], Iterator[tuple[bytes, bytes]]]
 
 
 class Overlay:
-    """Buffered puts and deletes of one write transaction."""
+    """Buffered puts and deletes of one write transaction, in order.
+
+    ``puts`` may be a dict the transaction filled before it needed order
+    (see :class:`OverlayWrites`): the first scan sorts it; later new keys
+    are added through :meth:`put` or :meth:`note`.
+    """
 
     __slots__ = ("_keys", "_pending", "puts")
 
-    def __init__(self) -> None:
-        self.puts: dict[bytes, bytes] = {}
+    def __init__(self, puts: dict[bytes, bytes] | None = None) -> None:
+        self.puts: dict[bytes, bytes] = {} if puts is None else puts
         self._keys: SortedKeys | None = None
         self._pending: list[bytes] = []  # new keys not yet in _keys
 
@@ -50,6 +55,10 @@ class Overlay:
         if key not in puts:
             self._pending.append(key)
         puts[key] = value
+
+    def note(self, key: bytes) -> None:
+        """``key`` is about to enter ``puts`` (it is not there yet)."""
+        self._pending.append(key)
 
     @property
     def keys(self) -> SortedKeys:
@@ -125,12 +134,18 @@ def live_iter(
 class OverlayWrites:
     """``put``/``delete``/``pop`` of a transaction that buffers its writes.
 
-    Mixed into write transactions that keep an :class:`Overlay` in
-    ``self._overlay``, count writes in ``self._writes`` (iterators re-seek
-    when it moves) and read through the overlay with ``self.get``.
+    Mixed into write transactions that keep their writes in the dict
+    ``self._puts`` (``DELETED`` for a delete), count them in
+    ``self._writes`` (iterators re-seek when it moves) and read through
+    them with ``self.get``. The sorted :class:`Overlay` over ``_puts`` is
+    made by :func:`ordered` when a scan first needs it (``self._overlay``
+    is ``None`` until then), so a transaction that only writes, or does
+    nothing, never pays for order.
     """
 
-    _overlay: Overlay
+    __slots__ = ()  # the transactions declare theirs
+    _puts: dict[bytes, bytes]
+    _overlay: Overlay | None
     _writes: int
 
     def get(self, key: bytes) -> bytes | None:  # pragma: no cover - overridden
@@ -139,22 +154,42 @@ class OverlayWrites:
     def put(self, key: bytes, value: bytes) -> None:
         if type(key) is not bytes or type(value) is not bytes or not key:
             _bad_put(key, value)
-        self._overlay.put(key, value)
-        self._writes += 1
+        puts = self._puts
+        if key not in puts:
+            overlay = self._overlay
+            if overlay is not None:
+                overlay.note(key)
+        puts[key] = value
+        self._writes += 1  # type: ignore[misc]  # a slot of the transaction
 
     def delete(self, key: bytes) -> bool:
         if self.get(key) is None:
             return False
-        self._overlay.put(key, DELETED)
-        self._writes += 1
+        self._buffer(key, DELETED)
         return True
 
     def pop(self, key: bytes) -> bytes | None:
         old = self.get(key)
         if old is not None:
-            self._overlay.put(key, DELETED)
-            self._writes += 1
+            self._buffer(key, DELETED)
         return old
+
+    def _buffer(self, key: bytes, value: bytes) -> None:
+        puts = self._puts
+        if key not in puts:
+            overlay = self._overlay
+            if overlay is not None:
+                overlay.note(key)
+        puts[key] = value
+        self._writes += 1  # type: ignore[misc]  # a slot of the transaction
+
+
+def ordered(txn: OverlayWrites) -> Overlay:
+    """The sorted overlay over ``txn``'s writes, made on first use."""
+    overlay = txn._overlay
+    if overlay is None:
+        txn._overlay = overlay = Overlay(txn._puts)  # type: ignore[misc]
+    return overlay
 
 
 def _bad_put(key: object, value: object) -> None:

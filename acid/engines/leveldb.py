@@ -7,6 +7,19 @@ scans see, and lands them in one atomic ``WriteBatch`` on commit. Writers
 are serialized by a lock. LevelDB locks its directory: one process, and one
 engine object, at a time.
 
+Closing never frees the database under a call in flight. plyvel's calls
+release the GIL, and ``plyvel.DB.close()`` frees the native database (and
+its iterators) even while another thread is inside one of them, which
+crashes the process. So :meth:`LevelDBEngine.close` only ends every open
+transaction, which drops their snapshots and iterators, and drops its own
+reference; it calls ``close()`` itself only when nothing else references
+the ``plyvel.DB`` (the usual case: then the directory is unlocked at once).
+Otherwise CPython frees the database, closing it and unlocking the
+directory, when the last reference goes: a call in flight holds one until
+it returns. An iterator takes its native iterator, at each step, from a
+list that the transaction empties when it ends, so a suspended iterator
+does not keep the database open after ``close()``.
+
 >>> import tempfile
 >>> with LevelDBEngine(tempfile.mkdtemp() + "/db", sync=False) as engine:
 ...     with engine.begin(write=True) as txn:
@@ -21,6 +34,8 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,17 +50,26 @@ from acid.engines import (
     WriterLock,
     check_params,
     check_path,
+    check_timeout,
     closed_engine,
     make_dirs,
     read_only,
     resolve_params,
 )
-from acid.engines._overlay import DELETED, Overlay, OverlayWrites, live_iter, merge
+from acid.engines._overlay import (
+    DELETED,
+    Overlay,
+    OverlayWrites,
+    live_iter,
+    merge,
+    ordered,
+)
 from acid.errors import EngineError, Error, TxnError
 
 __all__ = ["LevelDBEngine"]
 
 _C_INT_MAX = 2**31 - 1
+_ref = weakref.ref
 
 
 def _compression(text: str) -> str | None:
@@ -117,6 +141,11 @@ class LevelDBEngine(Engine):
         self.sync = sync
         self.lock_timeout = float(lock_timeout)
         self._writer = WriterLock()
+        #: Weak references to the open read transactions, for close(); a
+        #: reference removes itself when its transaction is freed.
+        self._readers: set[weakref.ref[_LevelDBReader]] = set()
+        self._forget = self._readers.discard
+        self._close_lock = threading.Lock()
         make_dirs("leveldb", os.path.dirname(self.path))
         try:
             self._db = plyvel.DB(
@@ -145,31 +174,66 @@ class LevelDBEngine(Engine):
         return cls(url.path, **resolve_params(url, cls.PARAMS))
 
     def begin(self, write: bool = False, timeout: float | None = None) -> Txn:
+        # No local variable holds the database while something may raise: a
+        # traceback kept by the application would keep it open after close().
+        if timeout is not None:
+            check_timeout(timeout)
+        if self._db is None:
+            raise closed_engine(self.url)
+        txn: Txn
+        if not write:
+            txn = _LevelDBReader(self, self._snapshot())
+        else:
+            lock = self._writer
+            lock.acquire(timeout, self.lock_timeout, self.url)
+            try:
+                txn = _LevelDBTxn(self, self._snapshot(), lock)
+            except BaseException:
+                lock.release()
+                raise
+        if self._db is None:  # close() ran meanwhile and may not have seen it
+            txn.abort()
+            raise closed_engine(self.url)
+        return txn
+
+    def get(self, key: bytes) -> bytes | None:
+        # The latest committed value, as a snapshot of its own would give,
+        # without one. The call holds the database until it returns.
+        try:
+            return self._db.get(key)
+        except AttributeError:
+            raise closed_engine(self.url) from None
+        except (plyvel.Error, RuntimeError) as exc:
+            raise EngineError(f"LevelDB error on {self.url}: {_text(exc)}") from exc
+
+    def _snapshot(self) -> Any:
         db = self._db
         if db is None:
             raise closed_engine(self.url)
-        if not write:
-            return _LevelDBReader(self, db.snapshot())
-        lock = self._writer
-        lock.acquire(timeout, self.lock_timeout, self.url)
-        try:
-            txn = _LevelDBTxn(self, db.snapshot())
-        except BaseException:
-            lock.release()
-            raise
-        lock.hold(txn)
-        return txn
+        return db.snapshot()
 
     def close(self) -> None:
-        """Close the database; a write transaction still open is aborted.
-        Read transactions raise ``EngineError`` from then on."""
-        db, self._db = self._db, None
+        """Close the database without waiting for anything.
+
+        Every open transaction is ended (later calls raise ``TxnError``; a
+        write transaction is aborted). A call that another thread has in
+        flight finishes first, holding the database open until it returns.
+        """
+        with self._close_lock:
+            db, self._db = self._db, None
         if db is None:
             return
         writer = self._writer.holder
         if writer is not None:
             writer.close_for_engine(self.url)
-        db.close()
+        for ref in list(self._readers):
+            reader = ref()
+            if reader is not None:
+                reader.close_for_engine(self.url)
+        # ``db`` and getrefcount's argument: nothing else holds the database,
+        # so no other thread can be inside it. Otherwise it closes when freed.
+        if sys.getrefcount(db) <= 2:
+            db.close()
 
     def __del__(self) -> None:
         if getattr(self, "_db", None) is not None:
@@ -183,74 +247,172 @@ def _text(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, OSError) else str(arg)
 
 
-class _LevelDBTxn(OverlayWrites, Txn):
-    """A write transaction (and, through :class:`_LevelDBReader`, a read one)."""
+class _Ended:
+    """What an ended transaction's ``_snapshot`` is: a call that was already
+    running when another thread ended it (``close()``) fails here."""
 
-    write = True
+    __slots__ = ()
+
+    def get(self, key: bytes) -> bytes | None:
+        raise TxnError("transaction ended: its engine was closed")
+
+    def iterator(self, **options: Any) -> Iterator[tuple[bytes, bytes]]:
+        raise TxnError("transaction ended: its engine was closed")
+
+
+_ENDED = _Ended()
+#: Writes of ended transactions (never written).
+_NO_PUTS: dict[bytes, bytes] = {}
+_USED_AFTER_END = "iterator used after its transaction ended"
+
+
+class _Base(Txn):
+    """What readers and writers share: a snapshot, the native iterators
+    made from it, and the scans over them."""
+
+    __slots__ = ("_boxes", "_engine", "_snapshot")
+    _engine: LevelDBEngine
+    _snapshot: Any
+    #: One ``[plyvel iterator]`` list per scan, emptied when the scan ends
+    #: or the transaction does (``None``: no scan yet). Only these lists
+    #: hold the native iterators: see :meth:`_steps`.
+    _boxes: list[list[Any]] | None
+
+    def _scan_native(
+        self, key: bytes, reverse: bool, inclusive: bool
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """A scan of the snapshot by a new native iterator (see :meth:`_steps`)."""
+        try:
+            if reverse:
+                native = self._snapshot.iterator(
+                    stop=key, include_stop=inclusive, reverse=True
+                )
+            else:
+                start = key if inclusive else key + b"\x00"
+                native = self._snapshot.iterator(start=start)
+        except (plyvel.Error, RuntimeError) as exc:
+            raise self._fail(exc) from exc
+        box = [native]
+        boxes = self._boxes
+        if boxes is None:
+            self._boxes = [box]
+        else:
+            boxes.append(box)
+            if len(boxes) > 16:  # forget finished scans (a long-lived txn)
+                boxes[:] = [b for b in boxes if b]
+        return self._steps(box)
+
+    def _steps(self, box: list[Any]) -> Iterator[tuple[bytes, bytes]]:
+        # Each step takes the native iterator out of ``box``: a step in
+        # flight holds it until it returns, but between steps this generator
+        # holds neither it nor the database, so ending the transaction (which
+        # empties the box) frees them even while the scan is suspended.
+        try:
+            while True:
+                item = next(box[0], None)  # plyvel yields tuples, never None
+                if item is None:
+                    return
+                yield item
+        except IndexError:  # emptied: the transaction ended
+            raise TxnError(_USED_AFTER_END) from None
+        except (plyvel.Error, RuntimeError) as exc:
+            raise self._fail(exc) from exc
+        finally:
+            box.clear()  # done, or dropped half-way: free the native iterator
+
+    def _release(self) -> None:
+        # Drop every native reference: another thread may be inside a call on
+        # one of them (close()), so nothing is closed explicitly; what nobody
+        # else references is freed here, the rest when its call returns.
+        self._snapshot = _ENDED
+        boxes = self._boxes
+        if boxes is not None:
+            self._boxes = None
+            for box in boxes:
+                box.clear()
+
+    def _fail(self, exc: BaseException) -> Error:
+        if self.ended:
+            return TxnError(_USED_AFTER_END)
+        if self._engine._db is None:
+            return closed_engine(self._engine.url)
+        return EngineError(f"LevelDB error on {self._engine.url}: {_text(exc)}")
+
+
+class _LevelDBReader(_Base):
+    """A read transaction: one snapshot, nothing buffered."""
+
+    __slots__ = ("_ref",)
+    write = False
+    put = delete = replace = pop = read_only
 
     def __init__(self, engine: LevelDBEngine, snapshot: Any) -> None:
         self._engine = engine
         self._snapshot = snapshot
-        self._sget = snapshot.get
+        self._boxes = None
+        self._ref = ref = _ref(self, engine._forget)
+        engine._readers.add(ref)
+
+    def get(self, key: bytes) -> bytes | None:
+        try:
+            return self._snapshot.get(key)
+        except (plyvel.Error, RuntimeError) as exc:
+            raise self._fail(exc) from exc
+
+    def iter(self, key: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        return self._scan_native(key, reverse, True)
+
+    def _release(self) -> None:
+        self._engine._forget(self._ref)
+        _Base._release(self)
+
+
+class _LevelDBTxn(OverlayWrites, _Base):
+    """A write transaction: a snapshot plus the buffered writes."""
+
+    __slots__ = ("_overlay", "_puts", "_writes")
+    write = True
+
+    def __init__(self, engine: LevelDBEngine, snapshot: Any, lock: WriterLock) -> None:
+        self._engine = engine
+        self._snapshot = snapshot
+        self._boxes = None
+        self._puts: dict[bytes, bytes] = {}
+        self._overlay: Overlay | None = None  # see OverlayWrites
         self._writes = 0
-        self._overlay = Overlay()
-        self._puts = self._overlay.puts
+        lock.hold(self)
 
     def get(self, key: bytes) -> bytes | None:
         value = self._puts.get(key)
         if value is None:
             try:
-                return self._sget(key)
+                return self._snapshot.get(key)
             except (plyvel.Error, RuntimeError) as exc:
                 raise self._fail(exc) from exc
         return None if value is DELETED else value
 
     def iter(self, key: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
-        if self.write:
-            return live_iter(self, self._scan, key, reverse)
-        try:
-            native = self._native(key, reverse, True)
-        except (plyvel.Error, RuntimeError) as exc:
-            raise self._fail(exc) from exc
-        return self._read_scan(native)
-
-    def _native(
-        self, key: bytes, reverse: bool, inclusive: bool
-    ) -> Iterator[tuple[bytes, bytes]]:
-        snap = self._snapshot
-        if reverse:
-            return snap.iterator(stop=key, include_stop=inclusive, reverse=True)
-        return snap.iterator(start=key if inclusive else key + b"\x00")
-
-    def _read_scan(
-        self, native: Iterator[tuple[bytes, bytes]]
-    ) -> Iterator[tuple[bytes, bytes]]:
-        try:
-            for item in native:
-                if self.ended:
-                    raise TxnError("iterator used after its transaction ended")
-                yield item
-        except (plyvel.Error, RuntimeError) as exc:
-            raise self._fail(exc) from exc
+        return live_iter(self, self._scan, key, reverse)
 
     def _scan(
         self, key: bytes, reverse: bool, inclusive: bool
     ) -> Iterator[tuple[bytes, bytes]]:
-        base = self._native(key, reverse, inclusive)
+        base = self._scan_native(key, reverse, inclusive)
         if not self._puts:
             return base
-        return merge(base, self._overlay.scan(key, reverse, inclusive), reverse)
+        return merge(base, ordered(self).scan(key, reverse, inclusive), reverse)
 
     def _commit(self) -> None:
         if self._puts:
             self._write_batch()
 
     def _write_batch(self) -> None:
-        db = self._engine._db
+        engine = self._engine
+        db = engine._db
         if db is None:
-            raise closed_engine(self._engine.url)
+            raise closed_engine(engine.url)
         try:
-            batch = db.write_batch(sync=self._engine.sync)
+            batch = db.write_batch(sync=engine.sync)
             for key, value in self._puts.items():
                 if value is DELETED:
                     batch.delete(key)
@@ -258,38 +420,13 @@ class _LevelDBTxn(OverlayWrites, Txn):
                     batch.put(key, value)
             batch.write()
         except (plyvel.Error, RuntimeError) as exc:
+            db = batch = None  # a kept traceback must not keep the database
             raise EngineError(
-                f"{self._engine.url}: commit failed, nothing was written: {_text(exc)}"
+                f"{engine.url}: commit failed, nothing was written: {_text(exc)}"
             ) from exc
 
     def _release(self) -> None:
-        # Close the snapshot and drop every reference to it (``_sget`` is
-        # bound to it), even while the application keeps this object.
         self._writes += 1  # wakes live iterators so that they raise
-        self._overlay = _NO_OVERLAY
-        self._puts = _NO_OVERLAY.puts
-        snapshot, self._snapshot, self._sget = self._snapshot, None, None
-        try:
-            snapshot.close()
-        except RuntimeError:
-            pass  # the database closed first, taking the snapshot with it
-
-    def _fail(self, exc: BaseException) -> Error:
-        if self.ended:
-            return TxnError("iterator used after its transaction ended")
-        if self._engine._db is None:
-            return closed_engine(self._engine.url)
-        return EngineError(f"LevelDB error on {self._engine.url}: {_text(exc)}")
-
-    def __del__(self) -> None:
-        if self.write:  # a reader's snapshot goes with the plyvel object
-            self.abandon()
-
-
-#: What ended transactions point at instead of their writes (never written).
-_NO_OVERLAY = Overlay()
-
-
-class _LevelDBReader(_LevelDBTxn):
-    write = False
-    put = delete = replace = pop = read_only
+        self._overlay = None
+        self._puts = _NO_PUTS
+        _Base._release(self)

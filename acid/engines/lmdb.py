@@ -25,6 +25,7 @@ b'v'
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import threading
 from collections.abc import Hashable, Iterator
@@ -38,15 +39,18 @@ from acid.engines import (
     Engine,
     EngineURL,
     Param,
+    ThreadToken,
     Txn,
     WriterLock,
     check_params,
     check_path,
     check_timeout,
     closed_engine,
+    is_this_thread,
     make_dirs,
     read_only,
     resolve_params,
+    thread_name,
 )
 from acid.errors import (
     ConfigError,
@@ -61,22 +65,48 @@ __all__ = ["LMDBEngine"]
 
 _DEFAULT_MAP = 2**40 if IS_64BIT else 2**30
 _C_INT_MAX = 2**31 - 1
-_current_thread = threading.current_thread
-get_ident = threading.get_ident
+
+
+class _Writer(WriterLock):
+    """The writer lock of one environment; it also keeps the native write
+    transaction, so that one freed without ending (its Python object
+    dropped) is aborted in the right thread."""
+
+    __slots__ = ("native", "shared")
+
+    def __init__(self, shared: _Shared) -> None:
+        super().__init__()
+        self.shared = shared
+        #: The native transaction of the current (or last) writer.
+        self.native: lmdb.Transaction | None = None
+
+    def _abandoned(self) -> None:
+        # Called from a weak reference's callback, maybe by the garbage
+        # collector in another thread: only the thread that began the
+        # transaction may abort it natively; otherwise it is orphaned.
+        native, self.native = self.native, None
+        owner = self._owner
+        if owner is None or is_this_thread(owner) or owner() is None:
+            _abort_native(native)
+            super()._abandoned()
+        else:
+            self.shared.orphan = (native, owner)
 
 
 class _Shared:
-    """One native environment per path per process, shared by engines."""
+    """One native environment per storage per process, shared by engines."""
 
     def __init__(self, env: lmdb.Environment, options: dict[str, Any]) -> None:
         self.env = env
         self.options = options
-        self.writer = WriterLock()
+        self.writer = _Writer(self)
         self.users = 0
+        #: Where ``_open`` files it (see ``_storage_key``).
+        self.key: Hashable = None
         #: A write transaction ended from another thread while the thread
-        #: that began it still runs: ``(native txn, that thread)``. It keeps
-        #: ``writer`` held, as it keeps LMDB's own writer lock.
-        self.orphan: tuple[lmdb.Transaction, threading.Thread] | None = None
+        #: that began it still runs: ``(native txn, that thread's token)``.
+        #: It keeps ``writer`` held, as it keeps LMDB's own writer lock.
+        self.orphan: tuple[Any, ThreadToken | None] | None = None
         # Re-entrant, like _open_lock: the garbage collector may close an
         # engine (``__del__``) in the middle of this very code.
         self._reap_lock = threading.RLock()
@@ -88,8 +118,8 @@ class _Shared:
             orphan = self.orphan
             if orphan is None:
                 return True
-            native, thread = orphan
-            if thread is not _current_thread() and thread.is_alive():
+            native, owner = orphan
+            if owner is not None and not is_this_thread(owner) and owner() is not None:
                 return False
             if self.orphan is not orphan:
                 return True  # reaped meanwhile (a nested call from the GC)
@@ -99,7 +129,8 @@ class _Shared:
         return True
 
 
-_open: dict[str, _Shared] = {}
+#: Open environments by storage (see ``_storage_key``).
+_open: dict[Hashable, _Shared] = {}
 _open_lock = threading.RLock()
 
 
@@ -164,6 +195,8 @@ class LMDBEngine(Engine):
         return self._shared
 
     def begin(self, write: bool = False, timeout: float | None = None) -> Txn:
+        if timeout is not None:
+            check_timeout(timeout)
         env = self._env
         if env is None:
             raise closed_engine(self.url)
@@ -178,26 +211,26 @@ class LMDBEngine(Engine):
                 "readonly to write"
             )
         shared = self._shared
-        orphan = shared.orphan
-        if orphan is not None and not shared.reap():
-            if timeout is not None:
-                check_timeout(timeout)
-            raise _orphaned(self.url, orphan[1])  # waiting cannot help
+        if shared.orphan is not None and not shared.reap():
+            raise _orphaned(self.url, shared.orphan)  # waiting cannot help
         lock = shared.writer
         try:
-            me = lock.acquire(timeout, self.lock_timeout, self.url)
+            owner = lock.acquire(timeout, self.lock_timeout, self.url)
         except TxnTimeout:
-            if shared.orphan is not None:
-                raise _orphaned(self.url, shared.orphan[1]) from None
+            orphan = shared.orphan
+            if orphan is not None:
+                raise _orphaned(self.url, orphan) from None
             raise
         try:
-            txn = _LMDBTxn(self, env.begin(write=True, buffers=False), me)
+            # (db, parent, write) positionally: py-lmdb parses keywords
+            # slowly, and buffers=False is the default.
+            lock.native = native = env.begin(None, None, True)
         except BaseException as exc:
             lock.release()
             if isinstance(exc, lmdb.Error):
                 raise _translate(exc, self) from exc
             raise
-        lock.hold(txn)
+        txn = _LMDBTxn(self, native, owner, lock)
         if self._env is None:  # close() ran meanwhile and may not have seen it
             txn.abort()
             raise closed_engine(self.url)
@@ -233,27 +266,41 @@ class LMDBEngine(Engine):
         writer = shared.writer.holder
         if isinstance(writer, _LMDBTxn) and writer._engine is self:
             writer.close_for_engine(self.url)
-        _release(self.path, shared)
+        _release(shared)
 
     def __del__(self) -> None:
         if getattr(self, "_env", None) is not None:
             self.close()
 
 
-def _orphaned(url: str, thread: threading.Thread) -> TxnTimeout:
+def _orphaned(url: str, orphan: tuple[Any, ThreadToken | None] | None) -> TxnTimeout:
+    name = thread_name(orphan[1] if orphan is not None else None)
     return TxnTimeout(
         f"{url}: the writer lock belongs to a write transaction of thread "
-        f"{thread.name!r} that was ended from another thread (by close(), or "
-        "freed elsewhere) while that thread still runs; LMDB lets only the "
-        "thread that began a write transaction release the lock, so it is "
-        "released when that thread begins another write transaction or ends. "
+        f"{name} that was ended from another thread (by close(), or freed "
+        "elsewhere) while that thread still runs; LMDB lets only the thread "
+        "that began a write transaction release the lock, so it is released "
+        "when that thread begins another write transaction or ends. "
         "Commit or abort write transactions in the thread that began them."
     )
 
 
+def _storage_key(path: str) -> Hashable:
+    """What identifies the storage at ``path``: the device and inode of the
+    directory (or file, with ``subdir=false``), so that spellings through a
+    symlink, ``..`` or a hard link find the one environment; ``None`` if
+    nothing is there yet (then nothing can be open there either)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
 def _acquire(path: str, options: dict[str, Any]) -> _Shared:
     with _open_lock:
-        shared = _open.get(path)
+        key = _storage_key(path)
+        shared = _open.get(key) if key is not None else None
         if shared is not None:
             shared.users += 1  # at once: a collected engine may release meanwhile
             if shared.options == options:
@@ -266,19 +313,20 @@ def _acquire(path: str, options: dict[str, Any]) -> _Shared:
             )
         shared = _Shared(_open_env(path, options), options)
         shared.users = 1
-        _open[path] = shared
+        shared.key = _storage_key(path)  # exists now
+        _open[shared.key] = shared
         return shared
 
 
-def _release(path: str, shared: _Shared) -> None:
+def _release(shared: _Shared) -> None:
     with _open_lock:
         shared.users -= 1
         if shared.users or not shared.reap():
             # Other engines use it, or an orphaned writer still holds LMDB's
             # lock (closing would wait for its thread): keep it for reuse.
             return
-        if _open.get(path) is shared:
-            del _open[path]
+        if _open.get(shared.key) is shared:
+            del _open[shared.key]
         shared.env.close()
 
 
@@ -288,8 +336,10 @@ def _describe(options: dict[str, Any]) -> str:
 
 def _open_env(path: str, options: dict[str, Any]) -> lmdb.Environment:
     sync = options["sync"]
+    subdir = options["subdir"]
     if not options["readonly"]:
-        make_dirs("lmdb", path if options["subdir"] else os.path.dirname(path))
+        make_dirs("lmdb", path if subdir else os.path.dirname(path))
+    _check_existing(path, subdir)
     try:
         return lmdb.open(
             path,
@@ -315,6 +365,29 @@ def _open_env(path: str, options: dict[str, Any]) -> lmdb.Environment:
         ) from exc
     except OSError as exc:
         raise EngineError(f"lmdb:{path}: cannot open the environment: {exc}") from exc
+
+
+def _check_existing(path: str, subdir: bool) -> None:
+    """``ConfigError`` when what is at ``path`` cannot be an environment: a
+    regular file above it, or a file where ``subdir`` wants a directory (or
+    the reverse). ``make_dirs`` finds the first case for writers only."""
+    try:
+        mode = os.stat(path).st_mode
+    except NotADirectoryError as exc:
+        raise ConfigError(
+            f"lmdb:{path}: the path is below a regular file, so it cannot be "
+            "an environment"
+        ) from exc
+    except OSError:
+        return  # missing or unreadable: LMDB's own error says so
+    if subdir and not stat.S_ISDIR(mode):
+        raise ConfigError(
+            f"lmdb:{path} is a file, not a directory; open it with subdir=false"
+        )
+    if not subdir and stat.S_ISDIR(mode):
+        raise ConfigError(
+            f"lmdb:{path} is a directory; open it with subdir=true (the default)"
+        )
 
 
 def _translate(exc: lmdb.Error, engine: LMDBEngine, key: bytes = b"?") -> Error:
@@ -345,7 +418,9 @@ def _translate(exc: lmdb.Error, engine: LMDBEngine, key: bytes = b"?") -> Error:
     return EngineError(f"LMDB error on {engine.url}: {exc}")
 
 
-def _abort_native(native: lmdb.Transaction) -> None:
+def _abort_native(native: lmdb.Transaction | None) -> None:
+    if native is None:
+        return
     try:
         native.abort()
     except lmdb.Error:
@@ -362,6 +437,7 @@ class _LMDBReader(Txn):
     transaction until the object is freed).
     """
 
+    __slots__ = ("_engine", "_native")
     write = False
     put = delete = replace = pop = read_only
 
@@ -404,26 +480,35 @@ class _LMDBReader(Txn):
 
 
 class _LMDBTxn(Txn):
-    """A write transaction, holding the writer lock until it ends."""
+    """A write transaction, holding the writer lock until it ends.
 
+    No ``__del__``: one dropped without ending is noticed by the writer
+    lock (see :class:`_Writer`), so ended ones are freed at no cost.
+    """
+
+    __slots__ = ("_engine", "_native", "_owner", "_writes")
     write = True
+    _thread_bound = True  # LMDB's writer lock belongs to the beginning thread
 
     def __init__(
-        self, engine: LMDBEngine, native: lmdb.Transaction, thread: threading.Thread
+        self,
+        engine: LMDBEngine,
+        native: lmdb.Transaction,
+        owner: ThreadToken | None,
+        lock: _Writer,
     ) -> None:
         self._engine = engine
         self._native: Any = native
-        self._thread = thread  # the one that began it (and holds LMDB's lock)
-        self._ident = thread.ident
-        # Bound native methods, looked up once: these calls are the write path.
-        self._nget: Any = native.get
-        self._nput: Any = native.put
-        self._nreplace: Any = native.replace
-        self._writes = 0
+        self._owner = owner  # the thread that began it (and holds LMDB's lock)
+        self._writes = 0  # bumped by every write: live iterators re-seek
+        lock.hold(self)
+
+    # The native methods are looked up on each call: with LOAD_METHOD that
+    # is as fast as calling a stored bound method, and begin is cheaper.
 
     def get(self, key: bytes) -> bytes | None:
         try:
-            return self._nget(key)
+            return self._native.get(key)
         except lmdb.BadValsizeError:
             return None  # empty or longer than LMDB allows: cannot exist
         except lmdb.Error as exc:
@@ -431,7 +516,7 @@ class _LMDBTxn(Txn):
 
     def put(self, key: bytes, value: bytes) -> None:
         try:
-            self._nput(key, value)
+            self._native.put(key, value)
         except lmdb.Error as exc:
             raise self._fail(exc, key) from exc
         self._writes += 1
@@ -448,7 +533,7 @@ class _LMDBTxn(Txn):
 
     def replace(self, key: bytes, value: bytes) -> bytes | None:
         try:
-            old: bytes | None = self._nreplace(key, value)
+            old: bytes | None = self._native.replace(key, value)
         except lmdb.Error as exc:
             raise self._fail(exc, key) from exc
         self._writes += 1
@@ -493,14 +578,12 @@ class _LMDBTxn(Txn):
         except lmdb.Error as exc:
             raise self._fail(exc, key) from exc
 
-    def commit(self) -> None:
-        if self._ident != get_ident() and not self.ended:
-            raise TxnError(
-                f"{self._engine.url}: commit an LMDB write transaction in the "
-                f"thread that began it ({self._thread.name!r}); LMDB's writer "
-                "lock belongs to that thread"
-            )
-        Txn.commit(self)
+    def _wrong_thread(self) -> TxnError:
+        return TxnError(
+            f"{self._engine.url}: commit an LMDB write transaction in the "
+            f"thread that began it ({thread_name(self._owner)}); LMDB's writer "
+            "lock belongs to that thread"
+        )
 
     def _commit(self) -> None:
         try:
@@ -508,22 +591,27 @@ class _LMDBTxn(Txn):
         except lmdb.Error as exc:
             raise _translate(exc, self._engine) from exc
 
-    def _abort(self) -> None:
-        thread = self._thread
-        if thread is _current_thread() or not thread.is_alive():
-            _abort_native(self._native)
-        else:  # only ``thread`` can release LMDB's writer lock: see the module doc
-            self._engine._shared.orphan = (self._native, thread)
-            self._writer = None  # so the base keeps the writer lock held
+    def _abort(self) -> bool:
+        owner = self._owner
+        if owner is None or is_this_thread(owner) or owner() is None:
+            try:
+                self._native.abort()
+            except lmdb.Error:
+                pass  # already invalidated by the environment closing
+            return False
+        # Only that thread can release LMDB's writer lock (see the module
+        # doc): keep ours held until the orphan is reaped.
+        self._engine._shared.orphan = (self._native, owner)
+        return True
 
     def _release(self) -> None:
         self._writes += 1  # live iterators stop at their next step
-        self._native = self._nget = self._nput = self._nreplace = None
+        self._native = None
 
     def _fail(self, exc: lmdb.Error, key: bytes) -> Exception:
         if self.ended:
             return TxnError("iterator used after its transaction ended")
-        failure = self.failure
+        failure = getattr(self, "failure", None)
         if failure is not None:
             return failure.error(failure.message)
         error = _translate(exc, self._engine, key)
@@ -532,12 +620,6 @@ class _LMDBTxn(Txn):
             # aborted. Say so on every later call, commit included.
             self.poison(MapFullError, f"{error}; this transaction can only be aborted")
         return error
-
-    def __del__(self) -> None:
-        # An abandoned transaction gives back the writer lock now, not when
-        # the engine closes.
-        if not self.ended:
-            self.abandon()
 
 
 def _seek(cur: lmdb.Cursor, key: bytes, reverse: bool, inclusive: bool) -> bool:

@@ -8,8 +8,14 @@ next commit copies it and publishes the copy, and the old version is freed
 by reference counting when its last reader ends. An unpinned version is
 updated in place, so a single-threaded program never copies.
 
+A reader pins a version by referencing its dict (its ``get`` is bound to
+it), and so does a scan; a commit finds out whether anything does from the
+dict's reference count. Readers thus need no bookkeeping at all, and one
+dropped without ending unpins as it is freed.
+
 Writers are serialized by a lock; a write transaction buffers its changes in
-an :class:`~acid.engines._overlay.Overlay` and publishes them on commit.
+a dict (sorted into an :class:`~acid.engines._overlay.Overlay` when a scan
+needs order) and publishes them on commit.
 
 >>> engine = SkipListEngine()
 >>> with engine.begin(write=True) as txn:
@@ -24,6 +30,7 @@ True
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Iterator
 from itertools import chain
@@ -36,11 +43,19 @@ from acid.engines import (
     Txn,
     WriterLock,
     check_params,
+    check_timeout,
     closed_engine,
     read_only,
     resolve_params,
 )
-from acid.engines._overlay import DELETED, Overlay, OverlayWrites, live_iter, merge
+from acid.engines._overlay import (
+    DELETED,
+    Overlay,
+    OverlayWrites,
+    live_iter,
+    merge,
+    ordered,
+)
 from acid.engines._sortedkeys import SortedKeys
 from acid.errors import ConfigError, TxnError
 
@@ -51,15 +66,21 @@ __all__ = ["SkipListEngine"]
 INPLACE_MAX = 4096
 
 
+#: References to a version's dict that pin nothing: the version's own, the
+#: committing writer's bound ``get`` and ``sys.getrefcount``'s argument.
+#: Without ``sys.getrefcount`` (not CPython) every version counts as pinned.
+_UNPINNED = 3
+_refcount = getattr(sys, "getrefcount", lambda obj: _UNPINNED + 1)
+
+
 class _Version:
     """One committed state: immutable once a reader pinned it."""
 
-    __slots__ = ("data", "keys", "readers")
+    __slots__ = ("data", "keys")
 
     def __init__(self, data: dict[bytes, bytes], keys: SortedKeys) -> None:
         self.data = data
         self.keys = keys
-        self.readers: set[int] = set()  # ids of read txns pinning this version
 
     def scan(
         self, key: bytes, reverse: bool, inclusive: bool = True
@@ -68,17 +89,16 @@ class _Version:
         for k in self.keys.irange(key, reverse, inclusive):
             yield k, data[k]
 
-    def apply(self, overlay: Overlay, copy: bool) -> _Version:
-        """This version with ``overlay`` applied (a new one if ``copy``)."""
+    def apply(self, puts: dict[bytes, bytes], copy: bool) -> _Version:
+        """This version with ``puts`` applied (a new one if ``copy``)."""
         data = self.data.copy() if copy else self.data
-        puts = overlay.puts
         if len(puts) * 4 > len(data):  # bulk: rebuild the order in C
             for k, v in puts.items():
                 if v is DELETED:
                     data.pop(k, None)
                 else:
                     data[k] = v
-            merged = dict.fromkeys(sorted(chain(self.keys, overlay.puts)))
+            merged = dict.fromkeys(sorted(chain(self.keys, puts)))
             ordered = list(filter(data.__contains__, merged))
             keys = SortedKeys.from_sorted(ordered)
         else:
@@ -135,23 +155,20 @@ class SkipListEngine(Engine):
             return self._current.data.get(key)
 
     def begin(self, write: bool = False, timeout: float | None = None) -> Txn:
+        if timeout is not None:
+            check_timeout(timeout)
         if self._closed:
             raise closed_engine(self.url)
         if write:
             lock = self._writer
             lock.acquire(timeout, self.lock_timeout, self.url)
             try:
-                txn = _WriteTxn(self)
+                return _WriteTxn(self, lock)
             except BaseException:
                 lock.release()
                 raise
-            lock.hold(txn)
-            return txn
-        with self._pin_lock:
-            version = self._current
-            reader = _ReadTxn(version)
-            version.readers.add(id(reader))
-        return reader
+        with self._pin_lock:  # not while an in-place commit applies
+            return _ReadTxn(self._current)
 
     def close(self) -> None:
         """Close the engine; a write transaction still open is aborted.
@@ -164,21 +181,24 @@ class SkipListEngine(Engine):
         if writer is not None:
             writer.close_for_engine(self.url)
 
-    def _publish(self, overlay: Overlay) -> None:
-        """Apply a committing writer's overlay (the writer lock is held)."""
+    def _publish(self, puts: dict[bytes, bytes]) -> None:
+        """Apply a committing writer's writes (the writer lock is held)."""
         if self._closed:
             raise closed_engine(self.url)
         with self._pin_lock:
             current = self._current
-            if not current.readers and len(overlay) <= INPLACE_MAX:
-                self._current = current.apply(overlay, copy=False)
+            if len(puts) <= INPLACE_MAX and _refcount(current.data) <= _UNPINNED:
+                self._current = current.apply(puts, copy=False)
                 return
         # Readers may pin ``current`` meanwhile: it is not modified.
-        new = current.apply(overlay, copy=True)
+        new = current.apply(puts, copy=True)
         self._current = new
 
 
 class _ReadTxn(Txn):
+    # ``get`` is a slot holding the version's ``dict.get``: a reader's
+    # point read is one C call.
+    __slots__ = ("_version", "get")
     write = False
     put = delete = replace = pop = read_only
 
@@ -187,40 +207,39 @@ class _ReadTxn(Txn):
         self.get = version.data.get  # type: ignore[method-assign,assignment]
 
     def iter(self, key: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
-        return self._scan(self._version, key, reverse)
+        return self._scan(self._version.data, self._version.keys, key, reverse)
 
     def _scan(
-        self, version: _Version, key: bytes, reverse: bool
+        self, data: dict[bytes, bytes], keys: SortedKeys, key: bytes, reverse: bool
     ) -> Iterator[tuple[bytes, bytes]]:
-        data = version.data
-        for k in version.keys.irange(key, reverse):
+        # ``data`` is an argument, not looked up in the generator: an
+        # iterator pins the version from its creation.
+        for k in keys.irange(key, reverse):
             if self.ended:
                 raise TxnError("iterator used after its transaction ended")
             yield k, data[k]
 
     def _release(self) -> None:
-        version, self._version = self._version, _NO_VERSION
+        # Unpin: nothing of this transaction references the version now.
+        self._version = _NO_VERSION
         self.get = _NO_VERSION.data.get  # type: ignore[method-assign,assignment]
-        version.readers.discard(id(self))
-
-    def __del__(self) -> None:
-        # An abandoned reader must not keep its version pinned; set.discard
-        # is atomic, so this is safe from any thread and inside the GC.
-        version = getattr(self, "_version", None)
-        if version is not None:
-            version.readers.discard(id(self))
 
 
 class _WriteTxn(OverlayWrites, Txn):
+    """A write transaction; no ``__del__``: its :class:`WriterLock` gives
+    itself back when one is freed without ending."""
+
+    __slots__ = ("_base", "_base_get", "_engine", "_overlay", "_puts", "_writes")
     write = True
 
-    def __init__(self, engine: SkipListEngine) -> None:
+    def __init__(self, engine: SkipListEngine, lock: WriterLock) -> None:
         self._engine = engine
-        self._base = engine._current
-        self._base_get = self._base.data.get
-        self._overlay = Overlay()
-        self._puts = self._overlay.puts
+        self._base = base = engine._current
+        self._base_get = base.data.get  # one of the references _UNPINNED counts
+        self._puts: dict[bytes, bytes] = {}
+        self._overlay: Overlay | None = None  # see OverlayWrites
         self._writes = 0
+        lock.hold(self)
 
     def get(self, key: bytes) -> bytes | None:
         value = self._puts.get(key)
@@ -237,26 +256,22 @@ class _WriteTxn(OverlayWrites, Txn):
         base = self._base.scan(key, reverse, inclusive)
         if not self._puts:
             return base
-        return merge(base, self._overlay.scan(key, reverse, inclusive), reverse)
+        return merge(base, ordered(self).scan(key, reverse, inclusive), reverse)
 
     def _commit(self) -> None:
         if self._puts:
-            self._engine._publish(self._overlay)
+            self._engine._publish(self._puts)
 
     def _release(self) -> None:
         # Free the buffered writes and the base version now, even while the
         # application keeps this object.
         self._writes += 1  # wakes live iterators so that they raise
-        self._overlay = _NO_OVERLAY
-        self._puts = _NO_OVERLAY.puts
+        self._overlay = None
+        self._puts = _NO_PUTS
         self._base = _NO_VERSION
-
-    def __del__(self) -> None:
-        # A writer dropped without commit/abort must not block every later
-        # writer until the timeout: release the lock (abort semantics).
-        self.abandon()
+        self._base_get = _NO_VERSION.data.get
 
 
 #: What ended transactions point at instead of their data (never written).
 _NO_VERSION = _Version({}, SortedKeys())
-_NO_OVERLAY = Overlay()
+_NO_PUTS: dict[bytes, bytes] = {}

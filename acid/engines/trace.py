@@ -92,6 +92,7 @@ class _Log:
             self.file: IO[str] = _open_for_append(sink)
             self.owned = True
         elif callable(getattr(sink, "write", None)):
+            _check_writable(sink)
             self.file = sink
             self.owned = False
         else:
@@ -100,13 +101,23 @@ class _Log:
                 "trace sink must be a path (str or os.PathLike) or a text "
                 f"file, got {type(sink).__name__}"
             )
+        #: Set when the engine closes: the session is over, and an owned
+        #: file is closed, so later calls (which fail) are not logged.
+        self.closed = False
         self.lock = threading.RLock()
         self.txn_ids = itertools.count(1)
         self.iter_ids = itertools.count(1)
 
     def write(self, line: str) -> None:
+        if self.closed:
+            return
         self.file.write(line + "\n")
         self.file.flush()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.owned:
+            self.file.close()
 
     def call(self, prefix: str, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` under the log lock and log ``prefix -> ok`` (or error)."""
@@ -118,6 +129,23 @@ class _Log:
                 raise
             self.write(f"{prefix} -> ok")
             return result
+
+
+def _check_writable(sink: IO[str]) -> None:
+    """``ConfigError`` for a file object that cannot take the trace (opened
+    for reading, or closed), before anything is written to it."""
+    writable = getattr(sink, "writable", None)
+    try:
+        ok = True if writable is None else bool(writable())
+    except (OSError, ValueError):  # ValueError: closed
+        ok = False
+    if not ok:
+        name = getattr(sink, "name", None) or type(sink).__name__
+        raise ConfigError(
+            f"the trace sink {name!r} is not open for writing (closed, or "
+            "opened for reading); pass a path, or a text file opened with "
+            "mode 'a' or 'w'"
+        )
 
 
 def _open_for_append(path: str | bytes | os.PathLike[Any]) -> IO[str]:
@@ -149,9 +177,11 @@ class TraceEngine(Engine):
         url = ascii(engine.url or "?")[1:-1]
         try:
             log.write(f"{HEADER}{TRACE_VERSION} engine={url} pid={os.getpid()}")
+        except (OSError, ValueError) as exc:  # io.UnsupportedOperation is both
+            log.close()
+            raise ConfigError(f"cannot write to the trace sink: {exc}") from exc
         except BaseException:
-            if log.owned:
-                log.file.close()
+            log.close()
             raise
 
     @property
@@ -190,8 +220,7 @@ class TraceEngine(Engine):
                 self.engine.close()
             finally:
                 log.write("engine close -> ok")
-                if log.owned:
-                    log.file.close()
+                log.close()
 
 
 class _TraceTxn(Txn):

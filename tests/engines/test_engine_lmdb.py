@@ -285,3 +285,95 @@ def test_close_of_one_engine_ends_only_its_writer(tmp_path: Path) -> None:
     txn.commit()  # two's writer is not one's to end
     assert two.get(b"k") == b"v"
     two.close()
+
+
+def test_one_environment_whatever_the_spelling(tmp_path: Path) -> None:
+    # LMDB forbids opening one environment twice in a process: every
+    # spelling of the path (symlink, "..", a symlinked parent) must find the
+    # open one, whose identity and writer lock it shares.
+    (tmp_path / "real").mkdir()
+    (tmp_path / "dir").mkdir()
+    os.symlink(tmp_path / "real", tmp_path / "link")
+    os.symlink(tmp_path, tmp_path / "up")
+    spellings = ["real", "link", "dir/../real", "up/real", "up/link"]
+    engines = [from_url(f"lmdb:{tmp_path}/{s}?sync=false") for s in spellings]
+    try:
+        assert len({id(engine.identity) for engine in engines}) == 1
+        with engines[0].begin(write=True):
+            with pytest.raises(TxnError, match="already holds"):
+                engines[1].begin(write=True)  # one writer lock
+    finally:
+        for engine in engines:
+            engine.close()
+
+
+def test_one_file_environment_through_a_symlink(tmp_path: Path) -> None:
+    with from_url(f"lmdb:{tmp_path}/data.mdb?subdir=false&sync=false") as first:
+        with first.begin(write=True) as txn:
+            txn.put(b"k", b"v")
+        os.symlink(tmp_path / "data.mdb", tmp_path / "alias.mdb")
+        with from_url(f"lmdb:{tmp_path}/alias.mdb?subdir=false&sync=false") as second:
+            assert second.identity is first.identity
+            assert second.get(b"k") == b"v"
+
+
+@pytest.mark.parametrize("subdir", [True, False])
+def test_readonly_path_of_the_wrong_kind_is_config_error(
+    tmp_path: Path, subdir: bool
+) -> None:
+    with from_url(f"lmdb:{tmp_path}/dir?sync=false"):
+        pass  # a directory environment
+    (tmp_path / "file").write_bytes(b"x")
+    target = "dir" if not subdir else "file"
+    url = f"lmdb:{tmp_path}/{target}?readonly=true&subdir={str(subdir).lower()}"
+    with pytest.raises(ConfigError, match="subdir"):
+        from_url(url)
+    with pytest.raises(ConfigError, match="regular file"):
+        from_url(f"lmdb:{tmp_path}/file/below?readonly=true")
+
+
+def test_writer_freed_in_another_thread_is_orphaned_until_its_thread_ends(
+    tmp_path: Path,
+) -> None:
+    # A write transaction dropped without ending is noticed by the writer
+    # lock when it is freed. Freed here, while the thread that began it still
+    # runs, it cannot be aborted (LMDB's lock is that thread's): writers get
+    # TxnTimeout at once instead of waiting in C, until that thread ends.
+    with from_url(f"lmdb:{tmp_path}/db?sync=false") as engine:
+        handed: list[object] = []
+        release = threading.Event()
+
+        def owner() -> None:
+            txn = engine.begin(write=True)
+            txn.put(b"lost", b"1")
+            handed.append(txn)
+            del txn
+            release.wait(10)
+
+        thread = threading.Thread(target=owner, name="owner-thread")
+        thread.start()
+        while not handed:
+            time.sleep(0.01)
+        handed.clear()  # the last reference: freed in this thread
+        gc.collect()
+        start = time.monotonic()
+        with pytest.raises(TxnTimeout, match="owner-thread"):
+            engine.begin(write=True, timeout=5)
+        assert time.monotonic() - start < 1
+        release.set()
+        thread.join(timeout=10)
+        with engine.begin(write=True, timeout=5) as txn:  # reaped: the thread ended
+            assert txn.get(b"lost") is None
+            txn.put(b"k", b"v")
+        assert engine.get(b"k") == b"v"
+
+
+def test_writer_freed_in_its_own_thread_gives_the_lock_back_at_once(
+    tmp_path: Path,
+) -> None:
+    with from_url(f"lmdb:{tmp_path}/db?sync=false") as engine:
+        txn = engine.begin(write=True)
+        txn.put(b"lost", b"1")
+        del txn
+        with engine.begin(write=True, timeout=0) as txn:
+            assert txn.get(b"lost") is None

@@ -350,3 +350,37 @@ def test_an_engine_at_a_non_ascii_path_is_traced(tmp_path: Path) -> None:
     assert header.startswith("# acid-trace 1 engine=lmdb:")
     assert header.endswith(f"/caf\\xe9\\n/db pid={os.getpid()}")
     assert main([str(trace), f"lmdb:{tmp_path}/replayed"]) == 0
+
+
+@pytest.mark.parametrize("state", ["opened for reading", "closed"])
+def test_a_file_that_cannot_take_the_trace_is_config_error(
+    tmp_path: Path, state: str
+) -> None:
+    pytest.importorskip("plyvel")
+    (tmp_path / "t.trace").write_text("")
+    sink = open(tmp_path / "t.trace")  # noqa: SIM115 - its state is the test
+    if state == "closed":
+        sink.close()
+    url = f"leveldb:{tmp_path}/db"
+    with pytest.raises(ConfigError, match="not open for writing"):
+        acid.open(url, trace_path=sink)
+    sink.close()
+    acid.open(url).close()  # the engine was closed: its directory is unlocked
+    assert (tmp_path / "t.trace").read_text() == ""
+
+
+def test_nothing_is_traced_after_close() -> None:
+    # The session ends with "engine close": later calls fail as they would
+    # untraced (the file may be closed) and leave no lines.
+    out = io.StringIO()
+    engine = TraceEngine(from_url("skiplist:/"), out)
+    txn = engine.begin(write=True)
+    engine.close()
+    with pytest.raises(TxnError, match="closed"):
+        txn.put(b"k", b"v")
+    with pytest.raises(Error, match="closed"):
+        engine.begin()
+    assert out.getvalue().splitlines()[-2:] == [
+        "T1 begin write -> ok",
+        "engine close -> ok",
+    ]
