@@ -493,7 +493,7 @@ def is_this_thread(token: ThreadToken | None) -> bool:
     Never makes a token, so it is safe where ``this_thread()`` is not: in a
     garbage-collector callback (``threading.current_thread()`` may take a
     lock that the interrupted code holds)."""
-    return getattr(_marks, "token", None) is token
+    return token is not None and getattr(_marks, "token", None) is token
 
 
 def thread_of(token: ThreadToken | None) -> threading.Thread | None:

@@ -247,7 +247,7 @@ def _text(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, OSError) else str(arg)
 
 
-class _Ended:
+class _EndedSnapshot:
     """What an ended transaction's ``_snapshot`` is: a call that was already
     running when another thread ended it (``close()``) fails here."""
 
@@ -260,7 +260,7 @@ class _Ended:
         raise TxnError("transaction ended: its engine was closed")
 
 
-_ENDED = _Ended()
+_ENDED = _EndedSnapshot()
 #: Writes of ended transactions (never written).
 _NO_PUTS: dict[bytes, bytes] = {}
 _USED_AFTER_END = "iterator used after its transaction ended"
