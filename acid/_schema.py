@@ -116,8 +116,14 @@ class Schema:
         self.token = token
         for peer in self.peers():
             if peer is not self:  # they catch up at their next write
-                peer.verified_txn = None
+                peer.unverify()
         on_abort(txn, self._after_abort)
+
+    def unverify(self) -> None:
+        """Compare the token again before the next write of any live object."""
+        self.verified_txn = None
+        for coll in self.live_collections():
+            coll.forget_txn()
 
     def verify(self, txn: Txn) -> None:
         """Bring live objects up to date with the stored schema, if it moved.
@@ -188,7 +194,7 @@ class Schema:
     def _after_abort(self) -> None:
         for peer in self.peers():
             peer.token = None  # the next write compares afresh
-            peer.verified_txn = None
+            peer.unverify()
             try:
                 peer.reconcile()
             except Exception:  # e.g. the engine was closed meanwhile

@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 __all__ = ["CheckReport", "Collection", "add_index", "check"]
 
 _NONE: tuple[bytes, ...] = ()
+#: What ``_ok_txn`` holds when no transaction passed the checks: never the
+#: active transaction, ``None`` (no transaction) included.
+_NO_TXN = object()
 # Module globals for the put path: one dict lookup instead of two.
 _SCALARS = _query.SCALARS
 _pack = keylib.pack
@@ -97,6 +100,9 @@ class Collection:
         self._declared: dict[str, list[Index]] = {}
         self._detached: str | None = None
         self._refusal: Callable[[], None] | None = None
+        # The write transaction in which this object last passed its checks
+        # (schema token, declared indexes): writes in it skip them.
+        self._ok_txn: object = _NO_TXN
         enc = None if encoder is None else store.resolve_encoder(encoder)
         comp = None if compressor is None else store.resolve_compressor(compressor)
         meta = store.get_meta(KIND_TABLE, name)
@@ -122,7 +128,9 @@ class Collection:
         #: The raw prefix of this collection's record keys.
         self.key_prefix = store.space(self.id)
         self._ctx = store.context
-        self._ctx_get = store.context.get
+        # Typed Any: put and delete let ``None`` through only on their slow
+        # path (``_ok_txn`` is never ``None``), which mypy cannot follow.
+        self._ctx_get: Callable[[], Any] = store.context.get
         self._engine = store.engine
         self._schema = store.schema
         self._schema_key = store.schema_key
@@ -266,6 +274,7 @@ class Collection:
         self._update_refusal()
 
     def _update_refusal(self) -> None:
+        self._ok_txn = _NO_TXN
         if self._detached is not None:
             self._refusal = self._refuse_detached
         elif self._undeclared:
@@ -304,6 +313,11 @@ class Collection:
                 schema.verify(txn)
         if self._refusal is not None:
             self._refusal()
+        self._ok_txn = txn
+
+    def forget_txn(self) -> None:
+        """Check the schema again before the next write (it may have moved)."""
+        self._ok_txn = _NO_TXN
 
     # -- indexes ----------------------------------------------------------
 
@@ -410,9 +424,9 @@ class Collection:
         and commit the rest of the transaction.
         """
         txn = self._ctx_get()
-        if txn is None or txn.ended:  # autocommit (ended: a task inherited it)
-            return run_alone(self._engine, self._ctx, True, self.put, rec, key)
-        if txn is not self._schema.verified_txn or self._refusal:
+        if txn is not self._ok_txn:  # the first write of this object in txn
+            if txn is None or txn.ended:  # autocommit (ended: a task inherited it)
+                return run_alone(self._engine, self._ctx, True, self.put, rec, key)
             self._writable(txn)
         # Everything that can fail without writing comes first.
         value = self.codec.encode(rec) if self._cid else b"\x00" + self._pack(rec)
@@ -438,6 +452,10 @@ class Collection:
                 return key
             old_value = txn.replace(full, value)
         except BaseException:
+            if txn.ended:  # a task inherited it from a block that ended since
+                if counted:
+                    self.store.bump(self.counter_name, -1, 1)
+                return run_alone(self._engine, self._ctx, True, self.put, rec, key)
             if counted:
                 _roll_back(txn, lambda: self.store.bump(self.counter_name, -1, 1))
             raise
@@ -471,16 +489,21 @@ class Collection:
         Returns whether there was one. A delete that fails changes nothing.
         """
         txn = self._ctx_get()
-        if txn is None or txn.ended:  # autocommit (ended: a task inherited it)
-            return run_alone(self._engine, self._ctx, True, self.delete, key)
-        if txn is not self._schema.verified_txn or self._refusal:
+        if txn is not self._ok_txn:  # the first write of this object in txn
+            if txn is None or txn.ended:  # autocommit (ended: a task inherited it)
+                return run_alone(self._engine, self._ctx, True, self.delete, key)
             self._writable(txn)
         rkey = keylib.pack(_query.as_tuple(key))
         full = self.key_prefix + rkey
         indexes = self._indexes
-        if not indexes:
-            return txn.delete(full)
-        old_value = txn.pop(full)
+        try:
+            if not indexes:
+                return txn.delete(full)
+            old_value = txn.pop(full)
+        except BaseException:
+            if txn.ended:  # a task inherited it from a block that ended since
+                return run_alone(self._engine, self._ctx, True, self.delete, key)
+            raise
         if old_value is None:
             return False
         old: list[Entries] | None = None

@@ -80,3 +80,27 @@ def test_two_tasks_whose_blocks_span_an_await_never_freeze_the_loop(
 
     asyncio.run(in_threads())
     assert list(coll.keys()) == [(1,), (3,), (4,), (5,)]
+
+
+def test_task_writes_after_the_block_it_inherited_ended(store: acid.Store) -> None:
+    auto = store.add_collection("auto")  # counter keys: the counter must not skip
+    coll = store.add_collection("c")
+    coll.add_index("n", lambda r: r["n"])
+
+    async def child() -> None:
+        await asyncio.sleep(0)  # runs after the parent's block committed
+        coll.put({"n": 2}, key=2)  # this object last wrote in the ended txn
+        assert coll.delete(1)
+        auto.put({"n": 3})
+
+    async def main() -> None:
+        with store.begin(write=True):
+            task = asyncio.create_task(child())
+            coll.put({"n": 1}, key=1)
+            auto.put({"n": 1})
+        await task
+
+    asyncio.run(main())
+    assert list(coll.keys()) == [(2,)]
+    assert list(auto.keys()) == [(1,), (2,)]
+    assert store.check().ok
