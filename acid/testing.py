@@ -31,7 +31,7 @@ import pytest
 from acid.engines import Engine, Txn
 from acid.errors import ConfigError, EngineError, TxnError, TxnTimeout
 
-__all__ = ["EngineConformance", "close_within", "fill"]
+__all__ = ["EngineConformance", "close_within", "fill", "longest_stall"]
 
 
 def fill(engine: Engine, items: dict[bytes, bytes]) -> None:
@@ -75,6 +75,30 @@ def close_within(closable: Any, seconds: float) -> None:
         assert not closer.is_alive(), f"close() still waits after {seconds} s"
     finally:
         park.set()
+
+
+async def longest_stall(*coros: Any) -> float:
+    """Run ``coros`` concurrently; return the longest time (seconds) the event
+    loop went without running a 10 ms ticker: how long something blocked it.
+    """
+    stop = asyncio.Event()
+    worst = 0.0
+
+    async def ticker() -> None:
+        nonlocal worst
+        last = time.monotonic()
+        while not stop.is_set():
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            last, worst = now, max(worst, now - last)
+
+    tick = asyncio.create_task(ticker())
+    try:
+        await asyncio.gather(*coros)
+    finally:
+        stop.set()
+        await tick
+    return worst
 
 
 class EngineConformance:
@@ -502,22 +526,7 @@ class EngineConformance:
                 out["error"] = exc
             out["waited"] = time.monotonic() - start
 
-        async def ticker(stop: asyncio.Event) -> None:
-            last, worst = time.monotonic(), 0.0
-            while not stop.is_set():
-                await asyncio.sleep(0.01)
-                now = time.monotonic()
-                last, worst = now, max(worst, now - last)
-            out["stall"] = worst
-
-        async def main() -> None:
-            stop = asyncio.Event()
-            tick = asyncio.create_task(ticker(stop))
-            await asyncio.gather(first(), second())
-            stop.set()
-            await tick
-
-        asyncio.run(main())
+        out["stall"] = asyncio.run(longest_stall(first(), second()))
         assert isinstance(out["error"], TxnError)
         assert not isinstance(out["error"], TxnTimeout)
         assert out["waited"] < timeout / 4  # type: ignore[operator]

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import acid
+from acid.testing import longest_stall
 
 
 def test_task_created_inside_a_block_can_begin_its_own_later(
@@ -46,20 +47,8 @@ def test_two_tasks_whose_blocks_span_an_await_never_freeze_the_loop(
         except acid.errors.TxnError as exc:
             out[n] = exc
 
-    async def ticker(stop: asyncio.Event) -> None:
-        last, worst = time.monotonic(), 0.0
-        while not stop.is_set():
-            await asyncio.sleep(0.01)
-            now = time.monotonic()
-            last, worst = now, max(worst, now - last)
-        out["stall"] = worst
-
     async def main() -> None:
-        stop = asyncio.Event()
-        tick = asyncio.create_task(ticker(stop))
-        await asyncio.gather(writer(1, 0), writer(2, 0.05))
-        stop.set()
-        await tick
+        out["stall"] = await longest_stall(writer(1, 0), writer(2, 0.05))
 
     started = time.monotonic()
     asyncio.run(main())
