@@ -13,8 +13,6 @@
 
 from __future__ import annotations
 
-import math
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -40,6 +38,7 @@ from acid._txn import (
     on_abort,
     run_alone,
 )
+from acid.engines import check_timeout
 from acid.errors import (
     ConfigError,
     CorruptionError,
@@ -165,18 +164,7 @@ class Store:
         another writer.
         """
         if timeout is not None:
-            if (
-                isinstance(timeout, bool)
-                or not isinstance(timeout, int | float)
-                or timeout != timeout  # nan
-                or timeout < 0
-            ):
-                raise ConfigError(
-                    f"timeout must be a number of seconds >= 0 (inf waits "
-                    f"without limit), got {timeout!r}"
-                )
-            if timeout > threading.TIMEOUT_MAX:
-                timeout = math.inf
+            timeout = check_timeout(timeout)  # now, not when the block starts
         return Block(self.engine, self.context, bool(write), timeout)
 
     @property

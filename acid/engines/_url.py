@@ -209,15 +209,17 @@ def check_seconds(value: Any) -> float:
     """``value`` as seconds to wait: a number >= 0 or ``inf``; ``ValueError``
     for ``nan``, negatives and non-numbers.
 
-    >>> check_seconds(2), check_seconds(float("inf"))
-    (2.0, inf)
+    >>> check_seconds(2), check_seconds(float("inf")), check_seconds(10**400)
+    (2.0, inf, inf)
     """
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(_SECONDS_FORM)
-    value = float(value)
     if not value >= 0:  # also rejects nan, which compares false to everything
         raise ValueError(_SECONDS_FORM)
-    return value
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond any float: longer than forever
+        return float("inf")
 
 
 def check_timeout(timeout: Any) -> float:

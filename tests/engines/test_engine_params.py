@@ -198,3 +198,13 @@ def test_path_must_be_text(tmp_path: Path, scheme: str) -> None:
             pytest.importorskip("acid.engines.leveldb").LevelDBEngine(b"/tmp/x")
     with LMDBEngine(tmp_path / "db") as engine:  # type: ignore[arg-type]  # PathLike is fine
         assert engine.path == str(tmp_path / "db")
+
+
+def test_an_int_beyond_any_float_waits_without_limit() -> None:
+    from acid.engines import check_timeout, from_url
+
+    assert check_timeout(2**2000) == float("inf")
+    engine = from_url("skiplist:/")
+    with engine.begin(write=True, timeout=2**2000) as txn:
+        txn.put(b"k", b"v")
+    assert engine.begin(timeout=2**2000).get(b"k") == b"v"
