@@ -154,6 +154,7 @@ class OverlayWrites:
     def put(self, key: bytes, value: bytes) -> None:
         if type(key) is not bytes or type(value) is not bytes or not key:
             _bad_put(key, value)
+        # _buffer(key, value) inlined: this is every buffered put.
         puts = self._puts
         if key not in puts:
             overlay = self._overlay
