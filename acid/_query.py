@@ -51,10 +51,10 @@ def bounds(
     is inclusive; ``hi`` exclusive, or with ``include=True`` inclusive of every
     key that starts with ``hi``. ``None`` means "not given" (``0`` is a value).
     """
-    start, stop = keylib.prefix_range((), base)
     if key is not None:
         exact = keylib.pack(as_tuple(key), base)
         return exact, exact + b"\x00"
+    start, stop = keylib.prefix_range((), base)
     if prefix is not None:
         p_start, p_stop = keylib.prefix_range(as_tuple(prefix), base)
         start = max(start, p_start)
