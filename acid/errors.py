@@ -16,14 +16,17 @@ from __future__ import annotations
 __all__ = [
     "AbortError",
     "ConfigError",
+    "ConflictError",
     "ConstraintError",
     "CorruptionError",
     "EngineError",
     "Error",
+    "IndexNotReady",
     "KeyEncodingError",
     "MapFullError",
     "NameInUse",
     "NotFound",
+    "QueryError",
     "SchemaError",
     "TraceFormatError",
     "TxnError",
@@ -67,6 +70,19 @@ class TxnTimeout(TxnError):
     retryable = True
 
 
+class ConflictError(TxnError):
+    """A write transaction lost a conflict with one that committed first
+    (a serialization failure, a deadlock, an optimistic writer whose keys
+    changed since its snapshot). Nothing it wrote was committed; running it
+    again may succeed (see ``store.transact``).
+
+    ``attempts`` is set by a retry loop that gave up: how many times it ran.
+    """
+
+    retryable = True
+    attempts: int | None = None
+
+
 class NotFound(Error, KeyError):
     """A named object or record does not exist."""
 
@@ -92,6 +108,16 @@ class SchemaError(ConstraintError):
     It was created in a transaction that rolled back, dropped, or changed by
     another Store or process; open it again (``store.add_collection``).
     """
+
+
+class QueryError(Error, ValueError):
+    """A malformed query: an unknown operator, an operand of the wrong type,
+    a bad field path. The message names the operator and the path."""
+
+
+class IndexNotReady(Error):
+    """The index is still being built (``add_index(..., build="online")``);
+    it answers queries once its backfill has finished."""
 
 
 class TraceFormatError(Error, ValueError):

@@ -624,10 +624,16 @@ class Engine:
     ``max_key_size``
         the longest key the engine stores, ``None`` for no limit. Keys must
         be non-empty (LMDB cannot store the empty key).
+    ``concurrent_writers``
+        several write transactions may be open at once; a commit that
+        conflicts with one committed since it began raises
+        :class:`~acid.errors.ConflictError`. Otherwise writers take turns
+        (a second writer waits, then raises :class:`~acid.errors.TxnTimeout`).
     """
 
     snapshots: bool = True
     multi_process: bool = False
+    concurrent_writers: bool = False
     persistent: bool = False
     max_key_size: int | None = None
     url: str = ""
