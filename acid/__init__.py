@@ -25,9 +25,11 @@ from acid.store import (
     KIND_INDEX,
     KIND_STRUCT,
     KIND_TABLE,
+    Backoff,
     Store,
     TxnContext,
     abort,
+    transactional,
 )
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "KIND_INDEX",
     "KIND_STRUCT",
     "KIND_TABLE",
+    "Backoff",
     "CheckReport",
     "Collection",
     "Desc",
@@ -50,6 +53,7 @@ __all__ = [
     "errors",
     "keylib",
     "open",
+    "transactional",
 ]
 
 __version__ = "0.1.0"

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -27,6 +28,7 @@ from acid._layout import (
     KINDS,
     Space,
 )
+from acid._retry import Backoff, check_fn, check_result, check_retries, give_up
 from acid._schema import Schema
 from acid._txn import (
     Block,
@@ -42,6 +44,7 @@ from acid.engines import check_timeout
 from acid.errors import (
     ConfigError,
     CorruptionError,
+    Error,
     NameInUse,
     NotFound,
     TxnError,
@@ -60,8 +63,10 @@ __all__ = [
     "CheckReport",
     "Space",
     "Store",
+    "Backoff",
     "TxnContext",
     "abort",
+    "transactional",
 ]
 
 T = TypeVar("T")
@@ -186,6 +191,68 @@ class Store:
                 "active; use store.begin(write=True)"
             )
         return func()
+
+    def transact(
+        self,
+        fn: Callable[..., T],
+        /,
+        *args: Any,
+        retries: int = 10,
+        backoff: Backoff | None = None,
+        **kwargs: Any,
+    ) -> T:
+        """Run ``fn(*args, **kwargs)`` in a write transaction; return its value.
+
+        When the transaction fails with a retryable error (``ConflictError``
+        from an engine with concurrent writers, ``TxnTimeout`` waiting for
+        the writer lock), it runs again, up to ``retries`` more times,
+        waiting as ``backoff`` says (an :class:`acid.Backoff`); then the last
+        error propagates with ``attempts`` set. Any other error aborts and
+        propagates at once; :func:`acid.abort` aborts and returns ``None``.
+        Inside an active write transaction ``fn`` simply joins it, once: a
+        part of a transaction is never retried.
+
+        ``fn`` may run several times, so it must not have effects outside the
+        store (or they must be safe to repeat).
+
+        >>> import acid
+        >>> store = acid.open("skiplist:/")
+        >>> store.transact(lambda: store.count("n", 5))
+        1
+        >>> store.count("n", 0)
+        6
+        """
+        policy = check_retries(retries, backoff)
+        check_fn(fn)
+        txn = active(self.context)
+        if txn is not None:
+            if not txn.write:
+                raise TxnError(
+                    "transact() needs a write transaction, but a read transaction "
+                    "is active; call it outside the block or use begin(write=True)"
+                )
+            result = fn(*args, **kwargs)
+            check_result(fn, result)
+            return result
+        attempt = 1
+        while True:
+            try:
+                return self._attempt(fn, args, kwargs)
+            except Error as exc:
+                if not exc.retryable:
+                    raise
+                if attempt > retries:
+                    give_up(exc, attempt)
+                    raise
+                policy.sleep(policy.before_retry(exc, attempt))
+            attempt += 1
+
+    def _attempt(self, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
+        result = None
+        with self.begin(write=True):
+            result = fn(*args, **kwargs)
+            check_result(fn, result)
+        return result  # type: ignore[return-value]  # None after acid.abort()
 
     def active(self) -> Txn:
         """The active transaction; only for code running inside :meth:`in_txn`."""
@@ -597,3 +664,46 @@ class Store:
             if info["id"] not in report.checked_indexes:
                 report.unchecked.append((cname, iname))
         return report
+
+
+def transactional(
+    store: Any, *, retries: int = 10, backoff: Backoff | None = None
+) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Decorate a function so that every call runs through ``store.transact``.
+
+    ``store`` is a :class:`Store` (or an ``acid.aio`` store: the decorated
+    function then returns an awaitable). ``retries`` and ``backoff`` are
+    checked now and passed to :meth:`Store.transact` on each call.
+
+    >>> import acid
+    >>> store = acid.open("skiplist:/")
+    >>> @acid.transactional(store, retries=3)
+    ... def visit(page):
+    ...     return store.count(page)
+    >>> visit("home"), visit("home")
+    (1, 2)
+    """
+    if not callable(getattr(store, "transact", None)):
+        hint = (
+            "; write @acid.transactional(store), not @acid.transactional"
+            if callable(store)
+            else ""
+        )
+        raise TypeError(
+            f"transactional() needs a store, not {type(store).__name__}{hint}"
+        )
+    check_retries(retries, backoff)
+
+    def decorate(fn: Callable[..., T]) -> Callable[..., T]:
+        check_fn(fn, asynchronous=not isinstance(store, Store))
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> T:
+            result: T = store.transact(
+                fn, *args, retries=retries, backoff=backoff, **kwargs
+            )
+            return result
+
+        return wrapper
+
+    return decorate
