@@ -22,6 +22,7 @@ class HookedEngine(Engine):
         *,
         get_delay: float = 0.0,
         fail_commits: int = 0,
+        fail_every: int = 0,
         concurrent_writers: bool | None = None,
     ) -> None:
         self.inner = inner
@@ -36,6 +37,9 @@ class HookedEngine(Engine):
         self.get_delay = get_delay
         #: Write commits still to fail with ConflictError (after aborting).
         self.fail_commits = fail_commits
+        #: Fail every n-th write commit too (0: never).
+        self.fail_every = fail_every
+        self.attempted = 0
         self.commits = 0
 
     @property
@@ -78,8 +82,12 @@ class HookedTxn(Txn):
 
     def commit(self) -> None:
         engine = self._engine
-        if self.write and engine.fail_commits > 0:
-            engine.fail_commits -= 1
+        if self.write:
+            engine.attempted += 1
+        every = engine.fail_every
+        injected = every and engine.attempted % every == 0
+        if self.write and (engine.fail_commits > 0 or injected):
+            engine.fail_commits -= not injected
             self._txn.abort()
             raise ConflictError("injected: a concurrent commit won")
         self._txn.commit()
