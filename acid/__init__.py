@@ -88,3 +88,11 @@ def open(  # shadows the builtin: the seed API names it so
     except BaseException:
         engine.close()
         raise
+
+
+def __getattr__(name: str) -> Any:
+    if name == "aio":  # imported on first use: it brings in asyncio
+        import importlib
+
+        return importlib.import_module("acid.aio")
+    raise AttributeError(f"module 'acid' has no attribute {name!r}")

@@ -108,6 +108,9 @@ def test_open_by_url(tmp_path: Path) -> None:
         assert "put" in (tmp_path / "t").read_text()
         with pytest.raises(acid.errors.ConfigError):
             await acid.aio.open("nosuch:/")
+        assert getattr(acid, "aio") is acid.aio  # noqa: B009
+        with pytest.raises(AttributeError):
+            getattr(acid, "nosuch")  # noqa: B009
         with pytest.raises(TypeError):
             acid.aio.Store(object())  # type: ignore[arg-type]
         with pytest.raises(ValueError):
