@@ -534,3 +534,64 @@ def test_closing_the_store_while_tasks_run(astore: acid.aio.Store) -> None:
         if thread.name.startswith("acid-aio"):
             thread.join(5)
             assert not thread.is_alive()
+
+
+def test_tasks_gathered_in_a_block_share_its_transaction(
+    astore: acid.aio.Store,
+) -> None:
+    async def main() -> None:
+        coll = await astore.add_collection("c")
+        await coll.add_index("n", lambda r: r["n"])
+        async with astore.begin(write=True):
+            keys = await asyncio.gather(*(coll.put({"n": i}, key=i) for i in range(50)))
+            assert keys == [(i,) for i in range(50)]
+            acid.abort()  # all fifty were one transaction
+        assert [k async for k in coll.keys()] == []
+        with pytest.raises(KeyError):
+            async with astore.begin(write=True):
+                await asyncio.gather(
+                    *(coll.put({"n": i}, key=i) for i in range(20)),
+                    coll.delete(999),
+                    coll.get(1),
+                )
+                raise KeyError("after the gathered calls")
+        async with astore.begin(write=True):
+            await asyncio.gather(*(coll.put({"n": i}, key=i) for i in range(20)))
+        assert await coll.indices["n"].count() == 20
+        assert (await astore.check()).ok
+
+    run(main)
+
+
+def test_a_hundred_tasks_retrying_conflicts_lose_no_update() -> None:
+    """Every 4th commit loses a conflict; transact retries it; the totals
+    stay exact (the asyncio side of tests/layer/test_lost_updates.py)."""
+    astore = slow_store(concurrent_writers=True)
+    retries: list[int] = []
+
+    async def main() -> tuple[dict[str, Any], int]:
+        coll = await astore.add_collection("c")
+        await coll.put({"n": 0}, key="shared")
+        astore.engine.fail_every = 4
+
+        async def bump(i: int) -> None:
+            rec = await coll.get("shared")
+            await asyncio.sleep(0)  # let the other tasks interleave
+            rec["n"] += 1
+            rec[f"t{i}"] = True
+            await coll.put(rec, key="shared")
+            await astore.count("hits")
+
+        policy = acid.Backoff(base=0.0001, on_retry=lambda e, n: retries.append(n))
+        await asyncio.gather(
+            *(astore.transact(bump, i, retries=100, backoff=policy) for i in range(100))
+        )
+        rec = await coll.get("shared")
+        hits = await astore.count("hits", 0)
+        await astore.close()
+        return rec, hits
+
+    rec, hits = run(main)
+    assert rec["n"] == 100 and hits == 101
+    assert sorted(k for k in rec if k != "n") == sorted(f"t{i}" for i in range(100))
+    assert len(retries) >= 100 // 4
