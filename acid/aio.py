@@ -38,7 +38,6 @@ Every engine call runs on a thread, never on the loop's:
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextvars
 import functools
 import inspect
@@ -107,36 +106,58 @@ def _open(url: str, trace_path: Any, txn_context: Any, prefix: Any) -> BlockingS
 
 
 class _Worker:
-    """One thread running calls in submission order: a transaction's home."""
+    """Threads running calls from one queue: with one thread, in submission
+    order (a transaction's home); with several, the autocommit pool.
 
-    def __init__(self) -> None:
+    A call's result goes straight to an asyncio future of the caller's loop;
+    a call whose future was cancelled before it started is skipped.
+    """
+
+    def __init__(self, threads: int = 1, name: str = "acid-aio") -> None:
         self._calls: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.thread = threading.Thread(target=self._main, daemon=True, name="acid-aio")
-        self.thread.start()
+        self._threads = [
+            threading.Thread(target=self._main, daemon=True, name=name)
+            for _ in range(threads)
+        ]
+        for thread in self._threads:
+            thread.start()
 
-    def submit(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
-        future: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self._calls.put((future, fn))
+    def submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._calls.put((loop, future, fn))
         return future
 
     def stop(self) -> None:
-        self._calls.put(_STOP)
+        for _ in self._threads:
+            self._calls.put(_STOP)
 
     def _main(self) -> None:
+        get = self._calls.get
         while True:
-            item = self._calls.get()
+            item = get()
             if item is _STOP:
                 return
-            future, fn = item
-            if not future.set_running_or_notify_cancel():
-                continue  # its awaiting task was cancelled before it started
+            loop, future, fn = item
+            if future.cancelled():  # its task was cancelled before it started
+                continue
             try:
-                result = fn()
+                outcome = (True, fn())
             except BaseException as exc:
-                future.set_exception(exc)
-            else:
-                future.set_result(result)
-            del future, fn, item  # drop references before waiting again
+                outcome = (False, exc)
+            try:
+                loop.call_soon_threadsafe(_settle, future, *outcome)
+            except RuntimeError:  # the loop closed: nobody is waiting
+                pass
+            del item, loop, future, fn, outcome  # drop them before waiting again
+
+
+def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if not future.cancelled():
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
 
 
 class Transaction:
@@ -199,9 +220,8 @@ class Transaction:
         except BaseException:
             self._give_back()
             raise
-        future = self._worker.submit(self._block.__enter__)
         try:
-            await asyncio.wrap_future(future)
+            await self._worker.submit(self._block.__enter__)
         except BaseException:
             # Failed or cancelled: end whatever began, then give back.
             self.ended = True
@@ -222,7 +242,7 @@ class Transaction:
 
     def _end_in_thread(self, fn: Callable[[], Any]) -> asyncio.Future[Any]:
         assert self._worker is not None
-        done = asyncio.wrap_future(self._worker.submit(fn))
+        done = self._worker.submit(fn)
         done.add_done_callback(lambda _: self._give_back())
         return done
 
@@ -243,7 +263,7 @@ class Transaction:
         if self.ended or self._worker is None:
             raise TxnError("transaction already ended; begin a new one")
         self.store.check_open()
-        return await asyncio.wrap_future(self._worker.submit(fn))
+        return await self._worker.submit(fn)
 
 
 class Store:
@@ -267,12 +287,10 @@ class Store:
         self.current: contextvars.ContextVar[Transaction | None] = (
             contextvars.ContextVar("acid_aio_txn", default=None)
         )
-        self._pool = concurrent.futures.ThreadPoolExecutor(
-            pool_size, thread_name_prefix="acid-aio-auto"
-        )
+        self._pool = _Worker(pool_size, "acid-aio-auto")
         self._idle: list[_Worker] = []
         # An unclosed store's parked threads end when it is collected.
-        weakref.finalize(self, _stop_all, self._idle)
+        weakref.finalize(self, _stop_all, self._idle, self._pool)
         self._workers_lock = threading.Lock()
         self._concurrent = bool(getattr(store.engine, "concurrent_writers", False))
         self._turn: asyncio.Lock | None = None if self._concurrent else asyncio.Lock()
@@ -333,13 +351,12 @@ class Store:
         if txn is not None:
             return await txn.run(fn)
         self.check_open()
-        loop = asyncio.get_running_loop()
         if not write or self._turn is None:
-            return await loop.run_in_executor(self._pool, fn)
+            return await self._pool.submit(fn)
         await self.take_turn(None)
         try:
             self.check_open()
-            future = loop.run_in_executor(self._pool, fn)
+            future = self._pool.submit(fn)
         except BaseException:
             self.give_turn()
             raise
@@ -458,7 +475,7 @@ class Store:
             idle, self._idle = self._idle, []
         for worker in idle:
             worker.stop()
-        self._pool.shutdown(wait=False)
+        self._pool.stop()
 
     # -- the blocking Store's methods, awaitable ----------------------------
 
@@ -506,8 +523,8 @@ class Store:
         return await self.call(False, self.blocking.check)
 
 
-def _stop_all(workers: list[_Worker]) -> None:
-    for worker in workers:
+def _stop_all(idle: list[_Worker], pool: _Worker) -> None:
+    for worker in [*idle, pool]:
         worker.stop()
 
 
