@@ -486,10 +486,22 @@ def test_concurrent_writer_engines_skip_the_turn() -> None:
 
         stall = await longest_stall(*(writer(i) for i in range(5)))
         assert [k async for k in coll.keys()] == [(i,) for i in range(5)]
+        # A second writer reaches the engine, whose own lock times out (not
+        # the store's turn, which a turn-taking store would report).
+        async with astore.begin(write=True):
+            task = asyncio.create_task(_second_writer(astore))
+            with pytest.raises(TxnTimeout, match="writer lock"):
+                await task
         await astore.close()
         return stall
 
     assert run(main) < 0.5
+
+
+async def _second_writer(astore: acid.aio.Store) -> None:
+    astore.current.set(None)  # a task of its own, not sharing the block
+    async with astore.begin(write=True, timeout=0.05):
+        pass
 
 
 def test_closing_the_store_while_tasks_run(astore: acid.aio.Store) -> None:
