@@ -174,7 +174,7 @@ class Transaction:
         self._timeout = timeout
         self._block = store.blocking.begin(write, timeout=timeout)
         self._worker: _Worker | None = None
-        self._holds_turn = False
+        self._turn: asyncio.Lock | None = None  # the writers' turn it holds
         self._token: contextvars.Token[Transaction | None] | None = None
         #: ``True`` once the block began ending (no more calls join it).
         self.ended = False
@@ -212,8 +212,7 @@ class Transaction:
         store = self.store
         store.check_open()
         if self.write:
-            await store.take_turn(self._timeout)
-            self._holds_turn = True
+            self._turn = await store.take_turn(self._timeout)
         try:
             store.check_open()
             self._worker = store.take_worker()
@@ -251,9 +250,9 @@ class Transaction:
             self._block.__exit__(AbortError, AbortError(), None)
 
     def _give_back(self) -> None:
-        if self._holds_turn:
-            self._holds_turn = False
-            self.store.give_turn()
+        turn, self._turn = self._turn, None
+        if turn is not None:
+            turn.release()
         worker, self._worker = self._worker, None
         if worker is not None:
             self.store.give_worker(worker)
@@ -293,7 +292,10 @@ class Store:
         weakref.finalize(self, _stop_all, self._idle, self._pool)
         self._workers_lock = threading.Lock()
         self._concurrent = bool(getattr(store.engine, "concurrent_writers", False))
-        self._turn: asyncio.Lock | None = None if self._concurrent else asyncio.Lock()
+        # The writers' turn, one per event loop (an asyncio.Lock serves one).
+        self._turns: weakref.WeakKeyDictionary[Any, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
         self._closed = False
 
     def __repr__(self) -> str:
@@ -311,26 +313,28 @@ class Store:
         if self._closed:
             raise EngineError("this acid.aio store is closed; open it again")
 
-    async def take_turn(self, timeout: float | None) -> None:
-        """Wait (without blocking the loop) for the writers' turn."""
-        if self._turn is None:
-            return
+    async def take_turn(self, timeout: float | None) -> asyncio.Lock | None:
+        """Wait (without blocking the loop) for the writers' turn; return the
+        lock to release (``None`` when the engine has concurrent writers)."""
+        if self._concurrent:
+            return None
+        loop = asyncio.get_running_loop()
+        turn = self._turns.get(loop)
+        if turn is None:
+            turn = self._turns[loop] = asyncio.Lock()
         if timeout is None:
             timeout = getattr(self.engine, "lock_timeout", DEFAULT_LOCK_TIMEOUT)
         wait = None if timeout == float("inf") else timeout
         try:
             async with asyncio.timeout(wait):
-                await self._turn.acquire()
+                await turn.acquire()
         except TimeoutError:
             raise TxnTimeout(
                 f"{self.engine.url}: another write transaction of this asyncio "
                 f"store held the writers' turn for {timeout:g} s; commit it "
                 "sooner, or pass a longer begin(write=True, timeout=...)"
             ) from None
-
-    def give_turn(self) -> None:
-        if self._turn is not None:
-            self._turn.release()
+        return turn
 
     def take_worker(self) -> _Worker:
         with self._workers_lock:
@@ -351,16 +355,17 @@ class Store:
         if txn is not None:
             return await txn.run(fn)
         self.check_open()
-        if not write or self._turn is None:
+        if not write or self._concurrent:
             return await self._pool.submit(fn)
-        await self.take_turn(None)
+        turn = await self.take_turn(None)
+        assert turn is not None
         try:
             self.check_open()
             future = self._pool.submit(fn)
         except BaseException:
-            self.give_turn()
+            turn.release()
             raise
-        future.add_done_callback(lambda _: self.give_turn())  # when it really ends
+        future.add_done_callback(lambda _: turn.release())  # when it really ends
         return await asyncio.shield(future)
 
     async def rows(self, make: Callable[[], Iterator[T]]) -> AsyncIterator[T]:

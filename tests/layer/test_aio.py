@@ -607,3 +607,22 @@ def test_a_hundred_tasks_retrying_conflicts_lose_no_update() -> None:
     assert rec["n"] == 100 and hits == 101
     assert sorted(k for k in rec if k != "n") == sorted(f"t{i}" for i in range(100))
     assert len(retries) >= 100 // 4
+
+
+def test_one_store_serves_one_loop_after_another(astore: acid.aio.Store) -> None:
+    """The writers' turn is per event loop: asyncio.run twice, contended."""
+
+    async def main(n: int) -> None:
+        coll = await astore.add_collection("c")
+
+        async def writer(i: int) -> None:
+            async with astore.begin(write=True):
+                await asyncio.sleep(0.001)
+                await coll.put(i, key=(n, i))
+
+        await asyncio.gather(*(writer(i) for i in range(10)))
+
+    asyncio.run(main(1))
+    asyncio.run(main(2))
+    coll = astore.blocking.add_collection("c")
+    assert len(list(coll.keys())) == 20
