@@ -626,3 +626,48 @@ def test_one_store_serves_one_loop_after_another(astore: acid.aio.Store) -> None
     asyncio.run(main(2))
     coll = astore.blocking.add_collection("c")
     assert len(list(coll.keys())) == 20
+
+
+def test_cancelled_while_the_engine_lock_is_held_elsewhere(tmp_path: Path) -> None:
+    """A blocking thread holds LMDB's writer lock; an aio writer waits for it
+    on its thread and is cancelled there. When the lock comes free, the
+    transaction it began is aborted and the next writer gets through."""
+    url = f"lmdb:{tmp_path}/db"
+    blocking = acid.open(url)
+    coll = blocking.add_collection("c")
+    held, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with blocking.begin(write=True):
+            coll.put("thread", key=1)
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    held.wait(10)
+    astore = acid.aio.Store(blocking)
+
+    async def main() -> None:
+        acoll = astore["c"]
+
+        async def writer() -> None:
+            async with astore.begin(write=True):
+                await acoll.put("cancelled", key=2)
+
+        task = asyncio.create_task(writer())
+        await asyncio.sleep(0.05)  # its thread waits in the engine's lock
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        release.set()
+        async with astore.begin(write=True, timeout=5):
+            await acoll.put("next", key=3)
+        assert [v async for v in acoll.values()] == ["thread", "next"]
+        await astore.close()
+
+    try:
+        run(main)
+    finally:
+        release.set()
+        thread.join()
