@@ -42,7 +42,6 @@ import contextvars
 import functools
 import inspect
 import itertools
-import queue
 import threading
 import time
 import weakref
@@ -50,6 +49,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
 from acid import engines
+from acid._aio_threads import Worker
 from acid._retry import Backoff, check_fn, check_result, check_retries, give_up
 from acid.collection import Collection as BlockingCollection
 from acid.engines import DEFAULT_LOCK_TIMEOUT, check_timeout
@@ -66,7 +66,6 @@ T = TypeVar("T")
 BATCH = 256
 #: Idle transaction threads a store keeps for the next transactions.
 _IDLE_WORKERS = 8
-_STOP = object()
 
 
 async def open(  # shadows the builtin, as acid.open does
@@ -105,61 +104,6 @@ def _open(url: str, trace_path: Any, txn_context: Any, prefix: Any) -> BlockingS
         raise
 
 
-class _Worker:
-    """Threads running calls from one queue: with one thread, in submission
-    order (a transaction's home); with several, the autocommit pool.
-
-    A call's result goes straight to an asyncio future of the caller's loop;
-    a call whose future was cancelled before it started is skipped.
-    """
-
-    def __init__(self, threads: int = 1, name: str = "acid-aio") -> None:
-        self._calls: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._threads = [
-            threading.Thread(target=self._main, daemon=True, name=name)
-            for _ in range(threads)
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    def submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._calls.put((loop, future, fn))
-        return future
-
-    def stop(self) -> None:
-        for _ in self._threads:
-            self._calls.put(_STOP)
-
-    def _main(self) -> None:
-        get = self._calls.get
-        while True:
-            item = get()
-            if item is _STOP:
-                return
-            loop, future, fn = item
-            if future.cancelled():  # its task was cancelled before it started
-                continue
-            try:
-                outcome = (True, fn())
-            except BaseException as exc:
-                outcome = (False, exc)
-            try:
-                loop.call_soon_threadsafe(_settle, future, *outcome)
-            except RuntimeError:  # the loop closed: nobody is waiting
-                pass
-            del item, loop, future, fn, outcome  # drop them before waiting again
-
-
-def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if not future.cancelled():
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
-
-
 class Transaction:
     """An asynchronous transaction; ``store.begin()`` returns one.
 
@@ -173,7 +117,7 @@ class Transaction:
         self.write = write
         self._timeout = timeout
         self._block = store.blocking.begin(write, timeout=timeout)
-        self._worker: _Worker | None = None
+        self._worker: Worker | None = None
         self._turn: asyncio.Lock | None = None  # the writers' turn it holds
         self._token: contextvars.Token[Transaction | None] | None = None
         #: ``True`` once the block began ending (no more calls join it).
@@ -286,8 +230,8 @@ class Store:
         self.current: contextvars.ContextVar[Transaction | None] = (
             contextvars.ContextVar("acid_aio_txn", default=None)
         )
-        self._pool = _Worker(pool_size, "acid-aio-auto")
-        self._idle: list[_Worker] = []
+        self._pool = Worker(pool_size, "acid-aio-auto")
+        self._idle: list[Worker] = []
         # An unclosed store's parked threads end when it is collected.
         weakref.finalize(self, _stop_all, self._idle, self._pool)
         self._workers_lock = threading.Lock()
@@ -336,13 +280,13 @@ class Store:
             ) from None
         return turn
 
-    def take_worker(self) -> _Worker:
+    def take_worker(self) -> Worker:
         with self._workers_lock:
             if self._idle:
                 return self._idle.pop()
-        return _Worker()
+        return Worker()
 
-    def give_worker(self, worker: _Worker) -> None:
+    def give_worker(self, worker: Worker) -> None:
         with self._workers_lock:
             if not self._closed and len(self._idle) < _IDLE_WORKERS:
                 self._idle.append(worker)
@@ -528,7 +472,7 @@ class Store:
         return await self.call(False, self.blocking.check)
 
 
-def _stop_all(idle: list[_Worker], pool: _Worker) -> None:
+def _stop_all(idle: list[Worker], pool: Worker) -> None:
     for worker in [*idle, pool]:
         worker.stop()
 

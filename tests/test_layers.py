@@ -19,7 +19,7 @@ LAYERS: list[set[str]] = [
     {"acid.store", "acid._schema"},
     {"acid.index"},
     {"acid.collection"},
-    {"acid.aio"},
+    {"acid.aio", "acid._aio_threads"},
     {"acid.core", "acid.testing", "acid.tools"},
     {"acid"},
 ]
