@@ -55,11 +55,12 @@ def target_url(template: str, tmp_path: Path) -> str:
 def run_threads(store: acid.Store, rounds: int) -> list[dict[str, int]]:
     results: list[Any] = [None] * WORKERS
     start = threading.Barrier(WORKERS)
+    coll = lost_updates.declare(store)
 
     def worker(i: int) -> None:
         start.wait()
         try:
-            results[i] = lost_updates.work(store, f"w{i}", rounds)
+            results[i] = lost_updates.work(store, coll, f"w{i}", rounds)
         except BaseException as exc:
             results[i] = exc
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 from hooked_engine import HookedEngine
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import acid
 from acid.errors import ConflictError, NotFound, TxnError, TxnTimeout
@@ -286,3 +288,29 @@ def test_decorator(store: acid.Store) -> None:
         @acid.transactional(store)
         def gen() -> Any:
             yield 1
+
+
+@given(
+    retries=st.integers(0, 5),
+    fails=st.integers(0, 8),
+    error=st.sampled_from([ConflictError, TxnTimeout]),
+)
+@settings(max_examples=60, deadline=None)
+def test_any_failure_count(retries: int, fails: int, error: type[Exception]) -> None:
+    """Success exactly when the failures fit in the retries; either way one
+    wait per retry, and only a successful attempt leaves anything behind."""
+    store = acid.open("skiplist:/")
+    body = flaky(store, fails=fails, error=error)
+    sleep = FakeSleep()
+    if fails <= retries:
+        assert store.transact(body, "v", retries=retries, backoff=backoff(sleep)) == "V"
+        assert list(body.coll.keys()) == [(fails + 1,)]
+        assert store.count("runs", 0) == 2
+    else:
+        with pytest.raises(error) as info:
+            store.transact(body, "v", retries=retries, backoff=backoff(sleep))
+        assert info.value.attempts == retries + 1  # type: ignore[attr-defined]
+        assert list(body.coll.keys()) == [] and store.count("runs", 0) == 1
+    assert len(body.calls) == min(fails, retries) + 1
+    assert len(sleep.waits) == min(fails, retries)
+    assert sleep.waits == sorted(sleep.waits)  # rng=1.0: the steps themselves
