@@ -13,12 +13,18 @@ writers that collided once do not collide again in lock step.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import inspect
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+from acid.errors import Error
+
+T = TypeVar("T")
 
 __all__ = [
     "DEFAULT_BACKOFF",
@@ -26,7 +32,9 @@ __all__ = [
     "check_fn",
     "check_result",
     "check_retries",
-    "give_up",
+    "retrying",
+    "retrying_async",
+    "transactional",
 ]
 
 
@@ -120,9 +128,89 @@ def check_result(fn: Any, result: Any, *, asynchronous: bool = False) -> None:
         )
 
 
-def give_up(error: BaseException, attempts: int) -> None:
-    """Record on ``error`` how many attempts the retry loop made."""
-    error.attempts = attempts  # type: ignore[attr-defined]
+def retrying(attempt: Callable[[], T], retries: int, policy: Backoff) -> T:
+    """``attempt()``, run again after each retryable error, ``retries``
+    times at most; then the last error propagates with ``attempts`` set."""
+    n = 1
+    while True:
+        try:
+            return attempt()
+        except Error as exc:
+            if not exc.retryable:
+                raise
+            if n > retries:
+                exc.attempts = n  # type: ignore[attr-defined]
+                raise
+            policy.sleep(policy.before_retry(exc, n))
+        n += 1
+
+
+async def retrying_async(
+    attempt: Callable[[], Awaitable[T]], retries: int, policy: Backoff
+) -> T:
+    """:func:`retrying` for a coroutine; the default wait is ``asyncio.sleep``
+    and an injected ``sleep`` may return an awaitable."""
+    n = 1
+    while True:
+        try:
+            return await attempt()
+        except Error as exc:
+            if not exc.retryable:
+                raise
+            if n > retries:
+                exc.attempts = n  # type: ignore[attr-defined]
+                raise
+            seconds = policy.before_retry(exc, n)
+            if policy.sleep is time.sleep:
+                await asyncio.sleep(seconds)
+            else:
+                waited = policy.sleep(seconds)
+                if inspect.isawaitable(waited):
+                    await waited
+        n += 1
+
+
+def transactional(
+    store: Any, *, retries: int = 10, backoff: Backoff | None = None
+) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Decorate a function so that every call runs through ``store.transact``.
+
+    ``store`` is an :class:`acid.Store` (or an ``acid.aio`` store: the
+    decorated function then returns an awaitable). ``retries`` and
+    ``backoff`` are checked now and passed to ``transact`` on each call.
+
+    >>> import acid
+    >>> store = acid.open("skiplist:/")
+    >>> @acid.transactional(store, retries=3)
+    ... def visit(page):
+    ...     return store.count(page)
+    >>> visit("home"), visit("home")
+    (1, 2)
+    """
+    transact = getattr(store, "transact", None)
+    if not callable(transact):
+        hint = (
+            "; write @acid.transactional(store), not @acid.transactional"
+            if callable(store)
+            else ""
+        )
+        raise TypeError(
+            f"transactional() needs a store, not {type(store).__name__}{hint}"
+        )
+    check_retries(retries, backoff)
+    asynchronous = inspect.iscoroutinefunction(transact)
+
+    def decorate(fn: Callable[..., T]) -> Callable[..., T]:
+        check_fn(fn, asynchronous=asynchronous)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> T:
+            result: T = transact(fn, *args, retries=retries, backoff=backoff, **kwargs)
+            return result
+
+        return wrapper
+
+    return decorate
 
 
 def _name(fn: Any) -> str:

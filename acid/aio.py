@@ -43,17 +43,22 @@ import functools
 import inspect
 import itertools
 import threading
-import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
 from acid import engines
 from acid._aio_threads import Worker
-from acid._retry import Backoff, check_fn, check_result, check_retries, give_up
+from acid._retry import (
+    Backoff,
+    check_fn,
+    check_result,
+    check_retries,
+    retrying_async,
+)
 from acid.collection import Collection as BlockingCollection
 from acid.engines import DEFAULT_LOCK_TIMEOUT, check_timeout
-from acid.errors import AbortError, EngineError, Error, TxnError, TxnTimeout
+from acid.errors import AbortError, EngineError, TxnError, TxnTimeout
 from acid.index import Index as BlockingIndex
 from acid.store import CheckReport
 from acid.store import Store as BlockingStore
@@ -383,21 +388,14 @@ class Store:
                     "is active; call it outside the block or use begin(write=True)"
                 )
             return await self._body(txn, fn, body)
-        attempt = 1
-        while True:
-            try:
-                result = None
-                async with self.begin(write=True) as txn:
-                    result = await self._body(txn, fn, body)
-                return result
-            except Error as exc:
-                if not exc.retryable:
-                    raise
-                if attempt > retries:
-                    give_up(exc, attempt)
-                    raise
-                await _wait(policy, policy.before_retry(exc, attempt))
-            attempt += 1
+
+        async def attempt() -> Any:
+            result = None
+            async with self.begin(write=True) as txn:
+                result = await self._body(txn, fn, body)
+            return result
+
+        return await retrying_async(attempt, retries, policy)
 
     @staticmethod
     async def _body(txn: Transaction, fn: Any, body: Callable[[], Any]) -> Any:
@@ -479,15 +477,6 @@ def _stop_all(idle: list[Worker], pool: Worker) -> None:
 
 def _take(it: Iterator[T]) -> list[T]:
     return list(itertools.islice(it, BATCH))
-
-
-async def _wait(policy: Backoff, seconds: float) -> None:
-    if policy.sleep is time.sleep:
-        await asyncio.sleep(seconds)
-        return
-    waited = policy.sleep(seconds)  # injected: may be a coroutine function
-    if inspect.isawaitable(waited):
-        await waited
 
 
 class Collection:

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -28,7 +27,14 @@ from acid._layout import (
     KINDS,
     Space,
 )
-from acid._retry import Backoff, check_fn, check_result, check_retries, give_up
+from acid._retry import (
+    Backoff,
+    check_fn,
+    check_result,
+    check_retries,
+    retrying,
+    transactional,
+)
 from acid._schema import Schema
 from acid._txn import (
     Block,
@@ -44,7 +50,6 @@ from acid.engines import check_timeout
 from acid.errors import (
     ConfigError,
     CorruptionError,
-    Error,
     NameInUse,
     NotFound,
     TxnError,
@@ -234,18 +239,7 @@ class Store:
             result = fn(*args, **kwargs)
             check_result(fn, result)
             return result
-        attempt = 1
-        while True:
-            try:
-                return self._attempt(fn, args, kwargs)
-            except Error as exc:
-                if not exc.retryable:
-                    raise
-                if attempt > retries:
-                    give_up(exc, attempt)
-                    raise
-                policy.sleep(policy.before_retry(exc, attempt))
-            attempt += 1
+        return retrying(lambda: self._attempt(fn, args, kwargs), retries, policy)
 
     def _attempt(self, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
         result = None
@@ -664,46 +658,3 @@ class Store:
             if info["id"] not in report.checked_indexes:
                 report.unchecked.append((cname, iname))
         return report
-
-
-def transactional(
-    store: Any, *, retries: int = 10, backoff: Backoff | None = None
-) -> Callable[[Callable[..., T]], Callable[..., T]]:
-    """Decorate a function so that every call runs through ``store.transact``.
-
-    ``store`` is a :class:`Store` (or an ``acid.aio`` store: the decorated
-    function then returns an awaitable). ``retries`` and ``backoff`` are
-    checked now and passed to :meth:`Store.transact` on each call.
-
-    >>> import acid
-    >>> store = acid.open("skiplist:/")
-    >>> @acid.transactional(store, retries=3)
-    ... def visit(page):
-    ...     return store.count(page)
-    >>> visit("home"), visit("home")
-    (1, 2)
-    """
-    if not callable(getattr(store, "transact", None)):
-        hint = (
-            "; write @acid.transactional(store), not @acid.transactional"
-            if callable(store)
-            else ""
-        )
-        raise TypeError(
-            f"transactional() needs a store, not {type(store).__name__}{hint}"
-        )
-    check_retries(retries, backoff)
-
-    def decorate(fn: Callable[..., T]) -> Callable[..., T]:
-        check_fn(fn, asynchronous=not isinstance(store, Store))
-
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> T:
-            result: T = store.transact(
-                fn, *args, retries=retries, backoff=backoff, **kwargs
-            )
-            return result
-
-        return wrapper
-
-    return decorate
