@@ -141,15 +141,15 @@ class Transaction:
                 "not supported (await store.transact(fn) joins the active one)"
             )
         await self.start()
-        self._token = self.store.current.set(self)
+        self._token = self.store._current.set(self)
         return self
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
         if self._token is not None:
             try:
-                self.store.current.reset(self._token)
+                self.store._current.reset(self._token)
             except ValueError:  # exited in another context than entered
-                self.store.current.set(None)
+                self.store._current.set(None)
             self._token = None
         return await self.finish(exc_type, exc, tb)
 
@@ -159,12 +159,12 @@ class Transaction:
             raise TxnError("this begin() block was already used; call begin() again")
         self._used = True
         store = self.store
-        store.check_open()
+        store._check_open()
         if self.write:
-            self._turn = await store.take_turn(self._timeout)
+            self._turn = await store._take_turn(self._timeout)
         try:
-            store.check_open()
-            self._worker = store.take_worker()
+            store._check_open()
+            self._worker = store._take_worker()
         except BaseException:
             self._give_back()
             raise
@@ -204,13 +204,13 @@ class Transaction:
             turn.release()
         worker, self._worker = self._worker, None
         if worker is not None:
-            self.store.give_worker(worker)
+            self.store._give_worker(worker)
 
     async def run(self, fn: Callable[[], T]) -> T:
         """``fn()`` on this transaction's thread, with it active there."""
         if self.ended or self._worker is None:
             raise TxnError("transaction already ended; begin a new one")
-        self.store.check_open()
+        self.store._check_open()
         return await self._worker.submit(fn)
 
 
@@ -231,8 +231,8 @@ class Store:
             raise ValueError(f"pool_size must be >= 1, got {pool_size}")
         self.blocking = store
         self.engine = store.engine
-        #: The active :class:`Transaction` of each task.
-        self.current: contextvars.ContextVar[Transaction | None] = (
+        # The active Transaction of each task.
+        self._current: contextvars.ContextVar[Transaction | None] = (
             contextvars.ContextVar("acid_aio_txn", default=None)
         )
         self._pool = Worker(pool_size, "acid-aio-auto")
@@ -258,11 +258,11 @@ class Store:
 
     # -- the machinery (for Transaction, Collection and Index) -------------
 
-    def check_open(self) -> None:
+    def _check_open(self) -> None:
         if self._closed:
             raise EngineError("this acid.aio store is closed; open it again")
 
-    async def take_turn(self, timeout: float | None) -> asyncio.Lock | None:
+    async def _take_turn(self, timeout: float | None) -> asyncio.Lock | None:
         """Wait (without blocking the loop) for the writers' turn; return the
         lock to release (``None`` when the engine has concurrent writers)."""
         if self._concurrent:
@@ -285,31 +285,31 @@ class Store:
             ) from None
         return turn
 
-    def take_worker(self) -> Worker:
+    def _take_worker(self) -> Worker:
         with self._workers_lock:
             if self._idle:
                 return self._idle.pop()
         return Worker()
 
-    def give_worker(self, worker: Worker) -> None:
+    def _give_worker(self, worker: Worker) -> None:
         with self._workers_lock:
             if not self._closed and len(self._idle) < _IDLE_WORKERS:
                 self._idle.append(worker)
                 return
         worker.stop()
 
-    async def call(self, write: bool, fn: Callable[[], T]) -> T:
+    async def _call(self, write: bool, fn: Callable[[], T]) -> T:
         """``fn()`` (a blocking call) in the task's transaction, or autocommit."""
         txn = self.txn
         if txn is not None:
             return await txn.run(fn)
-        self.check_open()
+        self._check_open()
         if not write or self._concurrent:
             return await self._pool.submit(fn)
-        turn = await self.take_turn(None)
+        turn = await self._take_turn(None)
         assert turn is not None
         try:
-            self.check_open()
+            self._check_open()
             future = self._pool.submit(fn)
         except BaseException:
             turn.release()
@@ -317,7 +317,7 @@ class Store:
         future.add_done_callback(lambda _: turn.release())  # when it really ends
         return await asyncio.shield(future)
 
-    async def rows(self, make: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
+    async def _rows(self, make: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
         """The rows of the blocking iterator ``make()`` returns, in batches
         fetched on the task's transaction thread (or a read transaction of
         the iterator's own, ended when it is exhausted or closed)."""
@@ -356,7 +356,7 @@ class Store:
     @property
     def txn(self) -> Transaction | None:
         """The active transaction of the calling task, or ``None``."""
-        txn = self.current.get()
+        txn = self._current.get()
         return None if txn is None or txn.ended else txn
 
     async def transact(
@@ -426,32 +426,51 @@ class Store:
 
     # -- the blocking Store's methods, awaitable ----------------------------
 
+    async def in_txn(self, func: Callable[[], T], write: bool = False) -> T:
+        """:meth:`acid.Store.in_txn`: the plain function ``func`` (using the
+        blocking API) in the active transaction, or in a new one, on the
+        transaction's thread."""
+        return await self._call(write, lambda: self.blocking.in_txn(func, write))
+
+    async def iter_meta(self, kind: str) -> list[tuple[tuple[Any, ...], dict]]:
+        """:meth:`acid.Store.iter_meta`."""
+        return await self._call(False, lambda: self.blocking.iter_meta(kind))
+
+    async def get_encoder(self, name: str) -> Any:
+        """:meth:`acid.Store.get_encoder`."""
+        return await self._call(False, lambda: self.blocking.get_encoder(name))
+
+    async def train_compressor(self, name: str, samples: Any, **kwargs: Any) -> Any:
+        """:meth:`acid.Store.train_compressor`."""
+        train = self.blocking.train_compressor
+        return await self._call(True, lambda: train(name, samples, **kwargs))
+
     async def count(self, name: str, n: int | None = 1, init: int = 1) -> int:
         """:meth:`acid.Store.count`."""
-        return await self.call(bool(n), lambda: self.blocking.count(name, n, init))
+        return await self._call(bool(n), lambda: self.blocking.count(name, n, init))
 
     async def get_meta(self, kind: str, name: Any) -> dict[str, Any] | None:
         """:meth:`acid.Store.get_meta`."""
-        return await self.call(False, lambda: self.blocking.get_meta(kind, name))
+        return await self._call(False, lambda: self.blocking.get_meta(kind, name))
 
     async def set_meta(self, kind: str, name: Any, dct: dict[str, Any] | None) -> None:
         """:meth:`acid.Store.set_meta`."""
-        await self.call(True, lambda: self.blocking.set_meta(kind, name, dct))
+        await self._call(True, lambda: self.blocking.set_meta(kind, name, dct))
 
     async def add_encoder(self, encoder: Any) -> None:
         """:meth:`acid.Store.add_encoder`."""
-        await self.call(True, lambda: self.blocking.add_encoder(encoder))
+        await self._call(True, lambda: self.blocking.add_encoder(encoder))
 
     async def add_collection(self, name: str, **kwargs: Any) -> Collection:
         """:meth:`acid.Store.add_collection`, returning an async Collection."""
-        coll = await self.call(
+        coll = await self._call(
             True, lambda: self.blocking.add_collection(name, **kwargs)
         )
         return Collection(self, coll)
 
     async def collections(self) -> list[str]:
         """:meth:`acid.Store.collections`."""
-        return await self.call(False, self.blocking.collections)
+        return await self._call(False, self.blocking.collections)
 
     def __getitem__(self, name: str) -> Collection:
         """The newest live collection declared for ``name`` (no I/O)."""
@@ -459,15 +478,15 @@ class Store:
 
     async def rename_collection(self, old: str, new: str) -> None:
         """:meth:`acid.Store.rename_collection`."""
-        await self.call(True, lambda: self.blocking.rename_collection(old, new))
+        await self._call(True, lambda: self.blocking.rename_collection(old, new))
 
     async def drop_collection(self, name: str) -> None:
         """:meth:`acid.Store.drop_collection`."""
-        await self.call(True, lambda: self.blocking.drop_collection(name))
+        await self._call(True, lambda: self.blocking.drop_collection(name))
 
     async def check(self) -> CheckReport:
         """:meth:`acid.Store.check`."""
-        return await self.call(False, self.blocking.check)
+        return await self._call(False, self.blocking.check)
 
 
 def _stop_all(idle: list[Worker], pool: Worker) -> None:
@@ -500,51 +519,53 @@ class Collection:
 
     async def add_index(self, name: str, func: Callable[[Any], Any]) -> Index:
         """:meth:`acid.Collection.add_index`."""
-        idx = await self.store.call(True, lambda: self.blocking.add_index(name, func))
+        idx = await self.store._call(True, lambda: self.blocking.add_index(name, func))
         return Index(self.store, idx)
 
     async def drop_index(self, name: str) -> None:
         """:meth:`acid.Collection.drop_index`."""
-        await self.store.call(True, lambda: self.blocking.drop_index(name))
+        await self.store._call(True, lambda: self.blocking.drop_index(name))
 
     async def put(self, rec: Any, key: Any = None) -> tuple[Any, ...]:
         """:meth:`acid.Collection.put`."""
-        return await self.store.call(True, lambda: self.blocking.put(rec, key))
+        return await self.store._call(True, lambda: self.blocking.put(rec, key))
 
     async def delete(self, key: Any) -> bool:
         """:meth:`acid.Collection.delete`."""
-        return await self.store.call(True, lambda: self.blocking.delete(key))
+        return await self.store._call(True, lambda: self.blocking.delete(key))
 
     async def get(self, key: Any, default: Any = None, raw: bool = False) -> Any:
         """:meth:`acid.Collection.get`."""
-        return await self.store.call(
+        return await self.store._call(
             False, lambda: self.blocking.get(key, default, raw)
         )
 
     async def find(self, *args: Any, **kwargs: Any) -> Any:
         """:meth:`acid.Collection.find`."""
-        return await self.store.call(False, lambda: self.blocking.find(*args, **kwargs))
+        return await self.store._call(
+            False, lambda: self.blocking.find(*args, **kwargs)
+        )
 
     async def findkey(self, *args: Any, **kwargs: Any) -> Any:
         """:meth:`acid.Collection.findkey`."""
         fn = self.blocking.findkey
-        return await self.store.call(False, lambda: fn(*args, **kwargs))
+        return await self.store._call(False, lambda: fn(*args, **kwargs))
 
     def items(self, *args: Any, **kwargs: Any) -> AsyncIterator[tuple[Any, Any]]:
         """:meth:`acid.Collection.items`, as an async iterator."""
-        return self.store.rows(lambda: self.blocking.items(*args, **kwargs))
+        return self.store._rows(lambda: self.blocking.items(*args, **kwargs))
 
     def keys(self, *args: Any, **kwargs: Any) -> AsyncIterator[tuple[Any, ...]]:
         """:meth:`acid.Collection.keys`, as an async iterator."""
-        return self.store.rows(lambda: self.blocking.keys(*args, **kwargs))
+        return self.store._rows(lambda: self.blocking.keys(*args, **kwargs))
 
     def values(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         """:meth:`acid.Collection.values`, as an async iterator."""
-        return self.store.rows(lambda: self.blocking.values(*args, **kwargs))
+        return self.store._rows(lambda: self.blocking.values(*args, **kwargs))
 
     async def check(self) -> CheckReport:
         """:meth:`acid.Collection.check`."""
-        return await self.store.call(False, self.blocking.check)
+        return await self.store._call(False, self.blocking.check)
 
 
 class Index:
@@ -563,38 +584,40 @@ class Index:
 
     async def get(self, x: Any, default: Any = None, raw: bool = False) -> Any:
         """:meth:`acid.Index.get`."""
-        return await self.store.call(False, lambda: self.blocking.get(x, default, raw))
+        return await self.store._call(False, lambda: self.blocking.get(x, default, raw))
 
     async def has(self, x: Any) -> bool:
         """:meth:`acid.Index.has`."""
-        return await self.store.call(False, lambda: self.blocking.has(x))
+        return await self.store._call(False, lambda: self.blocking.has(x))
 
     async def find(self, *args: Any, **kwargs: Any) -> Any:
         """:meth:`acid.Index.find`."""
-        return await self.store.call(False, lambda: self.blocking.find(*args, **kwargs))
+        return await self.store._call(
+            False, lambda: self.blocking.find(*args, **kwargs)
+        )
 
     async def count(self, *args: Any, **kwargs: Any) -> int:
         """:meth:`acid.Index.count`."""
-        return await self.store.call(
+        return await self.store._call(
             False, lambda: self.blocking.count(*args, **kwargs)
         )
 
     def pairs(self, *args: Any, **kwargs: Any) -> AsyncIterator[tuple]:
         """:meth:`acid.Index.pairs`, as an async iterator."""
-        return self.store.rows(lambda: self.blocking.pairs(*args, **kwargs))
+        return self.store._rows(lambda: self.blocking.pairs(*args, **kwargs))
 
     def tups(self, *args: Any, **kwargs: Any) -> AsyncIterator[tuple]:
         """:meth:`acid.Index.tups`, as an async iterator."""
-        return self.store.rows(lambda: self.blocking.tups(*args, **kwargs))
+        return self.store._rows(lambda: self.blocking.tups(*args, **kwargs))
 
     def keys(self, *args: Any, **kwargs: Any) -> AsyncIterator[tuple]:
         """:meth:`acid.Index.keys`, as an async iterator."""
-        return self.store.rows(lambda: self.blocking.keys(*args, **kwargs))
+        return self.store._rows(lambda: self.blocking.keys(*args, **kwargs))
 
     def items(self, *args: Any, **kwargs: Any) -> AsyncIterator[tuple]:
         """:meth:`acid.Index.items`, as an async iterator."""
-        return self.store.rows(lambda: self.blocking.items(*args, **kwargs))
+        return self.store._rows(lambda: self.blocking.items(*args, **kwargs))
 
     def values(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         """:meth:`acid.Index.values`, as an async iterator."""
-        return self.store.rows(lambda: self.blocking.values(*args, **kwargs))
+        return self.store._rows(lambda: self.blocking.values(*args, **kwargs))

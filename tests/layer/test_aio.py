@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import gc
 import random
 import threading
@@ -84,6 +85,17 @@ def test_the_blocking_names_awaitable(astore: acid.aio.Store) -> None:
         assert await astore.count("visits", 0) == 2
         assert await astore.collections() == ["people"]
         assert astore["people"].blocking is people.blocking
+        assert await astore.in_txn(lambda: people.blocking.get(1)) == {
+            "id": 1,
+            "name": "Ada",
+        }
+        assert await astore.in_txn(lambda: astore.blocking.count("w"), write=True) == 1
+        async with astore.begin():  # joins: a write in a read txn refuses
+            with pytest.raises(TxnError):
+                await astore.in_txn(lambda: astore.blocking.count("w"), write=True)
+        assert [n async for n in people.keys()] == [(1,), (2,), (3,)]
+        assert [n for n, _ in await astore.iter_meta(acid.KIND_TABLE)] == [("people",)]
+        assert (await astore.get_encoder("json")).name == "json"
         await astore.set_meta(acid.KIND_STRUCT, "cfg", {"a": 1})
         assert await astore.get_meta(acid.KIND_STRUCT, "cfg") == {"a": 1}
         await people.drop_index("name")
@@ -489,7 +501,10 @@ def test_concurrent_writer_engines_skip_the_turn() -> None:
         # A second writer reaches the engine, whose own lock times out (not
         # the store's turn, which a turn-taking store would report).
         async with astore.begin(write=True):
-            task = asyncio.create_task(_second_writer(astore))
+            # A task of its own (a fresh context), not sharing the block.
+            task = asyncio.create_task(
+                _second_writer(astore), context=contextvars.Context()
+            )
             with pytest.raises(TxnTimeout, match="writer lock"):
                 await task
         await astore.close()
@@ -499,7 +514,6 @@ def test_concurrent_writer_engines_skip_the_turn() -> None:
 
 
 async def _second_writer(astore: acid.aio.Store) -> None:
-    astore.current.set(None)  # a task of its own, not sharing the block
     async with astore.begin(write=True, timeout=0.05):
         pass
 
