@@ -25,9 +25,11 @@ from acid.store import (
     KIND_INDEX,
     KIND_STRUCT,
     KIND_TABLE,
+    Backoff,
     Store,
     TxnContext,
     abort,
+    transactional,
 )
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "KIND_INDEX",
     "KIND_STRUCT",
     "KIND_TABLE",
+    "Backoff",
     "CheckReport",
     "Collection",
     "Desc",
@@ -50,6 +53,7 @@ __all__ = [
     "errors",
     "keylib",
     "open",
+    "transactional",
 ]
 
 __version__ = "0.1.0"
@@ -84,3 +88,11 @@ def open(  # shadows the builtin: the seed API names it so
     except BaseException:
         engine.close()
         raise
+
+
+def __getattr__(name: str) -> Any:
+    if name == "aio":  # imported on first use: it brings in asyncio
+        import importlib
+
+        return importlib.import_module("acid.aio")
+    raise AttributeError(f"module 'acid' has no attribute {name!r}")

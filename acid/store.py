@@ -27,6 +27,14 @@ from acid._layout import (
     KINDS,
     Space,
 )
+from acid._retry import (
+    Backoff,
+    check_fn,
+    check_result,
+    check_retries,
+    retrying,
+    transactional,
+)
 from acid._schema import Schema
 from acid._txn import (
     Block,
@@ -60,8 +68,10 @@ __all__ = [
     "CheckReport",
     "Space",
     "Store",
+    "Backoff",
     "TxnContext",
     "abort",
+    "transactional",
 ]
 
 T = TypeVar("T")
@@ -186,6 +196,57 @@ class Store:
                 "active; use store.begin(write=True)"
             )
         return func()
+
+    def transact(
+        self,
+        fn: Callable[..., T],
+        /,
+        *args: Any,
+        retries: int = 10,
+        backoff: Backoff | None = None,
+        **kwargs: Any,
+    ) -> T:
+        """Run ``fn(*args, **kwargs)`` in a write transaction; return its value.
+
+        When the transaction fails with a retryable error (``ConflictError``
+        from an engine with concurrent writers, ``TxnTimeout`` waiting for
+        the writer lock), it runs again, up to ``retries`` more times,
+        waiting as ``backoff`` says (an :class:`acid.Backoff`); then the last
+        error propagates with ``attempts`` set. Any other error aborts and
+        propagates at once; :func:`acid.abort` aborts and returns ``None``.
+        Inside an active write transaction ``fn`` simply joins it, once: a
+        part of a transaction is never retried.
+
+        ``fn`` may run several times, so it must not have effects outside the
+        store (or they must be safe to repeat).
+
+        >>> import acid
+        >>> store = acid.open("skiplist:/")
+        >>> store.transact(lambda: store.count("n", 5))
+        1
+        >>> store.count("n", 0)
+        6
+        """
+        policy = check_retries(retries, backoff)
+        check_fn(fn)
+        txn = active(self.context)
+        if txn is not None:
+            if not txn.write:
+                raise TxnError(
+                    "transact() needs a write transaction, but a read transaction "
+                    "is active; call it outside the block or use begin(write=True)"
+                )
+            result = fn(*args, **kwargs)
+            check_result(fn, result)
+            return result
+        return retrying(lambda: self._attempt(fn, args, kwargs), retries, policy)
+
+    def _attempt(self, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
+        result = None
+        with self.begin(write=True):
+            result = fn(*args, **kwargs)
+            check_result(fn, result)
+        return result  # type: ignore[return-value]  # None after acid.abort()
 
     def active(self) -> Txn:
         """The active transaction; only for code running inside :meth:`in_txn`."""

@@ -14,11 +14,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "acid"
 LAYERS: list[set[str]] = [
     {"acid.errors"},
     {"acid.keylib", "acid._keylib_py", "acid._keylib_groups", "acid._keylib"},
-    {"acid.engines", "acid.encoders", "acid._query", "acid._txn"},
+    {"acid.engines", "acid.encoders", "acid._query", "acid._txn", "acid._retry"},
     {"acid._layout"},
     {"acid.store", "acid._schema"},
     {"acid.index"},
     {"acid.collection"},
+    {"acid.aio", "acid._aio_threads"},
     {"acid.core", "acid.testing", "acid.tools"},
     {"acid"},
 ]

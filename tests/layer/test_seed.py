@@ -152,6 +152,7 @@ def test_exports_pinned() -> None:
         "KIND_INDEX",
         "KIND_STRUCT",
         "KIND_TABLE",
+        "Backoff",
         "CheckReport",
         "Collection",
         "Desc",
@@ -166,6 +167,7 @@ def test_exports_pinned() -> None:
         "errors",
         "keylib",
         "open",
+        "transactional",
     }
     for name in acid.__all__:
         assert getattr(acid, name) is not None
