@@ -16,6 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 from acid import encoders, errors, keylib
+from acid._ttl import FOREVER
+from acid.blobs import BlobStore
 from acid.collection import CheckReport, Collection, add_index, check
 from acid.index import Index
 from acid.keylib import Desc, Key
@@ -31,11 +33,13 @@ from acid.store import (
 )
 
 __all__ = [
+    "FOREVER",
     "KIND_COUNTER",
     "KIND_ENCODER",
     "KIND_INDEX",
     "KIND_STRUCT",
     "KIND_TABLE",
+    "BlobStore",
     "CheckReport",
     "Collection",
     "Desc",
@@ -61,6 +65,7 @@ def open(  # shadows the builtin: the seed API names it so
     txn_context: Any = None,
     *,
     prefix: bytes | str = b"",
+    clock: Any = None,
 ) -> Store:
     """Open the engine at ``url`` and return a :class:`Store` over it.
 
@@ -69,8 +74,9 @@ def open(  # shadows the builtin: the seed API names it so
     it can register its engine. With ``trace_path`` every engine call is
     logged there (see ``docs/engines.md``); a path that cannot be opened for
     appending raises ``ConfigError``, a value that is not a path
-    ``TypeError``. Whatever fails, the engine is closed again (a LevelDB
-    directory stays unlocked).
+    ``TypeError``. ``clock()`` returns the time in seconds (a float) that
+    expiry compares deadlines with; it defaults to ``time.time``. Whatever
+    fails, the engine is closed again (a LevelDB directory stays unlocked).
     """
     from acid import engines
 
@@ -80,7 +86,7 @@ def open(  # shadows the builtin: the seed API names it so
             from acid.engines.trace import TraceEngine
 
             engine = TraceEngine(engine, trace_path)
-        return Store(engine, txn_context=txn_context, prefix=prefix)
+        return Store(engine, txn_context=txn_context, prefix=prefix, clock=clock)
     except BaseException:
         engine.close()
         raise

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -48,6 +49,7 @@ from acid.errors import (
 )
 
 if TYPE_CHECKING:
+    from acid.blobs import BlobStore
     from acid.collection import Collection
     from acid.engines import Engine, Txn
 
@@ -117,6 +119,8 @@ class Store:
         engine: Engine,
         txn_context: TxnContextLike | None = None,
         prefix: bytes | str = b"",
+        *,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         if not callable(getattr(engine, "begin", None)):
             raise TypeError(
@@ -127,8 +131,12 @@ class Store:
             prefix = prefix.encode()
         if not isinstance(prefix, bytes | bytearray | memoryview):
             raise TypeError(f"prefix must be bytes or str, not {type(prefix).__name__}")
+        if clock is not None and not callable(clock):
+            raise TypeError(f"clock must be callable, not {type(clock).__name__}")
         self.engine = engine
         self.prefix = bytes(prefix)
+        #: Seconds as a float, for expiry (``time.time`` unless given).
+        self.clock: Callable[[], float] = clock or time.time
         #: Where the active transaction lives (shared by stores on one engine).
         self.context: TxnContextLike = txn_context or context_for(engine)
         #: The encoders and compressors this store knows.
@@ -288,6 +296,12 @@ class Store:
         from acid.collection import Collection  # the one upward reference
 
         return Collection(self, name, **kwargs)
+
+    def blobs(self, name: str, **kwargs: Any) -> BlobStore:
+        """Shorthand for ``acid.blobs.BlobStore(self, name, **kwargs)``."""
+        from acid.blobs import BlobStore  # upward, as add_collection
+
+        return BlobStore(self, name, **kwargs)
 
     def collections(self) -> list[str]:
         """Names of the collections stored here, in order."""

@@ -147,11 +147,13 @@ def test_rename_collection(store: acid.Store) -> None:
 def test_exports_pinned() -> None:
     assert acid.__all__ == sorted(acid.__all__, key=lambda s: (not s.isupper(), s))
     assert set(acid.__all__) == {
+        "FOREVER",
         "KIND_COUNTER",
         "KIND_ENCODER",
         "KIND_INDEX",
         "KIND_STRUCT",
         "KIND_TABLE",
+        "BlobStore",
         "CheckReport",
         "Collection",
         "Desc",
