@@ -219,10 +219,11 @@ class BlobStore:
         gen = os.urandom(8)
         written = [0, 0]  # chunks, bytes
         if self.store.txn is not None:  # the caller's block: one transaction
-            return self.store.in_txn(
+            self.store.in_txn(
                 lambda: self._batch(key, gen, pieces, written, None, ttl_secs),
                 write=True,
             )
+            return key
         # On its own the put commits every STAGE_CHUNKS chunks, so that an
         # engine that keeps a transaction's writes in memory (LMDB's dirty
         # pages, LevelDB's batch) never holds the whole blob. The header is
