@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from acid import _query, encoders, keylib
+from acid._atomic import AtomicOps
 from acid._layout import KIND_INDEX, KIND_TABLE, SEP, ValueCodec
 from acid._txn import run_alone
 from acid.errors import (
@@ -55,7 +56,7 @@ def _key_kind(key_func: Any) -> str:
     return "auto" if key_func is None else "func"
 
 
-class Collection:
+class Collection(AtomicOps):
     """Records of one kind in a :class:`~acid.Store`, with their indexes.
 
     ``info`` is the collection's name. ``key_func(rec)`` makes a record's
@@ -69,6 +70,9 @@ class Collection:
     checked when it is opened again: the encoder, the counter, and whether
     keys come from a ``key_func`` or a counter. A mismatch raises
     :class:`~acid.errors.ConfigError` naming both values.
+
+    The atomic operations ``add``, ``replace``, ``cas``, ``seize``, ``incr``
+    and ``append`` come from :class:`acid._atomic.AtomicOps`.
     """
 
     def __init__(

@@ -17,7 +17,7 @@ LAYERS: list[set[str]] = [
     {"acid.engines", "acid.encoders", "acid._query", "acid._txn"},
     {"acid._layout", "acid._ttl"},
     {"acid.store", "acid._schema"},
-    {"acid.index"},
+    {"acid.index", "acid._atomic"},
     {"acid.collection", "acid.blobs"},
     {"acid.core", "acid.testing", "acid.tools"},
     {"acid"},
