@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from acid import encoders, errors, keylib
+from acid._text import qgrams, tokens
 from acid._ttl import FOREVER
 from acid.blobs import BlobStore
 from acid.collection import CheckReport, Collection, add_index, check
@@ -54,6 +55,8 @@ __all__ = [
     "errors",
     "keylib",
     "open",
+    "qgrams",
+    "tokens",
 ]
 
 __version__ = "0.1.0"

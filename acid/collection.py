@@ -34,7 +34,7 @@ from acid.errors import (
     SchemaError,
     TxnError,
 )
-from acid.index import Entries, Index
+from acid.index import Entries, Index, index_meta
 from acid.store import CheckReport
 
 if TYPE_CHECKING:
@@ -395,6 +395,7 @@ class Collection(AtomicOps):
             "id": store.schema.allocate_id(),
             "collection": self.name,
             "uid": os.urandom(8),
+            **index_meta(func),  # token and q-gram indexes: kind and q
         }
         store.set_meta(KIND_INDEX, (self.name, name), info)
         idx = Index(self, info, func)

@@ -15,7 +15,7 @@ LAYERS: list[set[str]] = [
     {"acid.errors"},
     {"acid.keylib", "acid._keylib_py", "acid._keylib_groups", "acid._keylib"},
     {"acid.engines", "acid.encoders", "acid._query", "acid._txn"},
-    {"acid._layout", "acid._ttl"},
+    {"acid._layout", "acid._ttl", "acid._text"},
     {"acid.store", "acid._schema"},
     {"acid.index", "acid._atomic"},
     {"acid.collection", "acid.blobs"},

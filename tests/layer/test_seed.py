@@ -168,6 +168,8 @@ def test_exports_pinned() -> None:
         "errors",
         "keylib",
         "open",
+        "qgrams",
+        "tokens",
     }
     for name in acid.__all__:
         assert getattr(acid, name) is not None
