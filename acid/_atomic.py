@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from acid import _query
+from acid import _query, _ttl
 from acid.errors import ConstraintError, NotFound
 
 if TYPE_CHECKING:
@@ -57,9 +57,12 @@ class AtomicOps:
         store: Store
         name: str
         key_func: Callable[[Any], Any] | None
+        expiry: Any
 
         def get(self, key: Any, default: Any = None, raw: bool = False) -> Any: ...
-        def put(self, rec: Any, key: Any = None) -> tuple[Any, ...]: ...
+        def put(
+            self, rec: Any, key: Any = None, *, ttl: Any = None
+        ) -> tuple[Any, ...]: ...
         def delete(self, key: Any) -> bool: ...
 
     def _atomic(self, func: Callable[[], T]) -> T:
@@ -73,15 +76,21 @@ class AtomicOps:
             return None
         return _as_key(self.key_func(rec))
 
-    def _rewrite(self, key: tuple[Any, ...], rec: Any) -> None:
-        """Put ``rec`` back under ``key``, which its key function must give."""
+    def _rewrite(self, key: tuple[Any, ...], rec: Any, keep: bool = False) -> None:
+        """Put ``rec`` back under ``key``, which its key function must give.
+
+        With ``keep`` an expiring record keeps its deadline (incr, append).
+        """
         if self.key_func is not None and _as_key(self.key_func(rec)) != key:
             raise ConstraintError(
                 f"collection {self.name!r}: the new record's key_func gives "
                 f"{_as_key(self.key_func(rec))!r}, not its key {key!r}; change "
                 "the key with delete() and put()"
             )
-        self.put(rec, key=key)
+        if keep and self.expiry is not None:
+            self.put(rec, key=key, ttl=_ttl.KEEP)
+        else:
+            self.put(rec, key=key)
 
     def add(self, rec: Any, key: Any = None) -> bool:
         """Put ``rec`` only if its key is absent; return whether it did."""
@@ -185,7 +194,7 @@ class AtomicOps:
                     f"{type(value).__name__}, not a number: cannot incr it"
                 )
             result = value + n
-            self._rewrite(k, {**rec, field: result})
+            self._rewrite(k, {**rec, field: result}, keep=True)
             return result
 
         return self._atomic(run)
@@ -209,7 +218,7 @@ class AtomicOps:
                     f"{type(value).__name__}, not a list: cannot append to it"
                 )
             new = [*value, *items]
-            self._rewrite(k, {**rec, field: new})
+            self._rewrite(k, {**rec, field: new}, keep=True)
             return len(new)
 
         return self._atomic(run)

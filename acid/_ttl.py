@@ -23,15 +23,18 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["FOREVER", "check_ttl", "deadline"]
+__all__ = ["FOREVER", "KEEP", "check_ttl", "deadline"]
 
 #: A ``ttl`` meaning "never expires" (also the value of an infinite ttl).
 FOREVER: float = math.inf
+#: A ``ttl`` for acid's own rewrites (``incr``, ``append``): the record keeps
+#: the deadline it has.
+KEEP: Any = type("Keep", (), {"__repr__": lambda self: "KEEP"})()
 
 
 def check_ttl(ttl: Any, *, allow_none: bool = True) -> float | None:
     """``ttl`` as seconds (``inf`` for :data:`FOREVER`), or ``None``."""
-    if ttl is None and allow_none:
+    if (ttl is None and allow_none) or ttl is KEEP:
         return None
     if (
         isinstance(ttl, bool)

@@ -193,6 +193,9 @@ class Index:
         if self._detached is not None:
             self._refuse()
         start, stop = self._range(args, lo, hi, prefix, include)
+        expiry = self.coll.expiry
+        if expiry is not None:  # entries of expired records are skipped
+            return expiry.scan(start, stop, reverse, max, fn, _record_key)
         return _query.scan(self.store, start, stop, reverse, max, fn)
 
     def _split(self, k: bytes) -> list[tuple[Any, ...]]:
@@ -373,6 +376,10 @@ class Index:
         start = keylib.pack(_query.as_tuple(x), self._prefix) + SEP
         stop = keylib.prefix_bound(start)
         assert stop is not None
+        expiry = self.coll.expiry
+        if expiry is not None:
+            rows = expiry.scan(start, stop, False, 1, lambda t, k, v: True, _record_key)
+            return next(rows, False)
         return next(
             _query.scan(self.store, start, stop, False, 1, lambda t, k, v: True), False
         )
@@ -470,11 +477,15 @@ class Index:
         confirm: Callable[[Any], bool] | None,
     ) -> list[tuple[tuple, Any]]:
         fetch = self._fetcher(False, True)
+        expiry = self.coll.expiry
 
         def run() -> list[tuple[tuple, Any]]:
             txn = self.store.active()
+            now = self.store.clock()
             out = []
             for rkey in sorted(candidates(self._postings)):  # bytes: key order
+                if expiry is not None and not expiry.alive(txn, rkey, now):
+                    continue
                 key, rec = fetch(txn, rkey, rkey)
                 if confirm is None or confirm(rec):
                     out.append((key, rec))
@@ -488,6 +499,11 @@ class Index:
     iterkeys = keys
     iteritems = items
     itervalues = values
+
+
+def _record_key(k: bytes, v: bytes) -> bytes:
+    """The packed record key of an entry: its value."""
+    return v
 
 
 def index_meta(func: Any) -> dict[str, Any]:

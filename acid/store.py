@@ -369,6 +369,8 @@ class Store:
                 self.delete_range(iinfo["id"])
                 self.set_meta(KIND_INDEX, (name, iname), None)
             self.delete_range(info["id"])
+            if info.get("expiry") is not None:  # deadlines (acid/_expiry.py)
+                self.delete_range(info["expiry"])
             self.set_meta(KIND_TABLE, name, None)
             counter = info.get("counter")
             others = [i for _, i in self.iter_meta(KIND_TABLE)]
@@ -589,6 +591,23 @@ class Store:
             txn.delete(k)
             n += 1
         return n
+
+    # -- expiry -----------------------------------------------------------
+
+    def expire(self, batch: int = 1000) -> int:
+        """Delete the expired records of every collection declared in this
+        process (``coll.expire()`` each); return how many.
+
+        Outside a block each collection is swept in transactions of at most
+        ``batch`` records; the cost is O(expired), not O(records). Expired
+        records are invisible anyway: this gives their space back.
+        """
+        self.schema.refresh()
+        return sum(
+            coll.expire(batch)
+            for coll in self.schema.newest()
+            if coll.attached and coll.expiry is not None
+        )
 
     # -- consistency ------------------------------------------------------
 

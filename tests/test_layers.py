@@ -17,7 +17,7 @@ LAYERS: list[set[str]] = [
     {"acid.engines", "acid.encoders", "acid._query", "acid._txn"},
     {"acid._layout", "acid._ttl", "acid._text"},
     {"acid.store", "acid._schema"},
-    {"acid.index", "acid._atomic"},
+    {"acid.index", "acid._atomic", "acid._expiry"},
     {"acid.collection", "acid.blobs"},
     {"acid.core", "acid.testing", "acid.tools"},
     {"acid"},
