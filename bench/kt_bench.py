@@ -8,13 +8,16 @@
 - ``qgram``: ``index.contains(needle)`` on a q-gram index (q=3) over N
   titles against a full scan of the collection testing ``needle in title``,
   for 5-character needles (the target is 20x faster).
+- ``expire``: ``store.expire()`` over N records that all have a deadline, of
+  which 0.1% or 1% have passed: the cost per expired record should not grow
+  with N (the sweep reads the deadline queue, not the records).
 
 Each measurement is CPU time (``time.process_time``; the machine is shared),
 repeated ``--repeat`` times with the order of the contenders rotated; the
 median is reported.
 
 Run: python bench/kt_bench.py [--blob-mib 1024] [--titles 100000] [--repeat 3]
-[--only blobs qgram]
+[--expire-n 100000 1000000] [--only blobs qgram expire]
 """
 
 from __future__ import annotations
@@ -195,17 +198,56 @@ def bench_qgram(n: int, repeat: int) -> None:
     print(f"  speed-up:  {med['scan'] / med['contains']:.0f}x")
 
 
+def expire_round(n: int, frac: float) -> tuple[int, float]:
+    """Expired records and CPU seconds of one ``store.expire()``."""
+    tmp = tempfile.mkdtemp(prefix="kt_bench_")
+    now = [1000.0]
+    try:
+        store = acid.open(f"lmdb:{tmp}?map_size=16GiB&sync=false", clock=lambda: now[0])
+        coll = store.add_collection("c", encoder="msgpack")
+        coll.add_index("g", lambda r: r["g"])
+        step = int(1 / frac)
+        for lo in range(0, n, 50_000):
+            with store.begin(write=True):
+                for i in range(lo, min(n, lo + 50_000)):
+                    # 1 record in `step` expires after 10 s, the rest after
+                    # an hour: every one has a deadline.
+                    ttl = 10 if i % step == 0 else 3600
+                    coll.put({"g": i % 100}, key=i, ttl=ttl)
+        now[0] += 60
+        spent = timed(lambda: store.expire(batch=1000))
+        gone = len(range(0, n, step))
+        assert sum(1 for _ in coll.keys()) == n - gone
+        store.close()
+        return gone, spent
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def bench_expire(sizes: list[int], fractions: list[float]) -> None:
+    """``store.expire()`` cost against the number of expired records."""
+    print("store.expire() on LMDB (sync=false), records with one index")
+    print(f"{'records':>10}{'expired':>10}{'CPU s':>8}{'us per expired':>16}")
+    for n in sizes:
+        for frac in fractions:
+            gone, spent = expire_round(n, frac)
+            print(f"{n:>10}{gone:>10}{spent:>8.3f}{spent / gone * 1e6:>16.1f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--blob-mib", type=int, default=1024)
     ap.add_argument("--titles", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--only", nargs="+", default=["blobs", "qgram"])
+    ap.add_argument("--expire-n", type=int, nargs="+", default=[100_000, 1_000_000])
+    ap.add_argument("--only", nargs="+", default=["blobs", "qgram", "expire"])
     args = ap.parse_args()
     if "blobs" in args.only:
         bench_blobs(args.blob_mib, args.repeat)
     if "qgram" in args.only:
         bench_qgram(args.titles, args.repeat)
+    if "expire" in args.only:
+        bench_expire(args.expire_n, [0.001, 0.01])
 
 
 if __name__ == "__main__":
