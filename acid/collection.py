@@ -698,15 +698,20 @@ class Collection(AtomicOps):
             self._refuse_detached()
         todo = [i for i in self._indexes if i.id not in report.checked_indexes]
         report.checked_indexes.update(i.id for i in todo)
+        expiry = self.expiry
+        if expiry is not None and expiry.space_id in report.checked_indexes:
+            expiry = None  # another object of this collection checked it
+        elif expiry is not None:
+            report.checked_indexes.add(expiry.space_id)
 
         def run() -> None:
             for idx in todo:
                 records = self.store.iter_space(self.id)
                 idx.check(records, len(self.key_prefix), self.codec.decode, report)
-            if self.expiry is not None:
+            if expiry is not None:
                 skip = len(self.key_prefix)
                 keys = {k[skip:] for k, _ in self.store.iter_space(self.id)}
-                self.expiry.check(keys, report)
+                expiry.check(keys, report)
 
         self.store.in_txn(run)
         return report

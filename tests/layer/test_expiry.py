@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import acid
 from acid.errors import SchemaError
@@ -251,10 +254,12 @@ def test_check_reports_damaged_expiry_spaces(tstore: acid.Store, clock: Clock) -
         queue_keys = [k for k, v in queue if v and k.endswith(v) and len(v) < len(k)]
         txn.delete(queue_keys[-1])
         txn.delete(coll.key_prefix + acid.keylib.pack((1,)))
+    tstore.add_collection("c", key_func=lambda r: r["id"])  # a second object
     report = tstore.check()
     assert not report.ok
-    assert any(m[1] == "(expiry)" for m in report.missing)
-    assert any(s[1] == "(expiry)" and s[3] == (1,) for s in report.stale)
+    assert [m[1] for m in report.missing] == ["(expiry)"]  # reported once
+    stale = [(s[1], s[3]) for s in report.stale if s[1] == "(expiry)"]
+    assert stale == [("(expiry)", (1,))]
 
 
 def test_drop_collection_drops_deadlines(tstore: acid.Store) -> None:
@@ -271,3 +276,99 @@ def test_drop_collection_drops_deadlines(tstore: acid.Store) -> None:
 def test_clock_must_be_callable() -> None:
     with pytest.raises(TypeError):
         acid.open("skiplist:/", clock=5)
+
+
+STEPS = st.lists(
+    st.tuples(
+        st.sampled_from(["put", "put", "delete", "tick", "expire", "incr"]),
+        st.integers(0, 4),
+        st.sampled_from([None, 1, 2, 3.5, acid.FOREVER]),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(STEPS, st.sampled_from([None, 2]))
+def test_random_steps_match_a_model(
+    steps: list[tuple[str, int, Any]], default: Any
+) -> None:
+    clock = Clock()
+    store = acid.open("skiplist:/", clock=clock)
+    coll = store.add_collection("c", ttl=default) if default else make(store)
+    if default:
+        coll.add_index("tag", lambda r: r["tag"])
+    model: dict[int, tuple[dict, float | None]] = {}
+
+    def live() -> dict[int, dict]:
+        return {k: r for k, (r, d) in model.items() if d is None or d > clock.now}
+
+    for i, (op, k, ttl) in enumerate(steps):
+        if op == "put":
+            r = {"id": k, "tag": f"t{i % 2}", "n": 0, "text": "x"}
+            coll.put(r, key=k, ttl=ttl)
+            secs = default if ttl is None else ttl
+            when = None if secs in (None, acid.FOREVER) else clock.now + secs
+            model[k] = (r, when)
+        elif op == "delete":
+            assert coll.delete(k) is (k in live())
+            model.pop(k, None)
+        elif op == "tick":
+            clock.now += k
+        elif op == "expire":
+            gone = len(model) - len(live())
+            assert store.expire(batch=2) == gone
+            model = {k: model[k] for k in live()}
+        elif k in live():
+            r, when = model[k]
+            assert coll.incr(k, "n") == r["n"] + 1
+            model[k] = ({**r, "n": r["n"] + 1}, when)
+        else:
+            with pytest.raises(KeyError):
+                coll.incr(k, "n")
+        now = live()
+        assert dict((key[0], r) for key, r in coll.items()) == now
+        for t in ("t0", "t1"):
+            want = sorted(k for k, r in now.items() if r["tag"] == t)
+            assert [key[0] for key in coll.indices["tag"].keys(t)] == want
+    assert store.check().ok
+
+
+def test_threads_put_while_another_expires(tstore: acid.Store, clock: Clock) -> None:
+    coll = make(tstore)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def writer(t: int) -> None:
+        try:
+            for i in range(40):
+                coll.put(rec(t * 100 + i % 10), ttl=1 + i % 3)
+                coll.delete(t * 100 + (i + 5) % 10)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    def sweeper() -> None:
+        try:
+            while not stop.is_set():
+                clock.now += 0.5
+                tstore.expire(batch=3)
+        except BaseException as exc:
+            errors.append(exc)
+
+    sweep = threading.Thread(target=sweeper)
+    sweep.start()
+    writers = [threading.Thread(target=writer, args=(t,)) for t in range(3)]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join()
+    stop.set()
+    sweep.join()
+    assert errors == []
+    assert tstore.check().ok
+    clock.now += 10
+    tstore.expire()
+    assert list(coll.keys()) == []
+    with tstore.begin():
+        assert list(tstore.iter_space(coll.id)) == []
+    assert tstore.check().ok
