@@ -20,17 +20,19 @@ from collections.abc import Callable, Iterator
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
-from acid import _query, keylib
-from acid._layout import SEP
-from acid.errors import CorruptionError
+from acid import _query, _ttl, keylib
+from acid._layout import KIND_TABLE, SEP
+from acid.errors import CorruptionError, SchemaError
 
 if TYPE_CHECKING:
+    from acid._layout import ValueCodec
     from acid.engines import Txn
     from acid.store import CheckReport, Store
 
-__all__ = ["Expiry"]
+__all__ = ["Expiry", "ExpiryOps"]
 
 _DEAD: Any = object()
+_MISSING: Any = object()
 
 
 class Expiry:
@@ -157,3 +159,197 @@ class Expiry:
             report.stale.append(
                 (self.coll_name, name, (by_key[rkey],), keylib.unpack(rkey))
             )
+
+
+class ExpiryOps:
+    """Expiry for a Collection (mixed in).
+
+    A collection gets an expiry space the first time it is declared with a
+    ttl or a record is put with one (a schema change). From then on this
+    object's ``put``, ``delete``, ``get`` and ``_scan`` are the ``_expiring_``
+    versions below, set as instance attributes (they call the class's own
+    methods for the plain work), so collections without expiry pay nothing.
+    """
+
+    if TYPE_CHECKING:  # what they use of Collection
+        store: Store
+        name: str
+        uid: bytes | None
+        expiry: Expiry | None
+        key_prefix: bytes
+        codec: ValueCodec
+
+        @property
+        def attached(self) -> bool: ...
+
+        def get(self, key: Any, default: Any = None, raw: bool = False) -> Any: ...
+        def put(
+            self, rec: Any, key: Any = None, *, ttl: Any = None
+        ) -> tuple[Any, ...]: ...
+        def delete(self, key: Any) -> bool: ...
+
+    def _gone(self) -> None:
+        raise SchemaError(
+            f"collection {self.name!r} cannot be used: it was dropped, or "
+            "created in a transaction that rolled back. Open it again with "
+            "store.add_collection()."
+        )
+
+    def sync_expiry(self, info: dict[str, Any]) -> None:
+        """Match the expiry state to the collection's stored metadata."""
+        space, default = info.get("expiry"), info.get("ttl")
+        if space is None:
+            self.expiry = None
+            for name in ("put", "delete", "get", "_scan"):
+                self.__dict__.pop(name, None)
+            return
+        exp = self.expiry
+        if exp is None or exp.space_id != space or exp.default != default:
+            self.expiry = Expiry(self.store, space, default, self.name)
+        self.__dict__.update(
+            put=self.put_with_ttl,
+            delete=self._expiring_delete,
+            get=self._expiring_get,
+            _scan=self._expiring_scan,
+        )
+
+    def declare_ttl(self, ttl: Any) -> None:
+        """Make ``ttl`` the default of records put without one (stored)."""
+        secs = _ttl.check_ttl(ttl)
+        default = None if secs == _ttl.FOREVER else secs
+        exp = self.expiry
+        if exp is None or exp.default != default:
+            self.store.in_txn(lambda: self._enable_expiry(default, True), write=True)
+
+    def _enable_expiry(self, default: float | None, set_default: bool) -> None:
+        store = self.store
+        meta = store.get_meta(KIND_TABLE, self.name)
+        if meta is None or meta.get("uid") != self.uid:
+            self._gone()
+        assert meta is not None
+        if meta.get("expiry") is not None and (
+            not set_default or meta.get("ttl") == default
+        ):
+            self.sync_expiry(meta)
+            return
+        store.schema.changed()
+        if meta.get("expiry") is None:
+            meta["expiry"] = store.schema.allocate_id()
+        if set_default:
+            meta["ttl"] = default
+        store.set_meta(KIND_TABLE, self.name, meta)
+        store.schema.reconcile_peers()
+        self.sync_expiry(meta)
+
+    def put_with_ttl(
+        self, rec: Any, key: Any = None, ttl: Any = None
+    ) -> tuple[Any, ...]:
+        """``put(rec, key, ttl=ttl)`` (which it is, once expiry is enabled)."""
+        _ttl.check_ttl(ttl)
+
+        def run() -> tuple[Any, ...]:
+            if self.expiry is None:
+                self._enable_expiry(None, False)
+            exp = self.expiry
+            assert exp is not None
+            k = type(self).put(self, rec, key)
+            if ttl is _ttl.KEEP:
+                return k
+            when = _ttl.deadline(ttl, exp.default, self.store.clock)
+            txn = self.store.active()
+            try:
+                exp.set_deadline(txn, keylib.pack(k), when)
+            except BaseException:  # the record is written: end the txn whole
+                try:
+                    txn.abort()
+                except Exception:  # already ended by the engine
+                    pass
+                raise
+            return k
+
+        return self.store.in_txn(run, write=True)
+
+    def _expiring_delete(self, key: Any) -> bool:
+        exp = self.expiry
+        assert exp is not None
+
+        def run() -> bool:
+            rkey = keylib.pack(_query.as_tuple(key))
+            alive = exp.alive(self.store.active(), rkey)
+            existed = type(self).delete(self, key)
+            exp.set_deadline(self.store.active(), rkey, None)
+            return existed and alive
+
+        return self.store.in_txn(run, write=True)
+
+    def _expiring_get(self, key: Any, default: Any = None, raw: bool = False) -> Any:
+        exp = self.expiry
+        assert exp is not None
+
+        def run() -> Any:
+            value = type(self).get(self, key, _MISSING, raw)
+            if value is _MISSING:
+                return default
+            rkey = keylib.pack(key if type(key) is tuple else _query.as_tuple(key))
+            return value if exp.alive(self.store.active(), rkey) else default
+
+        return self.store.in_txn(run)
+
+    def _expiring_scan(
+        self,
+        what: str,
+        key: Any,
+        lo: Any,
+        hi: Any,
+        prefix: Any,
+        reverse: Any,
+        max: int | None,
+        include: bool,
+        raw: bool = False,
+    ) -> Iterator[Any]:
+        if not self.attached:
+            self._gone()
+        exp = self.expiry
+        assert exp is not None
+        start, stop = _query.bounds(
+            self.key_prefix, key=key, lo=lo, hi=hi, prefix=prefix, include=include
+        )
+        skip = len(self.key_prefix)
+        decode = self.codec.decompress if raw else self.codec.decode
+        unpack = keylib.unpack
+        fn: Callable[[Any, bytes, bytes], Any]
+        if what == "keys":
+            fn = lambda txn, k, v: unpack(k[skip:])  # noqa: E731
+        elif what == "values":
+            fn = lambda txn, k, v: decode(v)  # noqa: E731
+        else:
+            fn = lambda txn, k, v: (unpack(k[skip:]), decode(v))  # noqa: E731
+        return exp.scan(start, stop, reverse, max, fn, lambda k, v: k[skip:])
+
+    def expire(self, batch: int = 1000) -> int:
+        """Delete this collection's expired records; return how many.
+
+        Inside a write block everything happens there; otherwise in
+        transactions of at most ``batch`` records each. Costs O(expired):
+        the expiry queue is read in deadline order.
+        """
+        if type(batch) is not int or batch < 1:
+            raise ValueError(f"batch must be a positive int, not {batch!r}")
+        exp = self.expiry
+        if exp is None:
+            return 0
+
+        def run(limit: int) -> int:
+            txn = self.store.active()
+            due = exp.due(txn, self.store.clock(), limit)
+            for rkey in due:
+                type(self).delete(self, keylib.unpack(rkey))
+                exp.set_deadline(txn, rkey, None)
+            return len(due)
+
+        total = 0
+        while True:
+            n = self.store.in_txn(lambda: run(batch), write=True)
+            total += n
+            if n < batch:
+                return total

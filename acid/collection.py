@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from acid import _query, _ttl, encoders, keylib
 from acid._atomic import AtomicOps
-from acid._expiry import Expiry
+from acid._expiry import Expiry, ExpiryOps
 from acid._layout import KIND_INDEX, KIND_TABLE, SEP, ValueCodec
 from acid._txn import run_alone
 from acid.errors import (
@@ -57,7 +57,7 @@ def _key_kind(key_func: Any) -> str:
     return "auto" if key_func is None else "func"
 
 
-class Collection(AtomicOps):
+class Collection(AtomicOps, ExpiryOps):
     """Records of one kind in a :class:`~acid.Store`, with their indexes.
 
     ``info`` is the collection's name. ``key_func(rec)`` makes a record's
@@ -73,7 +73,8 @@ class Collection(AtomicOps):
     :class:`~acid.errors.ConfigError` naming both values.
 
     The atomic operations ``add``, ``replace``, ``cas``, ``seize``, ``incr``
-    and ``append`` come from :class:`acid._atomic.AtomicOps`.
+    and ``append`` come from :class:`acid._atomic.AtomicOps`, expiry from
+    :class:`acid._expiry.ExpiryOps`.
     """
 
     def __init__(
@@ -151,10 +152,10 @@ class Collection(AtomicOps):
         self._update_refusal()
         #: Expiry state (acid/_expiry.py), or None when no record can expire.
         self.expiry: Expiry | None = None
-        self._sync_expiry(meta)
+        self.sync_expiry(meta)
         store.schema.attach(self)
         if ttl is not None:
-            self._declare_ttl(ttl)
+            self.declare_ttl(ttl)
 
     @property
     def encoder(self) -> encoders.Encoder:
@@ -257,7 +258,7 @@ class Collection(AtomicOps):
             return
         self.name = info["name"]
         self._detached = None
-        self._sync_expiry(info)
+        self.sync_expiry(info)
         comp = self.codec.compressor
         if (
             not encoders.is_builtin(comp)
@@ -441,7 +442,7 @@ class Collection(AtomicOps):
         and commit the rest of the transaction.
         """
         if ttl is not None:  # the first record that expires: see "Expiry"
-            return self._expiring_put(rec, key, ttl)
+            return self.put_with_ttl(rec, key, ttl)
         txn = self._ctx_get()
         if txn is not self._ok_txn:  # the first write of this object in txn
             if txn is None or txn.ended:  # autocommit (ended: a task inherited it)
@@ -715,173 +716,6 @@ class Collection(AtomicOps):
 
         self.store.in_txn(run)
         return report
-
-    # -- expiry (acid/_expiry.py) -------------------------------------------
-    # A collection gets an expiry space the first time it is declared with a
-    # ttl or a record is put with one (a schema change). From then on this
-    # object's put, delete, get and scans are the _expiring_ versions below
-    # (instance attributes), so collections without expiry pay nothing.
-
-    def _sync_expiry(self, info: dict[str, Any]) -> None:
-        space, default = info.get("expiry"), info.get("ttl")
-        if space is None:
-            self.expiry = None
-            for name in ("put", "delete", "get", "_scan"):
-                self.__dict__.pop(name, None)
-            return
-        exp = self.expiry
-        if exp is None or exp.space_id != space or exp.default != default:
-            self.expiry = Expiry(self.store, space, default, self.name)
-        self.__dict__.update(
-            put=self._expiring_put,
-            delete=self._expiring_delete,
-            get=self._expiring_get,
-            _scan=self._expiring_scan,
-        )
-
-    def _declare_ttl(self, ttl: Any) -> None:
-        secs = _ttl.check_ttl(ttl)
-        default = None if secs == _ttl.FOREVER else secs
-        exp = self.expiry
-        if exp is None or exp.default != default:
-            self.store.in_txn(lambda: self._enable_expiry(default, True), write=True)
-
-    def _enable_expiry(self, default: float | None, set_default: bool) -> None:
-        store = self.store
-        meta = store.get_meta(KIND_TABLE, self.name)
-        if meta is None or meta.get("uid") != self.uid:
-            self._refuse_detached()
-        assert meta is not None
-        if meta.get("expiry") is not None and (
-            not set_default or meta.get("ttl") == default
-        ):
-            self._sync_expiry(meta)
-            return
-        store.schema.changed()
-        if meta.get("expiry") is None:
-            meta["expiry"] = store.schema.allocate_id()
-        if set_default:
-            meta["ttl"] = default
-        store.set_meta(KIND_TABLE, self.name, meta)
-        store.schema.reconcile_peers()
-        self._sync_expiry(meta)
-
-    def _expiring_put(
-        self, rec: Any, key: Any = None, ttl: Any = None
-    ) -> tuple[Any, ...]:
-        _ttl.check_ttl(ttl)
-
-        def run() -> tuple[Any, ...]:
-            if self.expiry is None:
-                self._enable_expiry(None, False)
-            exp = self.expiry
-            assert exp is not None
-            k = Collection.put(self, rec, key)
-            if ttl is _ttl.KEEP:
-                return k
-            when = _ttl.deadline(ttl, exp.default, self.store.clock)
-            txn = self.store.active()
-            try:
-                exp.set_deadline(txn, _pack(k), when)
-            except BaseException:  # the record is written: end the txn whole
-                _roll_back(txn, _abort_txn)
-                raise
-            return k
-
-        return self.store.in_txn(run, write=True)
-
-    def _expiring_delete(self, key: Any) -> bool:
-        exp = self.expiry
-        assert exp is not None
-
-        def run() -> bool:
-            rkey = _pack(_query.as_tuple(key))
-            alive = exp.alive(self.store.active(), rkey)
-            existed = Collection.delete(self, key)
-            exp.set_deadline(self.store.active(), rkey, None)
-            return existed and alive
-
-        return self.store.in_txn(run, write=True)
-
-    def _expiring_get(self, key: Any, default: Any = None, raw: bool = False) -> Any:
-        exp = self.expiry
-        assert exp is not None
-
-        def run() -> Any:
-            value = Collection.get(self, key, _MISSING, raw)
-            if value is _MISSING:
-                return default
-            rkey = _pack(key if type(key) is tuple else _query.as_tuple(key))
-            return value if exp.alive(self.store.active(), rkey) else default
-
-        return self.store.in_txn(run)
-
-    def _expiring_scan(
-        self,
-        what: str,
-        key: Any,
-        lo: Any,
-        hi: Any,
-        prefix: Any,
-        reverse: Any,
-        max: int | None,
-        include: bool,
-        raw: bool = False,
-    ) -> Iterator[Any]:
-        if self._detached is not None:
-            self._refuse_detached()
-        exp = self.expiry
-        assert exp is not None
-        start, stop = _query.bounds(
-            self.key_prefix, key=key, lo=lo, hi=hi, prefix=prefix, include=include
-        )
-        skip = len(self.key_prefix)
-        decode = self.codec.decompress if raw else self.codec.decode
-        unpack = keylib.unpack
-        fn: Callable[[Any, bytes, bytes], Any]
-        if what == "keys":
-            fn = lambda txn, k, v: unpack(k[skip:])  # noqa: E731
-        elif what == "values":
-            fn = lambda txn, k, v: decode(v)  # noqa: E731
-        else:
-            fn = lambda txn, k, v: (unpack(k[skip:]), decode(v))  # noqa: E731
-        return exp.scan(start, stop, reverse, max, fn, lambda k, v: k[skip:])
-
-    def expire(self, batch: int = 1000) -> int:
-        """Delete this collection's expired records; return how many.
-
-        Inside a write block everything happens there; otherwise in
-        transactions of at most ``batch`` records each. Costs O(expired):
-        the expiry queue is read in deadline order.
-        """
-        if type(batch) is not int or batch < 1:
-            raise ValueError(f"batch must be a positive int, not {batch!r}")
-        exp = self.expiry
-        if exp is None:
-            return 0
-
-        def run(limit: int) -> int:
-            txn = self.store.active()
-            due = exp.due(txn, self.store.clock(), limit)
-            for rkey in due:
-                Collection.delete(self, keylib.unpack(rkey))
-                exp.set_deadline(txn, rkey, None)
-            return len(due)
-
-        total = 0
-        while True:
-            n = self.store.in_txn(lambda: run(batch), write=True)
-            total += n
-            if n < batch:
-                return total
-
-
-_MISSING: Any = object()
-
-
-def _abort_txn() -> None:
-    """An undo that fails, so that _roll_back aborts the transaction."""
-    raise TxnError("the write failed half-way; its transaction is aborted")
 
 
 def _roll_back(txn: Txn, undo: Callable[[], Any]) -> None:
