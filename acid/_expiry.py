@@ -199,9 +199,13 @@ class ExpiryOps:
         """Match the expiry state to the collection's stored metadata."""
         space, default = info.get("expiry"), info.get("ttl")
         if space is None:
-            self.expiry = None
-            for name in ("put", "delete", "get", "_scan"):
-                self.__dict__.pop(name, None)
+            if self.expiry is not None:  # rolled back, or another store's
+                self.expiry = None
+                for name in ("put", "delete", "get", "_scan"):
+                    delattr(self, name)
+            # Otherwise __dict__ is left alone: reading it would turn the
+            # object's inline attributes into a dict, and every attribute
+            # read on the get path would get slower (CPython 3.11+).
             return
         exp = self.expiry
         if exp is None or exp.space_id != space or exp.default != default:
