@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from acid import _query, _ttl, keylib
 from acid._layout import KIND_TABLE, SEP
+from acid._txn import active
 from acid.errors import CorruptionError, SchemaError
 
 if TYPE_CHECKING:
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 __all__ = ["Expiry", "ExpiryOps"]
 
 _DEAD: Any = object()
-_MISSING: Any = object()
 
 
 class Expiry:
@@ -289,15 +289,22 @@ class ExpiryOps:
     def _expiring_get(self, key: Any, default: Any = None, raw: bool = False) -> Any:
         exp = self.expiry
         assert exp is not None
-
-        def run() -> Any:
-            value = type(self).get(self, key, _MISSING, raw)
-            if value is _MISSING:
+        if not self.attached:
+            self._gone()
+        rkey = keylib.pack(key if type(key) is tuple else _query.as_tuple(key))
+        txn = active(self.store.context)
+        own = txn is None
+        if own:  # one snapshot for the record and its deadline
+            txn = self.store.engine.begin()
+        assert txn is not None
+        try:
+            value = txn.get(self.key_prefix + rkey)
+            if value is None or not exp.alive(txn, rkey):
                 return default
-            rkey = keylib.pack(key if type(key) is tuple else _query.as_tuple(key))
-            return value if exp.alive(self.store.active(), rkey) else default
-
-        return self.store.in_txn(run)
+        finally:
+            if own:
+                txn.abort()
+        return self.codec.decompress(value) if raw else self.codec.decode(value)
 
     def _expiring_scan(
         self,
