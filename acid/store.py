@@ -596,18 +596,22 @@ class Store:
 
     def expire(self, batch: int = 1000) -> int:
         """Delete the expired records of every collection declared in this
-        process (``coll.expire()`` each); return how many.
+        process (``coll.expire()`` each) and the expired blobs of every blob
+        store (``blobs.expire()``, which reads every header); return how many.
 
         Outside a block each collection is swept in transactions of at most
         ``batch`` records; the cost is O(expired), not O(records). Expired
         records are invisible anyway: this gives their space back.
         """
         self.schema.refresh()
-        return sum(
+        n = sum(
             coll.expire(batch)
             for coll in self.schema.newest()
             if coll.attached and coll.expiry is not None
         )
+        for (name,), _ in self.iter_meta(_layout.KIND_BLOBS):
+            n += self.blobs(name).expire()
+        return n
 
     # -- consistency ------------------------------------------------------
 
