@@ -630,3 +630,27 @@ def test_threads_replace_one_blob_while_others_read(
     with bstore.begin():  # one header and one generation's chunks are left
         assert len(list(bstore.iter_space(blobs.id))) == 1 + n
     assert blobs.vacuum(grace=0) == 0
+
+
+def test_two_stores_on_one_path(
+    open_store: Callable[..., acid.Store], engine_name: str
+) -> None:
+    if engine_name != "lmdb":
+        pytest.skip("needs a path that two engines may open at once")
+    one, two = open_store(), open_store()
+    a = one.blobs("files", chunk_size=CS)
+    a.put("k", data_of(3 * CS))
+    b = two.blobs("files")
+    assert b.id == a.id and b.get("k") == data_of(3 * CS)
+    with two.begin(write=True):
+        b.put("k", b"from two")
+        with pytest.raises(acid.errors.TxnError):
+            with one.begin(write=True, timeout=0.05):
+                pass  # one storage, one writer
+    assert a.get("k") == b"from two"
+    with one.begin(write=True):
+        ghost = one.blobs("ghost")
+        acid.abort()
+    with pytest.raises(SchemaError):
+        ghost.keys()
+    assert two.get_meta("blobs", "ghost") is None
