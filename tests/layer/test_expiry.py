@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -372,3 +377,53 @@ def test_threads_put_while_another_expires(tstore: acid.Store, clock: Clock) -> 
     with tstore.begin():
         assert list(tstore.iter_space(coll.id)) == []
     assert tstore.check().ok
+
+
+def test_failure_mid_sweep_loses_nothing(tstore: acid.Store, clock: Clock) -> None:
+    coll = tstore.add_collection("c")
+    poisoned = {"armed": False}
+
+    def tag(r: dict) -> Any:
+        if poisoned["armed"] and r["i"] == 7:
+            raise RuntimeError("index function fails on record 7")
+        return r["i"] % 3
+
+    idx = coll.add_index("tag", tag)
+    with tstore.begin(write=True):
+        for i in range(20):
+            coll.put({"i": i}, key=i, ttl=5)
+    clock.now += 5
+    poisoned["armed"] = True
+    with pytest.raises(RuntimeError):
+        coll.expire(batch=4)  # the batch holding record 7 rolls back whole
+    with tstore.begin():
+        skip = len(coll.key_prefix)
+        left = [acid.keylib.unpack(k[skip:])[0] for k, _ in tstore.iter_space(coll.id)]
+    assert left == list(range(4, 20))  # the first batch (0-3) committed
+    assert list(coll.keys()) == [] and idx.count() == 0  # still invisible
+    poisoned["armed"] = False
+    assert tstore.check().ok
+    assert coll.expire() == len(left)
+    assert tstore.check().ok
+
+
+AGED = """
+import sys, acid
+store = acid.open(sys.argv[1])
+coll = store.add_collection("c", ttl=5)
+coll.put({"who": "child"}, key=1)
+coll.put({"who": "child"}, key=2, ttl=acid.FOREVER)
+"""
+
+
+def test_deadlines_cross_processes(tmp_path: Path) -> None:
+    url = f"lmdb:{tmp_path}/db"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    subprocess.run([sys.executable, "-c", AGED, url], env=env, check=True)
+    later = acid.open(url, clock=lambda: time.time() + 10)
+    coll = later.add_collection("c")  # the stored default and deadlines apply
+    assert coll.expiry is not None and coll.expiry.default == 5
+    assert coll.get(1) is None and coll.get(2) == {"who": "child"}
+    assert later.expire() == 1
+    assert later.check().ok
+    later.close()
