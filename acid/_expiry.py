@@ -12,6 +12,20 @@ A record is expired when ``deadline <= clock()``. Expired records are
 invisible to every read path of the collection and of its indexes at once,
 and removed by :meth:`acid.Store.expire` or when a write touches them.
 Collections without expiry never reach this module.
+
+>>> import acid
+>>> now = [1000.0]
+>>> store = acid.open("skiplist:/", clock=lambda: now[0])
+>>> sessions = store.add_collection("sessions", ttl=60)
+>>> sessions.put({"user": "ada"}, key="s1")
+('s1',)
+>>> sessions.put({"user": "alan"}, key="s2", ttl=acid.FOREVER)
+('s2',)
+>>> now[0] += 60
+>>> sessions.get("s1"), [k for k in sessions.keys()]
+(None, [('s2',)])
+>>> store.expire()
+1
 """
 
 from __future__ import annotations
