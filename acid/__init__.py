@@ -16,6 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 from acid import encoders, errors, keylib
+from acid._text import qgrams, tokens
+from acid._ttl import FOREVER
+from acid.blobs import BlobStore
 from acid.collection import CheckReport, Collection, add_index, check
 from acid.index import Index
 from acid.keylib import Desc, Key
@@ -31,14 +34,19 @@ from acid.store import (
     abort,
     transactional,
 )
+from acid.store import (
+    open_url as _open_url,
+)
 
 __all__ = [
+    "FOREVER",
     "KIND_COUNTER",
     "KIND_ENCODER",
     "KIND_INDEX",
     "KIND_STRUCT",
     "KIND_TABLE",
     "Backoff",
+    "BlobStore",
     "CheckReport",
     "Collection",
     "Desc",
@@ -53,6 +61,8 @@ __all__ = [
     "errors",
     "keylib",
     "open",
+    "qgrams",
+    "tokens",
     "transactional",
 ]
 
@@ -65,6 +75,7 @@ def open(  # shadows the builtin: the seed API names it so
     txn_context: Any = None,
     *,
     prefix: bytes | str = b"",
+    clock: Any = None,
 ) -> Store:
     """Open the engine at ``url`` and return a :class:`Store` over it.
 
@@ -73,21 +84,11 @@ def open(  # shadows the builtin: the seed API names it so
     it can register its engine. With ``trace_path`` every engine call is
     logged there (see ``docs/engines.md``); a path that cannot be opened for
     appending raises ``ConfigError``, a value that is not a path
-    ``TypeError``. Whatever fails, the engine is closed again (a LevelDB
-    directory stays unlocked).
+    ``TypeError``. ``clock()`` returns the time in seconds (a float) that
+    expiry compares deadlines with; it defaults to ``time.time``. Whatever
+    fails, the engine is closed again (a LevelDB directory stays unlocked).
     """
-    from acid import engines
-
-    engine = engines.from_url(url)
-    try:
-        if trace_path is not None:
-            from acid.engines.trace import TraceEngine
-
-            engine = TraceEngine(engine, trace_path)
-        return Store(engine, txn_context=txn_context, prefix=prefix)
-    except BaseException:
-        engine.close()
-        raise
+    return _open_url(url, trace_path, txn_context, prefix=prefix, clock=clock)
 
 
 def __getattr__(name: str) -> Any:

@@ -47,7 +47,6 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
-from acid import engines
 from acid._aio_threads import Worker
 from acid._retry import (
     Backoff,
@@ -60,7 +59,7 @@ from acid.collection import Collection as BlockingCollection
 from acid.engines import DEFAULT_LOCK_TIMEOUT, check_timeout
 from acid.errors import AbortError, EngineError, TxnError, TxnTimeout
 from acid.index import Index as BlockingIndex
-from acid.store import CheckReport
+from acid.store import CheckReport, open_url
 from acid.store import Store as BlockingStore
 
 __all__ = ["BATCH", "Collection", "Index", "Store", "Transaction", "open"]
@@ -79,6 +78,7 @@ async def open(  # shadows the builtin, as acid.open does
     txn_context: Any = None,
     *,
     prefix: bytes | str = b"",
+    clock: Any = None,
     pool_size: int = 4,
 ) -> Store:
     """Open the engine at ``url`` (on a thread) and return an async :class:`Store`.
@@ -86,26 +86,14 @@ async def open(  # shadows the builtin, as acid.open does
     Arguments as for :func:`acid.open`; ``pool_size`` threads run the
     operations made outside any transaction.
     """
-    opener = functools.partial(_open, url, trace_path, txn_context, prefix)
+    opener = functools.partial(
+        open_url, url, trace_path, txn_context, prefix=prefix, clock=clock
+    )
     blocking = await asyncio.to_thread(opener)
     try:
         return Store(blocking, pool_size=pool_size)
     except BaseException:
         blocking.close()
-        raise
-
-
-def _open(url: str, trace_path: Any, txn_context: Any, prefix: Any) -> BlockingStore:
-    """:func:`acid.open` (which sits above this module)."""
-    engine = engines.from_url(url)
-    try:
-        if trace_path is not None:
-            from acid.engines.trace import TraceEngine
-
-            engine = TraceEngine(engine, trace_path)
-        return BlockingStore(engine, txn_context=txn_context, prefix=prefix)
-    except BaseException:
-        engine.close()
         raise
 
 
