@@ -18,7 +18,7 @@ byte naming the compressor, then the compressed encoder output.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from acid import _query, encoders, keylib
@@ -525,6 +525,161 @@ class Collection:
             raise
         return True
 
+    # -- bulk -------------------------------------------------------------
+
+    def put_many(self, records: Iterable[Any]) -> list[tuple[Any, ...]]:
+        """Create or replace many records; return their keys, in order.
+
+        The same as ``put`` on each record in turn (a later record under the
+        same key wins), but all or nothing: if one record fails (its
+        encoder, key function or an index function raises, the engine
+        refuses a value), none is written, and an enclosing transaction
+        keeps its earlier writes. Uses the engine's batch path.
+
+        >>> import acid
+        >>> people = acid.open("skiplist:/").add_collection("people")
+        >>> people.put_many([{"name": "Ann"}, {"name": "Bob"}])
+        [(1,), (2,)]
+        """
+        recs = records if type(records) is list else list(records)
+        txn = self._ctx_get()
+        if txn is not self._ok_txn:
+            if txn is None or txn.ended:  # autocommit
+                return run_alone(self._engine, self._ctx, True, self.put_many, recs)
+            self._writable(txn)
+        if not recs:
+            return []
+        # Everything that can fail without writing comes first.
+        if self._cid:
+            values = [self.codec.encode(r) for r in recs]
+        else:
+            pack = self._pack
+            values = [b"\x00" + pack(r) for r in recs]
+        indexes = self._indexes
+        news = [idx.entries_many(recs) for idx in indexes]
+        key_func = self.key_func
+        if key_func is None:
+            first = self.store.bump(self.counter_name, 0, 1)  # bumped below
+            keys: list[tuple[Any, ...]] = [
+                (i,) for i in range(first, first + len(recs))
+            ]
+        else:
+            keys = [k if type(k) is tuple else _as_key(k) for k in map(key_func, recs)]
+        rkeys = [_pack(k) for k in keys]
+        kp = self.key_prefix
+        # The last record under each key is the one that lands.
+        last = list(dict(zip(rkeys, range(len(rkeys)), strict=True)).values())
+        if len(last) == len(rkeys):  # no key twice: the usual case
+            fulls = [kp + k for k in rkeys]
+        else:
+            fulls = [kp + rkeys[j] for j in last]
+        olds = txn.get_many(fulls)
+        before = self._entries_of(olds)
+        batch = _Batch(self, txn, fulls, olds)
+        try:
+            if key_func is None:
+                self.store.bump(self.counter_name, len(recs), 1)
+                batch.counted = len(recs)
+            if not before and len(last) == len(rkeys):  # fresh keys only
+                pairs = batch.written = list(zip(fulls, values, strict=True))
+                for col in news:
+                    for entries, rkey in zip(col, rkeys, strict=True):
+                        tail = SEP + rkey
+                        if type(entries) is tuple and len(entries) == 1:
+                            pairs.append((entries[0] + tail, rkey))
+                        else:
+                            pairs.extend((p + tail, rkey) for p in entries)
+                txn.put_many(pairs)
+                return keys
+            pairs = [(f, values[j]) for f, j in zip(fulls, last, strict=True)]
+            for i, col in enumerate(news):
+                old_col = before[i] if before else None
+                for n, j in enumerate(last):
+                    rkey, new = rkeys[j], col[j]
+                    tail = SEP + rkey
+                    old = old_col[n] if old_col else ()
+                    if old:
+                        batch.changed.append((i, tail, rkey, old, new))
+                        for p in set(old) - set(new):
+                            txn.delete(p + tail)
+                        new = set(new) - set(old)
+                    else:
+                        batch.changed.append((i, tail, rkey, (), new))
+                    pairs.extend((p + tail, rkey) for p in new)
+            txn.put_many(pairs)
+        except BaseException:
+            _roll_back(txn, batch.undo)
+            raise
+        return keys
+
+    def get_many(self, keys: Iterable[Any], default: Any = None) -> list[Any]:
+        """The records under ``keys`` (``default`` where none), in order.
+
+        One transaction (the active one, or a read of its own), so the
+        records come from one snapshot.
+        """
+        if self._detached is not None:
+            self._refuse_detached()
+        kp, as_tuple = self.key_prefix, _query.as_tuple
+        fulls = [_pack(k if type(k) is tuple else as_tuple(k), kp) for k in keys]
+        store = self.store
+        values = store.in_txn(lambda: store.active().get_many(fulls))
+        decode = self.codec.decode
+        return [default if v is None else decode(v) for v in values]
+
+    def delete_many(self, keys: Iterable[Any]) -> int:
+        """Delete the records under ``keys``; return how many existed.
+
+        All or nothing, as :meth:`put_many`: if one fails (an index function
+        raises on a stored record), none is deleted.
+        """
+        kp, as_tuple = self.key_prefix, _query.as_tuple
+        fulls = list(dict.fromkeys(_pack(as_tuple(k), kp) for k in keys))
+        txn = self._ctx_get()
+        if txn is not self._ok_txn:
+            if txn is None or txn.ended:  # autocommit
+                return run_alone(
+                    self._engine, self._ctx, True, self._delete_packed, fulls
+                )
+            self._writable(txn)
+        return self._delete_packed(fulls)
+
+    def _delete_packed(self, fulls: list[bytes]) -> int:
+        txn = self._ctx_get()
+        if txn is not self._ok_txn:  # only after run_alone began a new one
+            self._writable(txn)
+        olds = txn.get_many(fulls)
+        before = self._entries_of(olds)  # may raise: nothing written yet
+        batch = _Batch(self, txn, fulls, olds)
+        skip = len(self.key_prefix)
+        try:
+            for i, col in enumerate(before):
+                for full, old in zip(fulls, col, strict=True):
+                    if old:
+                        rkey = full[skip:]
+                        tail = SEP + rkey
+                        batch.changed.append((i, tail, rkey, old, ()))
+                        for p in old:
+                            txn.delete(p + tail)
+            n = 0
+            for full, value in zip(fulls, olds, strict=True):
+                if value is not None:
+                    txn.delete(full)
+                    n += 1
+        except BaseException:
+            _roll_back(txn, batch.undo)
+            raise
+        return n
+
+    def _entries_of(self, values: list[bytes | None]) -> list[list[Entries]]:
+        """Each index's entries of the stored ``values`` (``()`` for none)."""
+        indexes = self._indexes
+        if not indexes or values.count(None) == len(values):
+            return []
+        decode = self.codec.decode
+        recs = [None if v is None else decode(v) for v in values]
+        return [idx.entries_many(recs) for idx in indexes]
+
     # -- reads ------------------------------------------------------------
 
     def get(self, key: Any, default: Any = None, raw: bool = False) -> Any:
@@ -687,6 +842,65 @@ class Collection:
 
         self.store.in_txn(run)
         return report
+
+
+def _as_key(key: Any) -> tuple[Any, ...]:
+    if type(key) is tuple:
+        return key
+    return (key,) if type(key) in _SCALARS else _query.as_tuple(key)
+
+
+class _Batch:
+    """What a bulk write changed, to put it back if it fails half-way.
+
+    ``undo`` is idempotent, so it need not know how far the batch got:
+    every record goes back to its old value (or away), every entry the
+    batch may have added is deleted, every entry it may have deleted is
+    written again.
+    """
+
+    __slots__ = ("changed", "coll", "counted", "fulls", "olds", "txn", "written")
+
+    def __init__(
+        self,
+        coll: Collection,
+        txn: Txn,
+        fulls: list[bytes],
+        olds: list[bytes | None],
+    ) -> None:
+        self.coll = coll
+        self.txn = txn
+        self.fulls = fulls
+        self.olds = olds
+        self.counted = 0
+        #: (index number, SEP + record key, record key, old entries, new entries)
+        self.changed: list[tuple[int, bytes, bytes, Entries, Entries]] = []
+        #: Keys written where nothing was before (records and their entries).
+        self.written: list[tuple[bytes, bytes]] = []
+
+    def undo(self) -> None:
+        txn = self.txn
+        for key, _ in self.written:
+            try:
+                txn.delete(key)
+            except Exception:  # a key the engine refused was never written
+                pass
+        for full, old in zip(self.fulls, self.olds, strict=True):
+            if old is None:
+                txn.delete(full)
+            else:
+                txn.put(full, old)
+        for _, tail, rkey, before, after in self.changed:
+            for p in set(after) - set(before):
+                try:
+                    txn.delete(p + tail)
+                except Exception:  # a key the engine refused was never written
+                    pass
+            for p in set(before) - set(after):
+                txn.put(p + tail, rkey)
+        if self.counted:
+            coll = self.coll
+            coll.store.bump(coll.counter_name, -self.counted, 1)
 
 
 def _roll_back(txn: Txn, undo: Callable[[], Any]) -> None:

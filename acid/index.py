@@ -113,6 +113,22 @@ class Index:
             return {keylib.pack(as_tuple(x), prefix) for x in result}
         return (keylib.pack(_query.as_tuple(result), self._prefix),)
 
+    def entries_many(self, recs: list[Any]) -> list[Entries]:
+        """:meth:`entries` of each record, in one call (the bulk path)."""
+        func, prefix, scalars = self.func, self._prefix, _SCALARS
+        out: list[Entries] = []
+        append = out.append
+        for rec in recs:
+            result = None if rec is None else func(rec)
+            kind = type(result)
+            if kind in scalars:
+                append((_pack((result,), prefix),))
+            elif kind is tuple:
+                append((_pack(result, prefix),))
+            else:
+                append(self.entries(rec))
+        return out
+
     def update(self, txn: Any, rkey: bytes, old: Entries, new: Entries) -> None:
         """Apply the difference between two entry collections for one record.
 

@@ -36,7 +36,7 @@ import os
 import sys
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import plyvel
@@ -60,6 +60,7 @@ from acid.engines._overlay import (
     DELETED,
     Overlay,
     OverlayWrites,
+    bad_put,
     live_iter,
     merge,
     ordered,
@@ -362,6 +363,13 @@ class _LevelDBReader(_Base):
     def iter(self, key: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
         return self._scan_native(key, reverse, True)
 
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        try:
+            get = self._snapshot.get
+            return [get(key) for key in keys]
+        except (plyvel.Error, RuntimeError) as exc:
+            raise self._fail(exc) from exc
+
     def _release(self) -> None:
         self._engine._forget(self._ref)
         _Base._release(self)
@@ -393,6 +401,33 @@ class _LevelDBTxn(OverlayWrites, _Base):
 
     def iter(self, key: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
         return live_iter(self, self._scan, key, reverse)
+
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        puts = self._puts
+        try:
+            get = self._snapshot.get
+            out = []
+            for key in keys:
+                value = puts.get(key)
+                if value is None:
+                    out.append(get(key))
+                else:
+                    out.append(None if value is DELETED else value)
+            return out
+        except (plyvel.Error, RuntimeError) as exc:
+            raise self._fail(exc) from exc
+
+    def put_many(self, items: Sequence[tuple[bytes, bytes]]) -> None:
+        puts, overlay = self._puts, self._overlay
+        try:
+            for key, value in items:
+                if type(key) is not bytes or type(value) is not bytes or not key:
+                    bad_put(key, value)
+                if overlay is not None and key not in puts:
+                    overlay.note(key)
+                puts[key] = value
+        finally:
+            self._writes += 1
 
     def _scan(
         self, key: bytes, reverse: bool, inclusive: bool
