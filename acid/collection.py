@@ -18,7 +18,7 @@ byte naming the compressor, then the compressed encoder output.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from acid import _query, encoders, keylib
@@ -468,10 +468,17 @@ class Collection:
                     for p in entries:
                         put(p + tail, rkey)
                 return key
-            old_rec = self.codec.decode(old_value)
+            old_rec = self._decode(old_value)  # the one decode of the old record
+            if len(indexes) == 1:  # no list comprehension frame, no zip
+                o = indexes[0].entries(old_rec)
+                old = [o]
+                if o != new[0]:  # equal entries: nothing to change
+                    indexes[0].update(txn, rkey, o, new[0])
+                return key
             old = [idx.entries(old_rec) for idx in indexes]
             for idx, o, n in zip(indexes, old, new, strict=True):
-                idx.update(txn, rkey, o, n)
+                if o != n:
+                    idx.update(txn, rkey, o, n)
         except BaseException:
 
             def undo() -> None:
@@ -508,7 +515,7 @@ class Collection:
             return False
         old: list[Entries] | None = None
         try:
-            old_rec = self.codec.decode(old_value)
+            old_rec = self._decode(old_value)
             old = [idx.entries(old_rec) for idx in indexes]
             for idx, entries in zip(indexes, old, strict=True):
                 idx.update(txn, rkey, entries, _NONE)
@@ -524,6 +531,15 @@ class Collection:
             _roll_back(txn, undo)
             raise
         return True
+
+    def _decode(self, value: bytes) -> Any:
+        """``codec.decode(value)`` with the plain case inlined (the hot path)."""
+        if value and value[0] == 0:
+            try:
+                return self._unpack(value[1:])
+            except Exception as exc:
+                raise self.codec.corrupt(exc) from exc
+        return self.codec.decode(value)
 
     # -- bulk -------------------------------------------------------------
 
@@ -567,12 +583,12 @@ class Collection:
             keys = [k if type(k) is tuple else _as_key(k) for k in map(key_func, recs)]
         rkeys = [_pack(k) for k in keys]
         kp = self.key_prefix
-        # The last record under each key is the one that lands.
-        last = list(dict(zip(rkeys, range(len(rkeys)), strict=True)).values())
-        if len(last) == len(rkeys):  # no key twice: the usual case
-            fulls = [kp + k for k in rkeys]
-        else:
-            fulls = [kp + rkeys[j] for j in last]
+        fulls = [kp + k for k in rkeys]
+        if key_func is None or len(set(rkeys)) == len(rkeys):  # no key twice
+            last: Sequence[int] = range(len(rkeys))
+        else:  # the last record under each key is the one that lands
+            last = list(dict(zip(rkeys, range(len(rkeys)), strict=True)).values())
+            fulls = [fulls[j] for j in last]
         olds = txn.get_many(fulls)
         before = self._entries_of(olds)
         batch = _Batch(self, txn, fulls, olds)
@@ -580,7 +596,7 @@ class Collection:
             if key_func is None:
                 self.store.bump(self.counter_name, len(recs), 1)
                 batch.counted = len(recs)
-            if not before and len(last) == len(rkeys):  # fresh keys only
+            if not before and len(fulls) == len(rkeys):  # fresh keys only
                 pairs = batch.written = list(zip(fulls, values, strict=True))
                 for col in news:
                     for entries, rkey in zip(col, rkeys, strict=True):
