@@ -165,7 +165,9 @@ def acid_insert_all(store: acid.Store, coll: acid.Collection, recs: list) -> Non
             put(r)
 
 
-def acid_update(store: acid.Store, coll: acid.Collection, ids: list, ages: list) -> None:
+def acid_update(
+    store: acid.Store, coll: acid.Collection, ids: list, ages: list
+) -> None:
     with store.begin(write=True):
         get, put = coll.get, coll.put
         for i, age in zip(ids, ages, strict=True):
