@@ -571,8 +571,6 @@ class Collection:
         else:
             pack = self._pack
             values = [b"\x00" + pack(r) for r in recs]
-        indexes = self._indexes
-        news = [idx.entries_many(recs) for idx in indexes]
         key_func = self.key_func
         if key_func is None:
             first = self.store.bump(self.counter_name, 0, 1)  # bumped below
@@ -580,7 +578,10 @@ class Collection:
                 (i,) for i in range(first, first + len(recs))
             ]
         else:
-            keys = [k if type(k) is tuple else _as_key(k) for k in map(key_func, recs)]
+            keys = [
+                k if type(k) is tuple else (k,) if type(k) in _SCALARS else _as_key(k)
+                for k in map(key_func, recs)
+            ]
         rkeys = [_pack(k) for k in keys]
         kp = self.key_prefix
         fulls = [kp + k for k in rkeys]
@@ -590,43 +591,53 @@ class Collection:
             last = list(dict(zip(rkeys, range(len(rkeys)), strict=True)).values())
             fulls = [fulls[j] for j in last]
         olds = txn.get_many(fulls)
-        before = self._entries_of(olds)
         batch = _Batch(self, txn, fulls, olds)
+        if len(fulls) == len(recs) and olds.count(None) == len(olds):
+            # Only new keys (a load): the pairs are all there is to write.
+            pairs = batch.written = list(zip(fulls, values, strict=True))
+            for idx in self._indexes:
+                idx.entry_pairs(recs, rkeys, pairs)
+        else:
+            pairs = [(f, values[j]) for f, j in zip(fulls, last, strict=True)]
+            news = [idx.entries_many(recs) for idx in self._indexes]
+            changes = self._changes(news, self._entries_of(olds), rkeys, last)
+            batch.changed = changes
         try:
             if key_func is None:
                 self.store.bump(self.counter_name, len(recs), 1)
                 batch.counted = len(recs)
-            if not before and len(fulls) == len(rkeys):  # fresh keys only
-                pairs = batch.written = list(zip(fulls, values, strict=True))
-                for col in news:
-                    for entries, rkey in zip(col, rkeys, strict=True):
-                        tail = SEP + rkey
-                        if type(entries) is tuple and len(entries) == 1:
-                            pairs.append((entries[0] + tail, rkey))
-                        else:
-                            pairs.extend((p + tail, rkey) for p in entries)
-                txn.put_many(pairs)
-                return keys
-            pairs = [(f, values[j]) for f, j in zip(fulls, last, strict=True)]
-            for i, col in enumerate(news):
-                old_col = before[i] if before else None
-                for n, j in enumerate(last):
-                    rkey, new = rkeys[j], col[j]
-                    tail = SEP + rkey
-                    old = old_col[n] if old_col else ()
-                    if old:
-                        batch.changed.append((i, tail, rkey, old, new))
-                        for p in set(old) - set(new):
-                            txn.delete(p + tail)
-                        new = set(new) - set(old)
-                    else:
-                        batch.changed.append((i, tail, rkey, (), new))
-                    pairs.extend((p + tail, rkey) for p in new)
+            for _, tail, rkey, old, new in batch.changed:
+                if old:
+                    for p in set(old) - set(new):
+                        txn.delete(p + tail)
+                    new = set(new) - set(old)
+                pairs.extend((p + tail, rkey) for p in new)
             txn.put_many(pairs)
         except BaseException:
             _roll_back(txn, batch.undo)
             raise
         return keys
+
+    def _changes(
+        self,
+        news: list[list[Entries]],
+        olds: list[list[Entries]],
+        rkeys: list[bytes],
+        last: Sequence[int],
+    ) -> list[tuple[int, bytes, bytes, Entries, Entries]]:
+        """``(index, SEP + rkey, rkey, old entries, new entries)`` of a batch.
+
+        ``news[i][j]`` are index ``i``'s entries of record ``j``; ``olds[i][n]``
+        those of the stored record under the ``n``-th landing key (``olds`` is
+        empty when nothing was stored); ``last`` the records that land.
+        """
+        out = []
+        for i, col in enumerate(news):
+            old_col = olds[i] if olds else None
+            for n, j in enumerate(last):
+                rkey = rkeys[j]
+                out.append((i, SEP + rkey, rkey, old_col[n] if old_col else (), col[j]))
+        return out
 
     def get_many(self, keys: Iterable[Any], default: Any = None) -> list[Any]:
         """The records under ``keys`` (``default`` where none), in order.

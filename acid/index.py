@@ -129,6 +129,27 @@ class Index:
                 append(self.entries(rec))
         return out
 
+    def entry_pairs(
+        self, recs: list[Any], rkeys: list[bytes], out: list[tuple[bytes, bytes]]
+    ) -> None:
+        """Append ``(entry key, record key)`` for every entry of each record.
+
+        ``rkeys`` are the records' packed keys. The bulk path of new records:
+        one loop, no intermediate entry tuples.
+        """
+        func, prefix, scalars = self.func, self._prefix, _SCALARS
+        append = out.append
+        for rec, rkey in zip(recs, rkeys, strict=True):
+            result = func(rec)
+            kind = type(result)
+            if kind in scalars:
+                append((_pack((result,), prefix) + SEP + rkey, rkey))
+            elif kind is tuple:
+                append((_pack(result, prefix) + SEP + rkey, rkey))
+            else:
+                tail = SEP + rkey
+                out.extend((p + tail, rkey) for p in self.entries(rec))
+
     def update(self, txn: Any, rkey: bytes, old: Entries, new: Entries) -> None:
         """Apply the difference between two entry collections for one record.
 
