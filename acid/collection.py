@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from acid import _query, encoders, keylib
+from acid._bulk import Batch, changes
 from acid._layout import KIND_INDEX, KIND_TABLE, SEP, ValueCodec
 from acid._txn import run_alone
 from acid.errors import (
@@ -591,7 +592,7 @@ class Collection:
             last = list(dict(zip(rkeys, range(len(rkeys)), strict=True)).values())
             fulls = [fulls[j] for j in last]
         olds = txn.get_many(fulls)
-        batch = _Batch(self, txn, fulls, olds)
+        batch = Batch(txn, fulls, olds)
         if len(fulls) == len(recs) and olds.count(None) == len(olds):
             # Only new keys (a load): the pairs are all there is to write.
             pairs = batch.written = list(zip(fulls, values, strict=True))
@@ -600,12 +601,11 @@ class Collection:
         else:
             pairs = [(f, values[j]) for f, j in zip(fulls, last, strict=True)]
             news = [idx.entries_many(recs) for idx in self._indexes]
-            changes = self._changes(news, self._entries_of(olds), rkeys, last)
-            batch.changed = changes
+            batch.changed = changes(news, self._entries_of(olds), rkeys, last)
         try:
             if key_func is None:
                 self.store.bump(self.counter_name, len(recs), 1)
-                batch.counted = len(recs)
+                batch.uncount = lambda: self.store.bump(self.counter_name, -len(recs))
             for _, tail, rkey, old, new in batch.changed:
                 if old:
                     for p in set(old) - set(new):
@@ -617,27 +617,6 @@ class Collection:
             _roll_back(txn, batch.undo)
             raise
         return keys
-
-    def _changes(
-        self,
-        news: list[list[Entries]],
-        olds: list[list[Entries]],
-        rkeys: list[bytes],
-        last: Sequence[int],
-    ) -> list[tuple[int, bytes, bytes, Entries, Entries]]:
-        """``(index, SEP + rkey, rkey, old entries, new entries)`` of a batch.
-
-        ``news[i][j]`` are index ``i``'s entries of record ``j``; ``olds[i][n]``
-        those of the stored record under the ``n``-th landing key (``olds`` is
-        empty when nothing was stored); ``last`` the records that land.
-        """
-        out = []
-        for i, col in enumerate(news):
-            old_col = olds[i] if olds else None
-            for n, j in enumerate(last):
-                rkey = rkeys[j]
-                out.append((i, SEP + rkey, rkey, old_col[n] if old_col else (), col[j]))
-        return out
 
     def get_many(self, keys: Iterable[Any], default: Any = None) -> list[Any]:
         """The records under ``keys`` (``default`` where none), in order.
@@ -677,7 +656,7 @@ class Collection:
             self._writable(txn)
         olds = txn.get_many(fulls)
         before = self._entries_of(olds)  # may raise: nothing written yet
-        batch = _Batch(self, txn, fulls, olds)
+        batch = Batch(txn, fulls, olds)
         skip = len(self.key_prefix)
         try:
             for i, col in enumerate(before):
@@ -875,59 +854,6 @@ def _as_key(key: Any) -> tuple[Any, ...]:
     if type(key) is tuple:
         return key
     return (key,) if type(key) in _SCALARS else _query.as_tuple(key)
-
-
-class _Batch:
-    """What a bulk write changed, to put it back if it fails half-way.
-
-    ``undo`` is idempotent, so it need not know how far the batch got:
-    every record goes back to its old value (or away), every entry the
-    batch may have added is deleted, every entry it may have deleted is
-    written again.
-    """
-
-    __slots__ = ("changed", "coll", "counted", "fulls", "olds", "txn", "written")
-
-    def __init__(
-        self,
-        coll: Collection,
-        txn: Txn,
-        fulls: list[bytes],
-        olds: list[bytes | None],
-    ) -> None:
-        self.coll = coll
-        self.txn = txn
-        self.fulls = fulls
-        self.olds = olds
-        self.counted = 0
-        #: (index number, SEP + record key, record key, old entries, new entries)
-        self.changed: list[tuple[int, bytes, bytes, Entries, Entries]] = []
-        #: Keys written where nothing was before (records and their entries).
-        self.written: list[tuple[bytes, bytes]] = []
-
-    def undo(self) -> None:
-        txn = self.txn
-        for key, _ in self.written:
-            try:
-                txn.delete(key)
-            except Exception:  # a key the engine refused was never written
-                pass
-        for full, old in zip(self.fulls, self.olds, strict=True):
-            if old is None:
-                txn.delete(full)
-            else:
-                txn.put(full, old)
-        for _, tail, rkey, before, after in self.changed:
-            for p in set(after) - set(before):
-                try:
-                    txn.delete(p + tail)
-                except Exception:  # a key the engine refused was never written
-                    pass
-            for p in set(before) - set(after):
-                txn.put(p + tail, rkey)
-        if self.counted:
-            coll = self.coll
-            coll.store.bump(coll.counter_name, -self.counted, 1)
 
 
 def _roll_back(txn: Txn, undo: Callable[[], Any]) -> None:

@@ -18,7 +18,7 @@ LAYERS: list[set[str]] = [
     {"acid._layout"},
     {"acid.store", "acid._schema"},
     {"acid.index"},
-    {"acid.collection"},
+    {"acid.collection", "acid._bulk"},
     {"acid.core", "acid.testing", "acid.tools"},
     {"acid"},
 ]
