@@ -92,6 +92,16 @@ def test_put_many_counter_keys_continue_the_counter(store: acid.Store) -> None:
     assert coll.put({"v": 6}) == (6,)
 
 
+def test_counter_keys_landing_on_an_explicit_key(store: acid.Store) -> None:
+    # A counter key is not always new: an explicit key may already be there.
+    coll = store.add_collection("auto")
+    by_v = coll.add_index("v", lambda r: r["v"])
+    coll.put({"v": "explicit"}, key=3)
+    assert coll.put_many([{"v": "a"}, {"v": "b"}, {"v": "c"}]) == [(1,), (2,), (3,)]
+    assert list(by_v.pairs()) == [(("a",), (1,)), (("b",), (2,)), (("c",), (3,))]
+    assert store.check().ok
+
+
 def test_put_many_over_existing_records_replaces_entries(store: acid.Store) -> None:
     coll, _ = keyed(store)
     model = {i: {"id": i, "v": i, "n": i, "tags": ["x", "y"]} for i in range(10)}
