@@ -353,3 +353,98 @@ def test_bulk_operations_match_a_dict_model(
     else:
         run()
     assert_matches(coll, model)
+
+
+def shaped(rec: Any) -> Any:
+    """An index function giving every kind of result an index function may."""
+    if rec is None:
+        return None
+    kind = rec.get("kind") if isinstance(rec, dict) else None
+    x = rec.get("x", 0) if isinstance(rec, dict) else 0
+    return {
+        "none": None,
+        "scalar": x,
+        "tuple": (x, "t"),
+        "list": [x, x + 1, x],
+        "tuples": [(x, 1), (x, 2)],
+        "empty": [],
+    }.get(kind, "other")
+
+
+SHAPED = st.one_of(
+    st.none(),
+    st.fixed_dictionaries(
+        {
+            "kind": st.sampled_from(
+                ["none", "scalar", "tuple", "list", "tuples", "empty"]
+            ),
+            "x": st.integers(0, 3),
+        }
+    ),
+)
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    batches=st.lists(
+        st.lists(st.tuples(st.integers(0, 6), SHAPED), max_size=6), max_size=4
+    )
+)
+def test_put_many_equals_successive_puts(
+    store: acid.Store, batches: list[list[tuple[int, Any]]]
+) -> None:
+    # Every kind of index result (None, scalar, tuple, lists, nothing), None
+    # records, keys repeated within and across batches.
+    n = next(_names)
+    bulk = store.add_collection(f"bulk{n}", key_func=lambda r: r[0])
+    one = store.add_collection(f"one{n}", key_func=lambda r: r[0])
+    for coll in (bulk, one):
+        coll.add_index("shaped", lambda r: shaped(r[1]))
+        coll.add_index("id", lambda r: r[0])
+    for batch in batches:
+        recs = [list(r) for r in batch]
+        bulk.put_many(recs)
+        for rec in recs:
+            one.put(rec)
+    assert list(bulk.items()) == list(one.items())
+    for name in ("shaped", "id"):
+        assert list(bulk.indices[name].pairs()) == list(one.indices[name].pairs())
+    assert store.check().ok
+
+
+def test_none_records(store: acid.Store) -> None:
+    # put(None) stores a record that no index function sees: so does put_many.
+    def never_none(rec: Any) -> Any:
+        assert rec is not None
+        return rec["x"]
+
+    bulk, one = store.add_collection("bulk"), store.add_collection("one")
+    for coll in (bulk, one):
+        coll.add_index("x", never_none)
+    bulk.put_many([None, {"x": 1}, None])
+    for rec in [None, {"x": 1}, None]:
+        one.put(rec)
+    assert (
+        list(bulk.items())
+        == list(one.items())
+        == [
+            ((1,), None),
+            ((2,), {"x": 1}),
+            ((3,), None),
+        ]
+    )
+    assert list(bulk.indices["x"].pairs()) == [((1,), (2,))]
+    assert bulk.put_many([{"x": 5}, None]) == [(4,), (5,)]
+    assert bulk.get_many([1, 2, 4, 5, 6], default="-") == [
+        None,
+        {"x": 1},
+        {"x": 5},
+        None,
+        "-",
+    ]
+    assert list(bulk.indices["x"].pairs()) == [((1,), (2,)), ((5,), (4,))]
+    assert store.check().ok
