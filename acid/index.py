@@ -109,10 +109,55 @@ class Index:
             return (_pack((result,), self._prefix),)
         if kind is tuple:
             return (_pack(result, self._prefix),)
-        if kind is list:
+        return self._other_entries(result)
+
+    def _other_entries(self, result: Any) -> Entries:
+        """:meth:`entries` of a result that is neither a scalar nor a tuple."""
+        if type(result) is list:
             prefix, as_tuple = self._prefix, _query.as_tuple
             return {keylib.pack(as_tuple(x), prefix) for x in result}
         return (keylib.pack(_query.as_tuple(result), self._prefix),)
+
+    def entries_many(self, recs: list[Any]) -> list[Entries]:
+        """:meth:`entries` of each record, in one call (the bulk path)."""
+        func, prefix, scalars = self.func, self._prefix, _SCALARS
+        out: list[Entries] = []
+        append = out.append
+        for rec in recs:
+            result = None if rec is None else func(rec)
+            kind = type(result)
+            if result is None:
+                append(())
+            elif kind in scalars:
+                append((_pack((result,), prefix),))
+            elif kind is tuple:
+                append((_pack(result, prefix),))
+            else:
+                append(self._other_entries(result))
+        return out
+
+    def entry_pairs(
+        self, recs: list[Any], rkeys: list[bytes], out: list[tuple[bytes, bytes]]
+    ) -> None:
+        """Append ``(entry key, record key)`` for every entry of each record.
+
+        ``rkeys`` are the records' packed keys. The bulk path of new records:
+        one loop, no intermediate entry tuples.
+        """
+        func, prefix, scalars = self.func, self._prefix, _SCALARS
+        append = out.append
+        for rec, rkey in zip(recs, rkeys, strict=True):
+            result = None if rec is None else func(rec)
+            kind = type(result)
+            if result is None:
+                continue
+            if kind in scalars:
+                append((_pack((result,), prefix) + SEP + rkey, rkey))
+            elif kind is tuple:
+                append((_pack(result, prefix) + SEP + rkey, rkey))
+            else:
+                tail = SEP + rkey
+                out.extend((p + tail, rkey) for p in self._other_entries(result))
 
     def update(self, txn: Any, rkey: bytes, old: Entries, new: Entries) -> None:
         """Apply the difference between two entry collections for one record.

@@ -18,7 +18,7 @@ LAYERS: list[set[str]] = [
     {"acid._layout", "acid._ttl", "acid._text"},
     {"acid.store", "acid._schema"},
     {"acid.index", "acid._atomic", "acid._expiry"},
-    {"acid.collection", "acid.blobs"},
+    {"acid.collection", "acid.blobs", "acid._bulk"},
     {"acid.aio", "acid._aio_threads"},
     {"acid.core", "acid.testing", "acid.tools"},
     {"acid"},
