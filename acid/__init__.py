@@ -17,8 +17,10 @@ from typing import Any
 
 from acid import encoders, errors, keylib
 from acid.collection import CheckReport, Collection, add_index, check
+from acid.fields import field, fields
 from acid.index import Index
 from acid.keylib import Desc, Key
+from acid.query import Query
 from acid.store import (
     KIND_COUNTER,
     KIND_ENCODER,
@@ -41,6 +43,7 @@ __all__ = [
     "Desc",
     "Index",
     "Key",
+    "Query",
     "Store",
     "TxnContext",
     "abort",
@@ -48,6 +51,8 @@ __all__ = [
     "check",
     "encoders",
     "errors",
+    "field",
+    "fields",
     "keylib",
     "open",
 ]

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from acid import _query, keylib
 from acid._layout import SEP
 from acid.errors import CorruptionError, SchemaError
+from acid.fields import declared_paths
 
 if TYPE_CHECKING:
     from acid.collection import Collection
@@ -63,6 +64,8 @@ class Index:
         self.uid: bytes | None = info.get("uid")
         #: The index function.
         self.func = func
+        #: The record fields the function covers (``acid.field``), or None.
+        self.fields: tuple[str, ...] | None = declared_paths(func)
         self._prefix = self.store.space(self.id)
         # Why this object may no longer be used (dropped, rolled back), or None.
         self._detached: str | None = None
@@ -375,6 +378,24 @@ class Index:
         return next(
             _query.scan(self.store, start, stop, False, 1, lambda t, k, v: True), False
         )
+
+    def match_prefix(self, prefix: str, max: int | None = None) -> list[tuple]:
+        """Index tuples whose first element is a str starting with ``prefix``."""
+        return _query.match_prefix(lambda lo: self.tups(lo=lo), prefix, max)
+
+    def match_regex(self, pattern: Any, max: int | None = None) -> list[tuple]:
+        """Index tuples whose first element is a str where ``pattern`` is found."""
+        return _query.match_regex(lambda lo: self.tups(lo=lo), pattern, max)
+
+    def match_similar(
+        self, origin: str, distance: int, max: int | None = None
+    ) -> list[tuple]:
+        """Index tuples whose first element is within ``distance`` edits."""
+        return _query.match_similar(lambda lo: self.tups(lo=lo), origin, distance, max)
+
+    def corrupt(self, entry: bytes, what: str) -> CorruptionError:
+        """The error for an entry that is not what it should be."""
+        return self._corrupt(entry, what)
 
     # Names from the earlier API, kept for code written against it.
     iterpairs = pairs

@@ -157,6 +157,7 @@ def test_exports_pinned() -> None:
         "Desc",
         "Index",
         "Key",
+        "Query",
         "Store",
         "TxnContext",
         "abort",
@@ -164,6 +165,8 @@ def test_exports_pinned() -> None:
         "check",
         "encoders",
         "errors",
+        "field",
+        "fields",
         "keylib",
         "open",
     }
