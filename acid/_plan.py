@@ -152,6 +152,10 @@ def _is_point(lo: bytes, hi: bytes) -> bool:
 def _candidate(
     info: IndexInfo, conds: dict[str, FieldCond], order: str | None
 ) -> Plan | None:
+    if not all(path in conds for path in info.paths):
+        # A record missing one of the fields has no entry: the index can
+        # serve only queries whose conditions need every field to exist.
+        return None
     prefixes: list[bytes] = [b""]
     used: list[FieldCond] = []
     eqs = 0
