@@ -19,7 +19,7 @@ from itertools import product
 from typing import Any
 
 from acid import keylib
-from acid._spec import FieldCond, Node, describe_cond
+from acid._spec import FieldCond, Node, conjunction, describe_cond
 from acid.fields import packed
 
 __all__ = ["IndexInfo", "Plan", "plan"]
@@ -211,6 +211,10 @@ def plan(
             conds[cond.path] = cond
     order = order_by[0][0] if len(order_by) == 1 else None
     found = [c for c in (_candidate(i, conds, order) for i in indexes) if c]
+    first = next((c for c in spec.fields if c.path == order), None)
+    for c in found:  # the order_by rule looks at the first condition only
+        if c.ordered and c.used[c.order_pos] is not first:
+            c.ordered = False
     if not found:
         return Plan(residual=spec)
 
@@ -226,5 +230,5 @@ def plan(
     chosen = best[0]
     used = {id(c) for c in chosen.used}
     rest = [c for c in spec.fields if id(c) not in used]
-    chosen.residual = Node("and", rest, spec.children)
+    chosen.residual = conjunction(rest, spec.children)
     return chosen

@@ -389,3 +389,21 @@ def _field_pred(parts: tuple[str, ...], ops: list[tuple[str, Any]]) -> Pred:
 
         return pred
     return lambda rec: test(resolve(rec, parts))
+
+
+def element_filter(cond: FieldCond | None) -> Callable[[Any], bool]:
+    """Whether one value of a field passes the element operators of
+    ``cond`` (every value passes when it has none): what ``order_by``
+    takes the smallest or largest of."""
+    if cond is None:
+        return lambda c: True
+    tests = [_element_test(o, v) for o, v in cond.ops if o in ELEMENT_OPS]
+    if not tests:
+        return lambda c: True
+    return lambda c: all(t(c) for t in tests)
+
+
+def conjunction(fields: list[FieldCond], children: list[Node]) -> Node:
+    """The node matching records that pass every condition given."""
+    preds = [c.pred for c in fields] + [c.pred for c in children]
+    return Node("and", fields, children, _all_of(preds))

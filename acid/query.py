@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from acid import keylib
 from acid._plan import IndexInfo, Plan, plan
-from acid._spec import Node, compile_spec
+from acid._spec import FieldCond, Node, compile_spec, element_filter
 from acid._txn import active
 from acid.errors import QueryError, SchemaError
 from acid.fields import candidates, packed, parse_path, resolve
@@ -96,8 +96,10 @@ class Query:
         """Sort by these fields; ``"-age"`` sorts descending.
 
         Values sort in key order; a record without the field comes first
-        (last when descending); a list sorts by its smallest element
-        (largest when descending). Ties go in record key order, reversed
+        (last when descending). A list sorts by its smallest element
+        (largest when descending) among those that pass the element
+        operators of the spec's first top-level condition on that field, or
+        among all when there is none. Ties go in record key order, reversed
         when the last field is descending.
         """
         order = []
@@ -223,12 +225,10 @@ class Query:
         p = coll_plan(self.coll, self.node, self._order, txn)
         stop = None if self._limit is None else self._offset + self._limit
         if self._order and p.ordered:
-            done = self._ordered(txn, p, stop)
-            if done is not None:
-                return iter(done[self._offset :])
+            return islice(self._ordered(txn, p), self._offset, stop)
         rows = self._fetch(txn, p)
         if self._order:
-            key = _sort_key(self._order)
+            key = _sort_key(self._order, self.node)
             if stop is not None:
                 return iter(heapq.nsmallest(stop, rows, key=key)[self._offset :])
             return iter(sorted(rows, key=key)[self._offset :])
@@ -240,23 +240,22 @@ class Query:
             return _scan_records(txn, self.coll, pred)
         return (
             (k, rec)
-            for k, rec, _ in _index_rows(txn, self.coll, p, pred, reverse, False)
+            for k, rec, _ in _index_rows(txn, self.coll, p, pred, reverse, True)
         )
 
-    def _ordered(self, txn: Txn, p: Plan, stop: int | None) -> list[Row] | None:
-        """Rows in index order, checked; ``None`` when a record's sort value
-        is not the entry it was met at (a list field): then sort instead."""
+    def _ordered(self, txn: Txn, p: Plan) -> Iterator[Row]:
+        """Rows in index order. A record is yielded at the entry of its sort
+        value (see :meth:`order_by`); its other entries are passed over."""
         (path, desc) = self._order[0]
         parts = parse_path(path)
+        keep = element_filter(_first_cond(self.node, path))
         pred = p.residual.pred if p.residual is not None else self.node.pred
-        out: list[Row] = []
-        for k, rec, element in _index_rows(txn, self.coll, p, pred, desc, True):
-            if _sort_value(rec, parts, desc) != element:
-                return None
-            out.append((k, rec))
-            if stop is not None and len(out) >= stop:
-                break
-        return out
+        done: set[bytes] = set()
+        rows = _index_rows(txn, self.coll, p, pred, desc, False)
+        for k, rec, element in rows:
+            if k not in done and _sort_value(rec, parts, desc, keep) == element:
+                done.add(k)
+                yield k, rec
 
 
 def _order_words(order: tuple[tuple[str, bool], ...]) -> str:
@@ -330,17 +329,18 @@ def _index_rows(
     p: Plan,
     pred: Callable,
     reverse: bool,
-    with_element: bool,
+    dedupe: bool,
 ) -> Iterator[tuple[bytes, Any, bytes | None]]:
     """``(packed record key, record, element)`` for the entries in the plan's
-    ranges, each record once; ``element`` is the packed order field of the
-    entry when ``with_element``."""
+    ranges: each record once with ``dedupe``, else once per entry with
+    ``element`` the packed order field of the entry."""
     assert p.index is not None
     idx = coll.indices[p.index]
     base = idx.key_prefix
     kp = coll.key_prefix
     get, decode = txn.get, coll.codec.decode
     seen: set[bytes] = set()
+    with_element = not dedupe
     ranges = reversed(p.ranges) if reverse else p.ranges
     for lo, hi in ranges:
         start, end = base + lo, base + hi
@@ -355,9 +355,10 @@ def _index_rows(
         for k, rkey in rows:
             if out(k):
                 break
-            if rkey in seen:
-                continue
-            seen.add(rkey)
+            if dedupe:
+                if rkey in seen:
+                    continue
+                seen.add(rkey)
             value = get(kp + rkey)
             if value is None:
                 raise idx.corrupt(k, "names a record that does not exist")
@@ -369,22 +370,36 @@ def _index_rows(
                 yield rkey, rec, element
 
 
-def _sort_value(rec: Any, parts: tuple[str, ...], desc: bool) -> bytes | None:
-    vals = [q for c in candidates(resolve(rec, parts)) if (q := packed(c)) is not None]
+def _first_cond(node: Node, path: str) -> FieldCond | None:
+    return next((c for c in node.fields if c.path == path), None)
+
+
+def _sort_value(
+    rec: Any, parts: tuple[str, ...], desc: bool, keep: Callable[[Any], bool]
+) -> bytes | None:
+    vals = [
+        q
+        for c in candidates(resolve(rec, parts))
+        if (q := packed(c)) is not None and keep(c)
+    ]
     if not vals:
         return None
     return max(vals) if desc else min(vals)
 
 
-def _sort_key(order: tuple[tuple[str, bool], ...]) -> Callable[[Row], tuple]:
-    fields = [(parse_path(p), d) for p, d in order]
+def _sort_key(
+    order: tuple[tuple[str, bool], ...], node: Node
+) -> Callable[[Row], tuple]:
+    fields = [
+        (parse_path(p), d, element_filter(_first_cond(node, p))) for p, d in order
+    ]
     last_desc = order[-1][1]
 
     def key(row: Row) -> tuple:
         k, rec = row
         out = []
-        for parts, desc in fields:
-            v = _sort_value(rec, parts, desc)
+        for parts, desc, keep in fields:
+            v = _sort_value(rec, parts, desc, keep)
             b = b"\x00" if v is None else b"\x01" + v
             out.append(b.translate(_INVERT) + b"\xff" if desc else b)
         out.append(k.translate(_INVERT) + b"\xff" if last_desc else k)

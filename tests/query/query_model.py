@@ -128,8 +128,38 @@ def matches(rec: Any, spec: dict[str, Any]) -> bool:
     return True
 
 
-def sort_value(rec: Any, path: str, desc: bool) -> bytes | None:
-    ks = [k for k in map(key_of, elements(lookup(rec, path))) if k is not None]
+FIELD_OPS = {"$exists", "$ne", "$nin", "$all", "$not"}
+
+
+def top_conditions(spec: dict[str, Any]) -> Any:
+    """``(path, condition)`` at the top level, ``$and`` flattened, in order."""
+    for key, cond in spec.items():
+        if key == "$and":
+            for sub in cond:
+                yield from top_conditions(sub)
+        elif not key.startswith("$"):
+            yield key, cond
+
+
+def qualifies(spec: dict[str, Any], path: str, c: Any) -> bool:
+    """Whether ``c`` may be the sort value: it passes the element operators
+    of the first top-level condition on ``path``."""
+    for p, cond in top_conditions(spec):
+        if p != path:
+            continue
+        if not (isinstance(cond, dict) and any(k.startswith("$") for k in cond)):
+            cond = {"$eq": cond}
+        ops = [(o, v) for o, v in cond.items() if o not in FIELD_OPS]
+        return all(element_ok(o, v, c) for o, v in ops)
+    return True
+
+
+def sort_value(rec: Any, path: str, desc: bool, spec: dict[str, Any]) -> bytes | None:
+    ks = [
+        k
+        for c in elements(lookup(rec, path))
+        if (k := key_of(c)) is not None and qualifies(spec, path, c)
+    ]
     if not ks:
         return None
     return max(ks) if desc else min(ks)
@@ -145,8 +175,8 @@ def reference(
 
     def cmp(a: tuple, b: tuple) -> int:
         for path, desc in order:
-            va = sort_value(records[a], path, desc)
-            vb = sort_value(records[b], path, desc)
+            va = sort_value(records[a], path, desc, spec)
+            vb = sort_value(records[b], path, desc, spec)
             if va == vb:
                 continue
             if va is None:

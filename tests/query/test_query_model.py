@@ -78,7 +78,9 @@ def specs(draw: st.DrawFn, depth: int = 0) -> dict[str, Any]:
 
 
 ORDERS = st.lists(
-    st.tuples(st.sampled_from(PATHS), st.booleans()), max_size=2, unique_by=lambda t: t[0]
+    st.tuples(st.sampled_from(PATHS), st.booleans()),
+    max_size=2,
+    unique_by=lambda t: t[0],
 )
 INDEXES = [
     ("a", acid.field("a")),
@@ -114,7 +116,7 @@ def load(store: acid.Store, records: list[Any], indexed: bool) -> acid.Collectio
 
 
 @settings(
-    max_examples=60,
+    max_examples=150,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
