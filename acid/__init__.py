@@ -16,8 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 from acid import encoders, errors, keylib
+from acid._fields import field, fields
 from acid.collection import CheckReport, Collection, add_index, check
-from acid.fields import field, fields
 from acid.index import Index
 from acid.keylib import Desc, Key
 from acid.query import Query

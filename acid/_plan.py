@@ -19,8 +19,8 @@ from itertools import product
 from typing import Any
 
 from acid import keylib
+from acid._fields import packed
 from acid._spec import FieldCond, Node, conjunction, describe_cond
-from acid.fields import packed
 
 __all__ = ["IndexInfo", "Plan", "plan"]
 

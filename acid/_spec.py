@@ -1,6 +1,6 @@
 """Query specs: checked once, compiled to a predicate, described for the planner.
 
-A spec is a dict of dotted field paths (see :mod:`acid.fields`) to a value
+A spec is a dict of dotted field paths (see :mod:`acid._fields`) to a value
 (equality) or a dict of operators; ``$and``, ``$or`` and ``$nor`` at the top
 level take lists of specs. Pure: no I/O, nothing of the store.
 
@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from acid._fields import MISSING, candidates, packed, parse_path, resolve
 from acid.errors import QueryError
-from acid.fields import MISSING, candidates, packed, parse_path, resolve
 
 __all__ = ["FieldCond", "Node", "RANGE_OPS", "compile_spec", "text_words"]
 
@@ -346,8 +346,11 @@ def _whole_test(op: str, operand: Any, parts: tuple[str, ...]) -> Pred:
 def _eq_whole(operand: Any) -> Pred:
     """``$eq`` on a field's value: the whole value or one of its elements."""
     test = _eq(operand)
+    kind = type(operand) if type(operand) in _DIRECT else None
 
     def eq(v: Any) -> bool:
+        if type(v) is kind:  # the usual case: a scalar of the operand's type
+            return bool(v == operand)
         if v is MISSING:
             return False
         if isinstance(v, list) and v == operand and type(operand) is list:
@@ -367,7 +370,11 @@ def _value_pred(ops: list[tuple[str, Any]], parts: tuple[str, ...]) -> Pred:
         tests = [_element_test(o, v) for o, v in elems]
 
         def elem_pred(v: Any) -> bool:
-            return any(all(t(c) for t in tests) for c in candidates(v))
+            if v is MISSING:
+                return False
+            if type(v) is not list:
+                return all(t(v) for t in tests)
+            return any(all(t(c) for t in tests) for c in v)
 
     else:
         elem_pred = None

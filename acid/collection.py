@@ -21,7 +21,7 @@ import os
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from acid import _facade, _query, encoders, fields, keylib
+from acid import _facade, _fields, _query, encoders, keylib
 from acid._layout import KIND_INDEX, KIND_TABLE, SEP, ValueCodec
 from acid._txn import run_alone
 from acid.errors import (
@@ -396,7 +396,7 @@ class Collection:
             "collection": self.name,
             "uid": os.urandom(8),
         }
-        paths = fields.declared_paths(func)
+        paths = _fields.declared_paths(func)
         if paths is not None:
             info["fields"] = tuple(paths)  # for the planner, and explain()
         store.set_meta(KIND_INDEX, (self.name, name), info)
@@ -767,7 +767,7 @@ class Collection:
 
 def _check_fields(coll: str, info: dict[str, Any], func: Any) -> None:
     stored = tuple(info.get("fields") or ())
-    given = fields.declared_paths(func) or ()
+    given = _fields.declared_paths(func) or ()
     if stored != given:
 
         def say(paths: tuple[str, ...]) -> str:

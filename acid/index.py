@@ -23,9 +23,9 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from acid import _query, keylib
+from acid._fields import declared_paths
 from acid._layout import SEP
 from acid.errors import CorruptionError, SchemaError
-from acid.fields import declared_paths
 
 if TYPE_CHECKING:
     from acid.collection import Collection

@@ -34,11 +34,11 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from acid import keylib
+from acid._fields import candidates, packed, parse_path, resolve
 from acid._plan import IndexInfo, Plan, plan
 from acid._spec import FieldCond, Node, compile_spec, element_filter
 from acid._txn import active
 from acid.errors import QueryError, SchemaError
-from acid.fields import candidates, packed, parse_path, resolve
 
 if TYPE_CHECKING:
     from acid.collection import Collection

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "acid"
 LAYERS: list[set[str]] = [
     {"acid.errors"},
     {"acid.keylib", "acid._keylib_py", "acid._keylib_groups", "acid._keylib"},
-    {"acid.engines", "acid.encoders", "acid._query", "acid._txn", "acid.fields"},
+    {"acid.engines", "acid.encoders", "acid._query", "acid._txn", "acid._fields"},
     {"acid._spec", "acid._plan"},
     {"acid._layout"},
     {"acid.store", "acid._schema"},
