@@ -384,7 +384,42 @@ def _value_pred(ops: list[tuple[str, Any]], parts: tuple[str, ...]) -> Pred:
     return lambda v: all(c(v) for c in checks)
 
 
+_STR_METHODS: dict[str, Callable[[str, str], bool]] = {
+    "$startswith": str.startswith,
+    "$endswith": str.endswith,
+    "$contains": str.__contains__,
+}
+
+
 def _field_pred(parts: tuple[str, ...], ops: list[tuple[str, Any]]) -> Pred:
+    elems = [(o, v) for o, v in ops if o in ELEMENT_OPS]
+    if len(parts) == 1 and len(elems) == len(ops) == 1 and elems[0][0] != "$eq":
+        # The usual case fused into one function: the hot path of a scan.
+        (name,) = parts
+        op, operand = elems[0]
+        t = _element_test(op, operand)
+        method = _STR_METHODS.get(op)
+        if method is not None:
+
+            def fast_str(rec: Any) -> bool:
+                if type(rec) is not dict:
+                    return False
+                v = rec.get(name)
+                if type(v) is str:
+                    return method(v, operand)
+                return type(v) is list and any(t(c) for c in v)
+
+            return fast_str
+
+        def fast(rec: Any) -> bool:
+            if type(rec) is not dict:
+                return False
+            v = rec.get(name, MISSING)
+            if type(v) is list:
+                return any(t(c) for c in v)
+            return v is not MISSING and t(v)
+
+        return fast
     test = _value_pred(ops, parts)
     if len(parts) == 1:
         (name,) = parts

@@ -70,6 +70,7 @@ class Query:
         self._order = order
         self._limit = limit
         self._offset = offset
+        self._cached: tuple[Any, Plan] | None = None
 
     def _copy(self, **changes: Any) -> Query:
         args: dict[str, Any] = {
@@ -80,6 +81,7 @@ class Query:
         args.update(changes)
         new = Query.__new__(Query)
         new.coll, new.spec, new.node = self.coll, self.spec, self.node
+        new._cached = None
         new._order, new._limit, new._offset = (
             args["order"],
             args["limit"],
@@ -162,9 +164,20 @@ class Query:
 
         return coll.store.in_txn(run, write=True)
 
-    def plan(self) -> Plan:
-        """The plan this query would run now."""
-        return coll_plan(self.coll, self.node, self._order)
+    def plan(self, txn: Txn | None = None) -> Plan:
+        """The plan this query would run now.
+
+        Kept while the collection's indexes stay the same, unless it was
+        chosen on estimates (entry counts), which the data may change.
+        """
+        infos = index_infos(self.coll)
+        key = (tuple(infos), tuple(i.id for i in self.coll.indices.values()))
+        if self._cached is not None and self._cached[0] == key:
+            return self._cached[1]
+        p = coll_plan(self.coll, self.node, self._order, txn, infos)
+        if p.estimate is None:
+            self._cached = (key, p)
+        return p
 
     def explain(self) -> str:
         """The plan in plain words: the index and ranges, or a full scan;
@@ -222,7 +235,7 @@ class Query:
                     yield k, rec
 
     def _rows(self, txn: Txn) -> Iterator[Row]:
-        p = coll_plan(self.coll, self.node, self._order, txn)
+        p = self.plan(txn)
         stop = None if self._limit is None else self._offset + self._limit
         if self._order and p.ordered:
             return islice(self._ordered(txn, p), self._offset, stop)
@@ -235,9 +248,9 @@ class Query:
         return islice(rows, self._offset, stop)
 
     def _fetch(self, txn: Txn, p: Plan, reverse: bool = False) -> Iterator[Row]:
-        pred = p.residual.pred if p.residual is not None else self.node.pred
+        pred = _residual(p, self.node)
         if p.index is None:
-            return _scan_records(txn, self.coll, pred)
+            return _scan_records(txn, self.coll, pred or self.node.pred)
         return (
             (k, rec)
             for k, rec, _ in _index_rows(txn, self.coll, p, pred, reverse, True)
@@ -249,13 +262,21 @@ class Query:
         (path, desc) = self._order[0]
         parts = parse_path(path)
         keep = element_filter(_first_cond(self.node, path))
-        pred = p.residual.pred if p.residual is not None else self.node.pred
+        pred = _residual(p, self.node)
         done: set[bytes] = set()
         rows = _index_rows(txn, self.coll, p, pred, desc, False)
         for k, rec, element in rows:
             if k not in done and _sort_value(rec, parts, desc, keep) == element:
                 done.add(k)
                 yield k, rec
+
+
+def _residual(p: Plan, node: Node) -> Callable[[Any], bool] | None:
+    """What to test on each fetched record (``None``: nothing)."""
+    rest = node if p.residual is None else p.residual
+    if not rest.fields and not rest.children:
+        return None
+    return rest.pred
 
 
 def _order_words(order: tuple[tuple[str, bool], ...]) -> str:
@@ -276,6 +297,7 @@ def coll_plan(
     node: Node,
     order: tuple[tuple[str, bool], ...],
     txn: Txn | None = None,
+    infos: list[IndexInfo] | None = None,
 ) -> Plan:
     """Plan ``node`` over the indexes of ``coll``; ``txn`` for estimates."""
 
@@ -301,7 +323,9 @@ def coll_plan(
             if own is not active(coll.store.context):
                 own.abort()
 
-    return plan(node, index_infos(coll), order, estimate)
+    if infos is None:
+        infos = index_infos(coll)
+    return plan(node, infos, order, estimate)
 
 
 def _scan_records(txn: Txn, coll: Collection, pred: Callable) -> Iterator[Row]:
@@ -327,7 +351,7 @@ def _index_rows(
     txn: Txn,
     coll: Collection,
     p: Plan,
-    pred: Callable,
+    pred: Callable | None,
     reverse: bool,
     dedupe: bool,
 ) -> Iterator[tuple[bytes, Any, bytes | None]]:
@@ -338,7 +362,7 @@ def _index_rows(
     idx = coll.indices[p.index]
     base = idx.key_prefix
     kp = coll.key_prefix
-    get, decode = txn.get, coll.codec.decode
+    get, decode, plain = txn.get, coll.codec.decode, coll.codec.unpack
     seen: set[bytes] = set()
     with_element = not dedupe
     ranges = reversed(p.ranges) if reverse else p.ranges
@@ -362,8 +386,14 @@ def _index_rows(
             value = get(kp + rkey)
             if value is None:
                 raise idx.corrupt(k, "names a record that does not exist")
-            rec = decode(value)
-            if pred(rec):
+            if value and value[0] == 0:
+                try:
+                    rec = plain(value[1:])
+                except Exception:  # decode() raises the CorruptionError
+                    rec = decode(value)
+            else:
+                rec = decode(value)
+            if pred is None or pred(rec):
                 element = None
                 if with_element:
                     element = packed(keylib.unpacks(k, base)[0][p.order_pos])
