@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from acid import encoders, errors, keylib
-from acid._fields import field, fields
+from acid._fields import field, fields, tokens
 from acid.collection import CheckReport, Collection, add_index, check
 from acid.index import Index
 from acid.keylib import Desc, Key
@@ -55,6 +55,7 @@ __all__ = [
     "fields",
     "keylib",
     "open",
+    "tokens",
 ]
 
 __version__ = "0.1.0"

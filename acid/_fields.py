@@ -23,6 +23,7 @@ calls equal.
 
 from __future__ import annotations
 
+import re
 from itertools import product
 from typing import Any
 
@@ -31,15 +32,28 @@ from acid.errors import KeyEncodingError, QueryError
 
 __all__ = [
     "MISSING",
+    "TEXT",
     "Field",
     "Fields",
+    "Tokens",
     "candidates",
     "field",
     "fields",
     "packed",
     "parse_path",
     "resolve",
+    "text_words",
+    "tokens",
 ]
+
+#: How a token index's path is stored: no field path starts with "$".
+TEXT = "$text:"
+_WORD = re.compile(r"\w+")
+
+
+def text_words(text: str) -> set[str]:
+    """The case-folded words of ``text`` (what ``$text`` compares)."""
+    return set(_WORD.findall(text.casefold()))
 
 
 class _Missing:
@@ -195,13 +209,36 @@ def fields(*paths: str) -> Field | Fields:
     return Fields(*paths)
 
 
+class Tokens:
+    """An index function with one entry per case-folded word of a str field
+    (each str element of a list): the index ``$text`` queries use."""
+
+    def __init__(self, path: str) -> None:
+        self.field = Field(path)
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """``("$text:<path>",)``: marks a token index in its metadata."""
+        return (TEXT + self.field.path,)
+
+    def __call__(self, rec: Any) -> list[tuple[Any, ...]]:
+        words: set[str] = set()
+        for v in candidates(resolve(rec, self.field.parts)):
+            if type(v) is str:
+                words |= text_words(v)
+        return [(w,) for w in sorted(words)]
+
+    def __repr__(self) -> str:
+        return f"acid.tokens({self.field.path!r})"
+
+
+def tokens(path: str) -> Tokens:
+    """An index function over the words of the str field at ``path``."""
+    return Tokens(path)
+
+
 def declared_paths(func: Any) -> tuple[str, ...] | None:
     """The paths an index function declares, or ``None`` for a plain one."""
-    if isinstance(func, Field | Fields):
+    if isinstance(func, Field | Fields | Tokens):
         return func.paths
     return None
-
-
-def from_paths(paths: tuple[str, ...] | list[str]) -> Field | Fields:
-    """The index function that :func:`declared_paths` describes."""
-    return fields(*paths)

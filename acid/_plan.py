@@ -19,7 +19,7 @@ from itertools import product
 from typing import Any
 
 from acid import keylib
-from acid._fields import packed
+from acid._fields import TEXT, packed, text_words
 from acid._spec import FieldCond, Node, conjunction, describe_cond
 
 __all__ = ["IndexInfo", "Plan", "plan"]
@@ -55,8 +55,12 @@ class Plan:
     #: The position, in the index tuple, of the field the order uses.
     order_pos: int = 0
     estimate: int | None = None
+    #: What a token index looks up, for explain().
+    text: str | None = None
 
     def describe_used(self) -> str:
+        if self.text is not None:
+            return self.text
         return " AND ".join(describe_cond(c) for c in self.used)
 
 
@@ -152,6 +156,8 @@ def _is_point(lo: bytes, hi: bytes) -> bool:
 def _candidate(
     info: IndexInfo, conds: dict[str, FieldCond], order: str | None
 ) -> Plan | None:
+    if info.paths[0].startswith(TEXT):
+        return None
     if not all(path in conds for path in info.paths):
         # A record missing one of the fields has no entry: the index can
         # serve only queries whose conditions need every field to exist.
@@ -194,6 +200,26 @@ def _candidate(
     return found
 
 
+def _text_candidate(info: IndexInfo, spec: Node) -> Plan | None:
+    """A token index for a ``$text`` condition: the entries of its longest
+    word (the condition itself is still tested on each record)."""
+    if len(info.paths) != 1 or not info.paths[0].startswith(TEXT):
+        return None
+    path = info.paths[0][len(TEXT) :]
+    for cond in spec.fields:
+        if cond.path != path:
+            continue
+        words = [w for op, v in cond.ops if op == "$text" for w in text_words(v)]
+        if words:
+            word = max(sorted(words), key=len)
+            r = element_range(word)
+            assert r is not None
+            return Plan(
+                info.name, [r], [], equalities=1, text=f"{path} HAS WORD {word!r}"
+            )
+    return None
+
+
 def plan(
     spec: Node,
     indexes: Sequence[IndexInfo],
@@ -211,6 +237,7 @@ def plan(
             conds[cond.path] = cond
     order = order_by[0][0] if len(order_by) == 1 else None
     found = [c for c in (_candidate(i, conds, order) for i in indexes) if c]
+    found += [c for c in (_text_candidate(i, spec) for i in indexes) if c]
     first = next((c for c in spec.fields if c.path == order), None)
     for c in found:  # the order_by rule looks at the first condition only
         if c.ordered and c.used[c.order_pos] is not first:

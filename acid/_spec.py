@@ -17,7 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from acid._fields import MISSING, candidates, packed, parse_path, resolve
+from acid._fields import (
+    MISSING,
+    candidates,
+    packed,
+    parse_path,
+    resolve,
+    text_words,
+)
 from acid.errors import QueryError
 
 __all__ = ["FieldCond", "Node", "RANGE_OPS", "compile_spec", "text_words"]
@@ -48,12 +55,6 @@ RANGE_OPS = frozenset({"$eq", "$gt", "$gte", "$lt", "$lte", "$in", "$startswith"
 LOGIC_OPS = frozenset({"$and", "$or", "$nor"})
 # Types compared directly: for these, equal type and Python order is key order.
 _DIRECT = frozenset({int, str, bytes})
-_WORD = re.compile(r"\w+")
-
-
-def text_words(text: str) -> set[str]:
-    """The case-folded words of ``text`` (what ``$text`` compares)."""
-    return set(_WORD.findall(text.casefold()))
 
 
 @dataclass

@@ -169,6 +169,7 @@ def test_exports_pinned() -> None:
         "fields",
         "keylib",
         "open",
+        "tokens",
     }
     for name in acid.__all__:
         assert getattr(acid, name) is not None

@@ -249,3 +249,20 @@ def test_match_keys(store: acid.Store) -> None:
         kv.match_prefix(5)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         kv.match_similar("a", -1)
+
+
+def test_text_uses_a_token_index(store: acid.Store) -> None:
+    notes = store.add_collection("notes")
+    notes.add_index("words", acid.tokens("body"))
+    bodies = ["The quick brown fox", "quick QUICK thinking", "brown Bread", None]
+    with store.begin(write=True):
+        for b in bodies:
+            notes.put({"body": b})
+        notes.put({"body": ["a list", "of brown things"]})
+    q = notes.query({"body": {"$text": "Brown quick"}})
+    assert "USING INDEX words (body HAS WORD 'brown')" in q.explain()
+    assert "filter: body TEXT 'Brown quick'" in q.explain()
+    assert [r["body"] for r in q] == ["The quick brown fox"]
+    q = notes.query({"body": {"$text": "BROWN"}})
+    assert sorted(k for (k,) in q.keys()) == [1, 3, 5]
+    assert store.check().ok

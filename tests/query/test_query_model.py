@@ -88,6 +88,7 @@ INDEXES = [
     ("ab", acid.fields("a", "b")),
     ("bc", acid.fields("b", "c")),
     ("c", acid.field("c")),
+    ("words", acid.tokens("a")),
 ]
 counter = itertools.count()
 
