@@ -31,6 +31,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterator
 from itertools import islice
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from acid import keylib
@@ -129,7 +130,7 @@ class Query:
     # -- results ----------------------------------------------------------
 
     def __iter__(self) -> Iterator[Any]:
-        return (rec for _, rec in self._run())
+        return map(itemgetter(1), self._run())
 
     def items(self) -> Iterator[tuple[tuple[Any, ...], Any]]:
         """``(key, record)`` pairs."""
@@ -138,8 +139,7 @@ class Query:
 
     def keys(self) -> Iterator[tuple[Any, ...]]:
         """The keys of the matching records."""
-        unpack = keylib.unpack
-        return (unpack(k) for k, _ in self._run())
+        return map(keylib.unpack, map(itemgetter(0), self._run()))
 
     def first(self, default: Any = None) -> Any:
         """The first matching record, or ``default``."""
@@ -251,10 +251,7 @@ class Query:
         pred = _residual(p, self.node)
         if p.index is None:
             return _scan_records(txn, self.coll, pred or self.node.pred)
-        return (
-            (k, rec)
-            for k, rec, _ in _index_rows(txn, self.coll, p, pred, reverse, True)
-        )
+        return _index_rows(txn, self.coll, p, pred, reverse, True)
 
     def _ordered(self, txn: Txn, p: Plan) -> Iterator[Row]:
         """Rows in index order. A record is yielded at the entry of its sort
@@ -354,10 +351,10 @@ def _index_rows(
     pred: Callable | None,
     reverse: bool,
     dedupe: bool,
-) -> Iterator[tuple[bytes, Any, bytes | None]]:
-    """``(packed record key, record, element)`` for the entries in the plan's
-    ranges: each record once with ``dedupe``, else once per entry with
-    ``element`` the packed order field of the entry."""
+) -> Iterator[tuple[Any, ...]]:
+    """``(packed record key, record)`` for the entries in the plan's ranges,
+    each record once with ``dedupe``; else ``(packed record key, record,
+    element)`` once per entry, ``element`` the entry's packed order field."""
     assert p.index is not None
     idx = coll.indices[p.index]
     base = idx.key_prefix
@@ -394,10 +391,10 @@ def _index_rows(
             else:
                 rec = decode(value)
             if pred is None or pred(rec):
-                element = None
                 if with_element:
-                    element = packed(keylib.unpacks(k, base)[0][p.order_pos])
-                yield rkey, rec, element
+                    yield rkey, rec, packed(keylib.unpacks(k, base)[0][p.order_pos])
+                else:
+                    yield rkey, rec
 
 
 def _first_cond(node: Node, path: str) -> FieldCond | None:

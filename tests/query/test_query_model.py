@@ -97,10 +97,15 @@ counter = itertools.count()
 def shared_store(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[acid.Store]:
-    from conftest import engine_url
-
     path = tmp_path_factory.mktemp(request.param)
-    store = acid.open(engine_url(request.param, str(path)))
+    if request.param == "leveldb":
+        pytest.importorskip("plyvel")
+    url = {
+        "skiplist": "skiplist:/",
+        "lmdb": f"lmdb:{path}/lmdb?map_size=256MiB",
+        "leveldb": f"leveldb:{path}/leveldb",
+    }[request.param]
+    store = acid.open(url)
     yield store
     store.close()
 
