@@ -54,26 +54,23 @@ def contains(coll: Collection, key: Any) -> bool:
 
 def length(coll: Collection, name: str) -> int:
     """The record count kept in counter ``name``; recounted (and stored,
-    when writing is possible) if it is not known yet."""
+    unless in a read transaction) when it is not known yet."""
     store = coll.store
+    n = store.bump(name, 0, COUNT_UNKNOWN)
+    if n >= 0:
+        return n
 
-    def run() -> int:
-        n = store.bump(name, 0, COUNT_UNKNOWN)
+    def recount() -> int:
+        n = store.bump(name, 0, COUNT_UNKNOWN)  # another writer may have won
         if n >= 0:
             return n
         real = sum(1 for _ in coll.keys())
-        txn = store.txn
-        if txn is not None and txn.write:
+        if store.active().write:
             store.bump(name, real - n, COUNT_UNKNOWN)
         return real
 
     txn = store.txn
-    if txn is None:  # a write transaction, so the count is stored once
-        n = store.bump(name, 0, COUNT_UNKNOWN)
-        if n >= 0:
-            return n
-        return store.in_txn(run, write=True)
-    return store.in_txn(run)
+    return store.in_txn(recount, write=txn is None or txn.write)
 
 
 def _packed_key(key: Any, base: bytes) -> bytes:

@@ -66,8 +66,8 @@ class Query:
         offset: int = 0,
     ) -> None:
         self.coll = coll
-        self.spec = {} if spec is None else spec
         self.node: Node = compile_spec(spec)
+        self.spec = {} if spec is None else dict(spec)
         self._order = order
         self._limit = limit
         self._offset = offset
