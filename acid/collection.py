@@ -760,6 +760,14 @@ class Collection:
             for idx in todo:
                 records = self.store.iter_space(self.id)
                 idx.check(records, len(self.key_prefix), self.codec.decode, report)
+            if self.id in report.checked_counts:
+                return
+            report.checked_counts.add(self.id)
+            stored = self.store.bump(self._len_name, 0, _facade.COUNT_UNKNOWN)
+            if stored >= 0:  # a count that is not known yet cannot be wrong
+                actual = sum(1 for _ in self.store.iter_space(self.id))
+                if actual != stored:
+                    report.miscounted.append((self.name, stored, actual))
 
         self.store.in_txn(run)
         return report

@@ -91,13 +91,17 @@ class CheckReport:
     stale: list[tuple[str, str, tuple, tuple]] = field(default_factory=list)
     #: (collection, index) stored indexes with no live function to check.
     unchecked: list[tuple[str, str]] = field(default_factory=list)
+    #: (collection, stored record count, actual record count) that differ.
+    miscounted: list[tuple[str, int, int]] = field(default_factory=list)
     checked_entries: int = 0
     #: Ids of the indexes checked so far.
     checked_indexes: set[int] = field(default_factory=set, repr=False)
+    #: Ids of the collections whose record count was checked so far.
+    checked_counts: set[int] = field(default_factory=set, repr=False)
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.stale)
+        return not (self.missing or self.stale or self.miscounted)
 
 
 class Store:

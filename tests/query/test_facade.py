@@ -263,3 +263,13 @@ def test_facade_machine(store: acid.Store) -> None:
             suppress_health_check=[HealthCheck.function_scoped_fixture],
         ),
     )
+
+
+def test_check_reports_a_wrong_count(store: acid.Store, db: acid.Collection) -> None:
+    assert store.check().ok
+    txn = store.engine.begin(write=True)  # a record written behind acid's back
+    txn.put(keylib.pack(("zz",), db.key_prefix), b"\x00" + b"{}")
+    txn.commit()
+    report = store.check()
+    assert not report.ok
+    assert report.miscounted == [("db", 4, 5)]
