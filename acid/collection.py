@@ -125,6 +125,7 @@ class Collection:
         self.uid: bytes | None = meta.get("uid")
         self.counter_name: str = meta["counter"]
         self._len_name = _len_counter(meta)
+        self._len_key = store.counter_key(self._len_name)
         #: The stored-value codec: every read and write of a value uses it.
         self.codec = ValueCodec(enc, comp, store.compressor_by_id)
         #: The raw prefix of this collection's record keys.
@@ -471,7 +472,9 @@ class Collection:
                 for entries in new:
                     for p in entries:
                         put(p + tail, rkey)
-                self.store.bump(self._len_name, 1, _facade.COUNT_UNKNOWN)
+                self.store.counter_add(txn, self._len_key, 1, _facade.COUNT_UNKNOWN)
+                return key
+            if not indexes:
                 return key
             old_rec = self.codec.decode(old_value)
             old = [idx.entries(old_rec) for idx in indexes]
@@ -511,11 +514,12 @@ class Collection:
             return False
         old: list[Entries] | None = None
         try:
-            old_rec = self.codec.decode(old_value)
-            old = [idx.entries(old_rec) for idx in indexes]
-            for idx, entries in zip(indexes, old, strict=True):
-                idx.update(txn, rkey, entries, _NONE)
-            self.store.bump(self._len_name, -1, _facade.COUNT_UNKNOWN)
+            if indexes:
+                old_rec = self.codec.decode(old_value)
+                old = [idx.entries(old_rec) for idx in indexes]
+                for idx, entries in zip(indexes, old, strict=True):
+                    idx.update(txn, rkey, entries, _NONE)
+            self.store.counter_add(txn, self._len_key, -1, _facade.COUNT_UNKNOWN)
         except BaseException:
 
             def undo() -> None:

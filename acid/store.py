@@ -233,6 +233,18 @@ class Store:
 
         return self.in_txn(run, write=bool(n))
 
+    def counter_key(self, name: str) -> bytes:
+        """The raw key of the counter ``name``, for :meth:`counter_add`."""
+        return keylib.pack((name,), self._counter_prefix)
+
+    def counter_add(self, txn: Txn, key: bytes, n: int, init: int) -> None:
+        """Add ``n`` to the counter at ``key`` (from :meth:`counter_key`) in
+        the write txn ``txn``: :meth:`bump` without its per-call set-up, for
+        the write paths of the layers above."""
+        raw = txn.get(key)
+        value = init if raw is None else _counter_value(key.hex(), raw)
+        txn.put(key, keylib.pack((value + n,)))
+
     def _drop_counter(self, name: str) -> None:
         self.active().delete(keylib.pack((name,), self._counter_prefix))
 
