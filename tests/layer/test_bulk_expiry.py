@@ -69,3 +69,21 @@ def test_failing_batch_on_an_expiring_collection_changes_nothing(
         coll.put_many(bad)
     assert [k[0] for k in coll.keys()] == [0, 1, 2]
     assert coll.check().ok
+
+
+def test_len_leaves_out_expired_records(
+    setup: tuple[acid.Collection, Clock],
+) -> None:
+    coll, clock = setup
+    coll.put_many(recs(range(4)))
+    clock.now += 30
+    coll.put({"id": 9, "tag": "t"})
+    assert len(coll) == 5
+    clock.now += 30  # 0..3 expired, not swept
+    assert len(coll) == 1
+    with coll.store.begin():
+        assert len(coll) == 1
+    assert coll.store.expire() == 4
+    assert len(coll) == 1 and coll.check().ok
+    clock.now += 60
+    assert len(coll) == 0
