@@ -238,14 +238,22 @@ class Query:
         p = self.plan(txn)
         stop = None if self._limit is None else self._offset + self._limit
         if self._order and p.ordered:
-            return islice(self._ordered(txn, p), self._offset, stop)
-        rows = self._fetch(txn, p)
+            return islice(self._alive(txn, self._ordered(txn, p)), self._offset, stop)
+        rows = self._alive(txn, self._fetch(txn, p))
         if self._order:
             key = _sort_key(self._order, self.node)
             if stop is not None:
                 return iter(heapq.nsmallest(stop, rows, key=key)[self._offset :])
             return iter(sorted(rows, key=key)[self._offset :])
         return islice(rows, self._offset, stop)
+
+    def _alive(self, txn: Txn, rows: Iterator[Row]) -> Iterator[Row]:
+        """``rows`` without the records that have expired (acid/_expiry.py)."""
+        expiry = self.coll.expiry
+        if expiry is None:
+            return rows
+        now = self.coll.store.clock()
+        return (row for row in rows if expiry.alive(txn, row[0], now))
 
     def _fetch(self, txn: Txn, p: Plan, reverse: bool = False) -> Iterator[Row]:
         pred = _residual(p, self.node)
