@@ -27,11 +27,12 @@ from itertools import product
 from typing import Any
 
 from acid import keylib
-from acid._text import Tokens, default_tokenizer
+from acid._text import QGrams, Tokens, default_tokenizer
 from acid.errors import KeyEncodingError, QueryError
 
 __all__ = [
     "MISSING",
+    "GRAMS",
     "TEXT",
     "Field",
     "Fields",
@@ -46,6 +47,8 @@ __all__ = [
 
 #: How a token index's path is stored: no field path starts with "$".
 TEXT = "$text:"
+#: How a q-gram index's path is stored: ``"$grams:<q>:<path>"``.
+GRAMS = "$grams:"
 
 
 def text_words(text: str) -> set[str]:
@@ -218,4 +221,11 @@ def declared_paths(func: Any) -> tuple[str, ...] | None:
         and not func.field.startswith("$")
     ):  # a token index the planner can serve ``$text`` from
         return (TEXT + func.field,)
+    if (
+        isinstance(func, QGrams)
+        and isinstance(func.field, str)
+        and "." not in func.field
+        and not func.field.startswith("$")
+    ):  # a q-gram index the planner can serve ``$contains`` from
+        return (f"{GRAMS}{func.q}:{func.field}",)
     return None

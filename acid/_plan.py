@@ -19,7 +19,7 @@ from itertools import product
 from typing import Any
 
 from acid import keylib
-from acid._fields import TEXT, packed, text_words
+from acid._fields import GRAMS, TEXT, packed, text_words
 from acid._spec import FieldCond, Node, conjunction, describe_cond
 
 __all__ = ["IndexInfo", "Plan", "plan"]
@@ -156,7 +156,7 @@ def _is_point(lo: bytes, hi: bytes) -> bool:
 def _candidate(
     info: IndexInfo, conds: dict[str, FieldCond], order: str | None
 ) -> Plan | None:
-    if info.paths[0].startswith(TEXT):
+    if info.paths[0].startswith((TEXT, GRAMS)):
         return None
     if not all(path in conds for path in info.paths):
         # A record missing one of the fields has no entry: the index can
@@ -220,6 +220,31 @@ def _text_candidate(info: IndexInfo, spec: Node) -> Plan | None:
     return None
 
 
+def _grams_candidates(info: IndexInfo, spec: Node) -> list[Plan]:
+    """A q-gram index for a ``$contains`` condition at least ``q`` long: the
+    entries of one of its grams, one plan per gram (the estimate picks the
+    rarest); the condition itself is still tested on each record."""
+    if len(info.paths) != 1 or not info.paths[0].startswith(GRAMS):
+        return []
+    q_text, _, path = info.paths[0][len(GRAMS) :].partition(":")
+    q = int(q_text)
+    for cond in spec.fields:
+        if cond.path != path:
+            continue
+        needles = [v for op, v in cond.ops if op == "$contains" and len(v) >= q]
+        if needles:
+            needle = max(needles, key=len)
+            grams = sorted({needle[i : i + q] for i in range(len(needle) - q + 1)})
+            out = []
+            for gram in grams[:8]:
+                r = element_range(gram)
+                assert r is not None
+                text = f"{path} HAS GRAM {gram!r}"
+                out.append(Plan(info.name, [r], [], equalities=1, text=text))
+            return out
+    return []
+
+
 def plan(
     spec: Node,
     indexes: Sequence[IndexInfo],
@@ -238,6 +263,7 @@ def plan(
     order = order_by[0][0] if len(order_by) == 1 else None
     found = [c for c in (_candidate(i, conds, order) for i in indexes) if c]
     found += [c for c in (_text_candidate(i, spec) for i in indexes) if c]
+    found += [c for i in indexes for c in _grams_candidates(i, spec)]
     first = next((c for c in spec.fields if c.path == order), None)
     for c in found:  # the order_by rule looks at the first condition only
         if c.ordered and c.used[c.order_pos] is not first:

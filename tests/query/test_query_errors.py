@@ -266,3 +266,17 @@ def test_text_uses_a_token_index(store: acid.Store) -> None:
     q = notes.query({"body": {"$text": "BROWN"}})
     assert sorted(k for (k,) in q.keys()) == [1, 3, 5]
     assert store.check().ok
+
+
+def test_a_qgram_index_serves_contains(store: acid.Store) -> None:
+    notes = store.add_collection("grams_notes", key_func=lambda r: r["id"])
+    notes.add_index("grams", acid.qgrams("title", q=3))
+    titles = ["green tea", "black tea", "teapot", "tee", ["a tea list", 5], None]
+    for i, title in enumerate(titles):
+        notes.put({"id": i, "title": title})
+    q = notes.query({"title": {"$contains": "tea"}})
+    assert "USING INDEX grams" in q.explain() and "HAS GRAM 'tea'" in q.explain()
+    assert [k[0] for k in q.keys()] == [0, 1, 2, 4]
+    short = notes.query({"title": {"$contains": "te"}})  # shorter than q: a scan
+    assert "SCAN" in short.explain()
+    assert [k[0] for k in short.keys()] == [0, 1, 2, 3, 4]

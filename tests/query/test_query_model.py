@@ -89,6 +89,7 @@ INDEXES = [
     ("bc", acid.fields("b", "c")),
     ("c", acid.field("c")),
     ("words", acid.tokens("a")),
+    ("grams", acid.qgrams("a", q=2)),
 ]
 counter = itertools.count()
 
