@@ -11,14 +11,20 @@ import acid
 
 HAVE_PLYVEL = importlib.util.find_spec("plyvel") is not None
 
-#: Engine names the layer tests run on; "trace" is the trace wrapper over skiplist.
-ENGINES = ["skiplist", "lmdb", "leveldb", "trace"]
-PERSISTENT = {"lmdb", "leveldb"}
+#: Engine names the layer tests run on; "trace" is the trace wrapper over skiplist;
+#: "memfile" is the memory engine saved to a file at every commit, "memopt" the
+#: memory engine with optimistic concurrent writers, saved at close.
+ENGINES = ["skiplist", "memfile", "memopt", "lmdb", "leveldb", "trace"]
+PERSISTENT = {"lmdb", "leveldb", "memfile", "memopt"}
 
 
 def engine_url(name: str, path: str) -> str:
     if name == "skiplist" or name == "trace":
         return "skiplist:/"
+    if name == "memfile":
+        return f"memory:{path}/mem.acid?sync=commit"
+    if name == "memopt":
+        return f"memory:{path}/opt.acid?writers=optimistic"
     if name == "lmdb":
         return f"lmdb:{path}/lmdb?map_size=256MiB"
     if name == "leveldb":

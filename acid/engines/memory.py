@@ -313,6 +313,7 @@ class _Persistence:
         log_path = path + ".log"
         log = _memfile.read_log(log_path)
         length = None
+        replayed = False
         if log is not None:
             generation, commits, good = log
             if generation > self.generation:
@@ -326,9 +327,10 @@ class _Persistence:
                 for keys, vals in commits:
                     root = _btree.apply(root, keys, vals)
                 length = good
+                replayed = bool(commits)
         self.root = root
         #: The root the file holds (nothing to save while it is current).
-        self.saved: Node | None = root if log is None else None
+        self.saved: Node | None = None if replayed else root
         self.log: _memfile.Log | None = None
         if self.sync == "commit":
             self.log = _memfile.Log(log_path, self.generation, length)
