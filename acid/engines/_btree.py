@@ -1,30 +1,43 @@
-"""A persistent (path-copying) B+tree of ``bytes`` keys and values.
+"""A copy-on-write B+tree of ``bytes`` keys and values.
 
-This is the ordered structure of the memory engine. A tree is a root
-:class:`Node`; nodes are never modified once a tree that contains them was
-published, so a reader that holds a root holds one immutable version. A
-commit builds the next version with :func:`apply`, which copies only the
-nodes on the paths to the changed keys: a commit costs O(changes x log n)
-whatever readers are pinned, and the nodes it does not touch are shared by
-both versions. An old version is freed by reference counting when its last
-reader drops its root.
+This is the ordered structure of the memory engine. A tree is a root node;
+a version of the data is a root. A commit builds the next version with
+:func:`apply`, which copies only the nodes on the paths to the changed keys
+(O(changes x log n), whatever readers are pinned) and shares every other
+node with the older versions; an old version is freed by reference counting
+when its last reader drops it.
+
+Every node records its *owner*, the token of the commits that may still
+change it in place. :func:`apply` copies a node owned by another token and
+modifies one owned by its own token: the engine keeps one token while no
+reader has seen the current version, so that consecutive unshared commits
+(a bulk load) update the tree in place as a hand-written sorted structure
+would, and takes a new token as soon as a reader pins a version, which makes
+every node of that version immutable from then on.
 
 Nodes are wide (hundreds of keys in a leaf) so that the Python work per
 operation stays small: a lookup is a few ``bisect`` calls in C, a scan walks
-plain lists, and copying a node is one ``list`` copy.
+plain lists, and copying a node is one ``list`` copy. A node is a list
+``[keys, vals, kids, owner]``: a leaf has ``kids`` ``None``, a branch has
+``vals`` ``None`` and ``kids[i]`` holds the keys ``k`` with
+``keys[i-1] <= k < keys[i]``.
 
->>> t = apply(EMPTY, [b"a", b"b", b"c"], [b"1", b"2", b"3"])
->>> u = apply(t, [b"b", b"d"], [DELETED, b"4"])
+>>> mine = object()
+>>> t = apply(EMPTY, [b"a", b"b", b"c"], [b"1", b"2", b"3"], mine)
+>>> u = apply(t, [b"b", b"d"], [DELETED, b"4"], object())  # a new owner: a copy
 >>> lookup(t, b"b"), lookup(u, b"b"), list(scan(u, b"b"))
 (b'2', None, [(b'c', b'3'), (b'd', b'4')])
 >>> list(scan(t, b"b", reverse=True))
 [(b'b', b'2'), (b'a', b'1')]
+>>> apply(t, [b"a"], [b"9"], mine) is t, lookup(t, b"a")  # its owner: in place
+(True, b'9')
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
+from typing import Any
 
 from acid.engines._overlay import DELETED
 
@@ -42,65 +55,46 @@ BRANCH_MIN = BRANCH_SIZE // 4
 _DELETED_ID = id(DELETED)
 
 
-class Node:
-    """A leaf (``kids is None``: ``keys`` and their ``vals``) or a branch
-    (``kids[i]`` holds the keys ``k`` with ``keys[i-1] <= k < keys[i]``;
-    ``vals is None``). Never modified once published."""
+#: ``[keys, vals, kids, owner]`` (see the module doc).
+Node = list[Any]
 
-    __slots__ = ("__weakref__", "keys", "kids", "vals")
-
-    def __init__(
-        self,
-        keys: list[bytes],
-        vals: list[bytes] | None,
-        kids: list[Node] | None,
-    ) -> None:
-        self.keys = keys
-        self.vals = vals
-        self.kids = kids
-
-    def __repr__(self) -> str:
-        kind = "leaf" if self.kids is None else "branch"
-        return f"<{kind} of {len(self.keys)}>"
-
-
-#: The empty tree.
-EMPTY = Node([], [], None)
+#: The empty tree (owned by nobody: never changed in place).
+EMPTY: Node = [[], [], None, None]
 
 
 def lookup(root: Node, key: bytes) -> bytes | None:
     """The value of ``key`` in the tree ``root``, or ``None``."""
     node = root
-    while node.kids is not None:
-        node = node.kids[bisect_right(node.keys, key)]
-    keys = node.keys
+    while node[2] is not None:
+        node = node[2][bisect_right(node[0], key)]
+    keys = node[0]
     i = bisect_left(keys, key)
     if i < len(keys) and keys[i] == key:
-        return node.vals[i]  # type: ignore[index]
+        value: bytes = node[1][i]
+        return value
     return None
 
 
-def build(keys: list[bytes], vals: list[bytes]) -> Node:
+def build(keys: list[bytes], vals: list[bytes], owner: object) -> Node:
     """A tree holding ``keys`` (strictly ascending, not checked) and ``vals``."""
     if not keys:
         return EMPTY
     step = LEAF_SIZE
     nodes = [
-        Node(keys[i : i + step], vals[i : i + step], None)
+        [keys[i : i + step], vals[i : i + step], None, owner]
         for i in range(0, len(keys), step)
     ]
-    lows = keys[step::step]
-    return _grow(nodes, lows)
+    return _grow(nodes, keys[step::step], owner)
 
 
-def _grow(nodes: list[Node], lows: list[bytes]) -> Node:
+def _grow(nodes: list[Node], lows: list[bytes], owner: object) -> Node:
     """A root over sibling ``nodes`` (``lows[i]`` separates node i and i+1)."""
     while len(nodes) > 1:
         step = BRANCH_SIZE
         parents = []
         parent_lows = []
         for i in range(0, len(nodes), step):
-            parents.append(Node(lows[i : i + step - 1], None, nodes[i : i + step]))
+            parents.append([lows[i : i + step - 1], None, nodes[i : i + step], owner])
             if i:
                 parent_lows.append(lows[i - 1])
         nodes, lows = parents, parent_lows
@@ -112,22 +106,22 @@ def items(root: Node) -> tuple[list[bytes], list[bytes]]:
     keys: list[bytes] = []
     vals: list[bytes] = []
     for leaf in _leaves(root):
-        keys += leaf.keys
-        vals += leaf.vals  # type: ignore[arg-type]
+        keys += leaf[0]
+        vals += leaf[1]
     return keys, vals
 
 
 def _leaves(node: Node) -> Iterator[Node]:
-    if node.kids is None:
+    if node[2] is None:
         yield node
     else:
-        for kid in node.kids:
+        for kid in node[2]:
             yield from _leaves(kid)
 
 
 def count(root: Node) -> int:
     """How many keys the tree holds (walks the leaves)."""
-    return sum(len(leaf.keys) for leaf in _leaves(root))
+    return sum(len(leaf[0]) for leaf in _leaves(root))
 
 
 # -- scans ----------------------------------------------------------------------
@@ -141,61 +135,62 @@ def scan(
     (``< key``) down."""
     stack: list[tuple[Node, int]] = []
     node = root
-    while node.kids is not None:
-        i = bisect_right(node.keys, key)
+    while node[2] is not None:
+        i = bisect_right(node[0], key)
         stack.append((node, i))
-        node = node.kids[i]
-    keys, vals = node.keys, node.vals
-    assert vals is not None
+        node = node[2][i]
+    keys, vals = node[0], node[1]
     if not reverse:
         j = (bisect_left if inclusive else bisect_right)(keys, key)
         if j:
-            yield from zip(keys[j:], vals[j:], strict=False)
+            yield from zip(keys[j:], vals[j:], strict=True)
         else:
-            yield from zip(keys, vals, strict=False)
+            yield from zip(keys, vals, strict=True)
         while stack:
             parent, i = stack.pop()
-            if i + 1 < len(parent.kids):  # type: ignore[arg-type]
+            kids = parent[2]
+            if i + 1 < len(kids):
                 stack.append((parent, i + 1))
-                node = parent.kids[i + 1]  # type: ignore[index]
-                while node.kids is not None:
+                node = kids[i + 1]
+                while node[2] is not None:
                     stack.append((node, 0))
-                    node = node.kids[0]
-                yield from zip(node.keys, node.vals, strict=False)  # type: ignore[arg-type]
+                    node = node[2][0]
+                yield from zip(node[0], node[1], strict=True)
         return
     j = (bisect_right if inclusive else bisect_left)(keys, key)
-    yield from zip(reversed(keys[:j]), reversed(vals[:j]), strict=False)
+    yield from zip(reversed(keys[:j]), reversed(vals[:j]), strict=True)
     while stack:
         parent, i = stack.pop()
         if i > 0:
             stack.append((parent, i - 1))
-            node = parent.kids[i - 1]  # type: ignore[index]
-            while node.kids is not None:
-                last = len(node.kids) - 1
+            node = parent[2][i - 1]
+            while node[2] is not None:
+                last = len(node[2]) - 1
                 stack.append((node, last))
-                node = node.kids[last]
-            yield from zip(reversed(node.keys), reversed(node.vals), strict=False)  # type: ignore[arg-type]
+                node = node[2][last]
+            yield from zip(reversed(node[0]), reversed(node[1]), strict=True)
 
 
 # -- commits --------------------------------------------------------------------
 
 
-def apply(root: Node, keys: list[bytes], vals: list[bytes]) -> Node:
-    """A new tree: ``root`` with ``vals[i]`` stored under ``keys[i]``
-    (``DELETED`` removes the key). ``keys`` is strictly ascending.
+def apply(root: Node, keys: list[bytes], vals: list[bytes], owner: object) -> Node:
+    """The tree ``root`` with ``vals[i]`` stored under ``keys[i]``
+    (``DELETED`` removes the key); ``keys`` is strictly ascending.
 
-    ``root`` is not modified; the new tree shares every node off the paths
-    to the changed keys.
+    Nodes owned by ``owner`` are changed in place, others are copied (and
+    the copies owned by ``owner``): a tree whose nodes are all owned by
+    others is left as it was.
     """
     if not keys:
         return root
     deletes = _DELETED_ID in map(id, vals)
-    nodes, lows = _apply(root, keys, vals, 0, len(keys), deletes)
+    nodes, lows = _apply(root, keys, vals, 0, len(keys), deletes, owner)
     if not nodes:
         return EMPTY
-    new = _grow(nodes, lows)
-    while new.kids is not None and len(new.kids) == 1:
-        new = new.kids[0]
+    new = _grow(nodes, lows, owner)
+    while new[2] is not None and len(new[2]) == 1:
+        new = new[2][0]
     return new
 
 
@@ -203,14 +198,20 @@ Pieces = tuple[list[Node], list[bytes]]
 
 
 def _apply(
-    node: Node, keys: list[bytes], vals: list[bytes], lo: int, hi: int, deletes: bool
+    node: Node,
+    keys: list[bytes],
+    vals: list[bytes],
+    lo: int,
+    hi: int,
+    deletes: bool,
+    owner: object,
 ) -> Pieces:
     """``node`` with ``keys[lo:hi]`` applied: the nodes replacing it and the
     separators between them (none when it became empty)."""
-    if node.kids is None:
-        return _apply_leaf(node, keys, vals, lo, hi, deletes)
-    seps = node.keys
-    kids = node.kids
+    if node[2] is None:
+        return _apply_leaf(node, keys, vals, lo, hi, deletes, owner)
+    seps = node[0]
+    kids = node[2]
     new_kids: list[Node] = []
     new_seps: list[bytes] = []
     touched: list[int] = []  # positions in new_kids of replaced kids
@@ -219,18 +220,17 @@ def _apply(
     while lo < hi:
         ci = bisect_right(seps, keys[lo])
         end = bisect_left(keys, seps[ci], lo, hi) if ci < nseps else hi
-        # Unchanged kids before ci, with their separators.
-        if ci > done:
+        if ci > done:  # unchanged kids before ci, with their separators
             if new_kids:
                 new_seps.append(seps[done - 1])
             new_kids += kids[done:ci]
             new_seps += seps[done : ci - 1]
-        pieces, lows = _apply(kids[ci], keys, vals, lo, end, deletes)
+        pieces, lows = _apply(kids[ci], keys, vals, lo, end, deletes, owner)
         if pieces:
             if new_kids:
                 # The old lower bound of kid ci still separates it (a bound,
-                # not necessarily its smallest key), or kid 0 had none.
-                new_seps.append(seps[ci - 1] if ci else pieces_low(pieces[0]))
+                # not necessarily its smallest key); kid 0 has none.
+                new_seps.append(seps[ci - 1])
             touched.append(len(new_kids))
             new_kids += pieces
             new_seps += lows
@@ -244,126 +244,136 @@ def _apply(
     if not new_kids:
         return [], []
     for at in reversed(touched):
-        _fix_small(new_kids, new_seps, at)
+        _fix_small(new_kids, new_seps, at, owner)
     if len(new_kids) > BRANCH_MAX:
-        return _split_branch(new_seps, new_kids)
-    return [Node(new_seps, None, new_kids)], []
+        return _split_branch(new_seps, new_kids, owner)
+    if node[3] is owner:
+        node[0] = new_seps
+        node[2] = new_kids
+        return [node], []
+    return [[new_seps, None, new_kids, owner]], []
 
 
-def pieces_low(node: Node) -> bytes:
-    """The smallest key under ``node``."""
-    while node.kids is not None:
-        node = node.kids[0]
-    return node.keys[0]
-
-
-def _fix_small(kids: list[Node], seps: list[bytes], at: int) -> None:
-    """Merge ``kids[at]`` (new, not shared with older versions unless it
-    is an untouched kid) with a neighbour if it is too small."""
+def _fix_small(kids: list[Node], seps: list[bytes], at: int, owner: object) -> None:
+    """Merge ``kids[at]`` with a neighbour if it is too small."""
     if at >= len(kids) or len(kids) < 2:
         return
     node = kids[at]
-    small = LEAF_MIN if node.kids is None else BRANCH_MIN
-    if len(node.keys) >= small:
+    small = LEAF_MIN if node[2] is None else BRANCH_MIN
+    if len(node[0]) >= small:
         return
     if at + 1 == len(kids):
         at -= 1
     left, right, sep = kids[at], kids[at + 1], seps[at]
-    if left.kids is None:
-        mkeys = left.keys + right.keys
-        mvals = left.vals + right.vals  # type: ignore[operator]
+    if left[2] is None:
+        mkeys = left[0] + right[0]
+        mvals = left[1] + right[1]
         if len(mkeys) > LEAF_MAX:
             half = len(mkeys) // 2
             kids[at : at + 2] = [
-                Node(mkeys[:half], mvals[:half], None),
-                Node(mkeys[half:], mvals[half:], None),
+                [mkeys[:half], mvals[:half], None, owner],
+                [mkeys[half:], mvals[half:], None, owner],
             ]
             seps[at] = mkeys[half]
         else:
-            kids[at : at + 2] = [Node(mkeys, mvals, None)]
+            kids[at : at + 2] = [[mkeys, mvals, None, owner]]
             del seps[at]
         return
-    bseps = left.keys + [sep] + right.keys
-    bkids = left.kids + right.kids  # type: ignore[operator]
+    bseps = left[0] + [sep] + right[0]
+    bkids = left[2] + right[2]
     if len(bkids) > BRANCH_MAX:
         half = len(bkids) // 2
         kids[at : at + 2] = [
-            Node(bseps[: half - 1], None, bkids[:half]),
-            Node(bseps[half:], None, bkids[half:]),
+            [bseps[: half - 1], None, bkids[:half], owner],
+            [bseps[half:], None, bkids[half:], owner],
         ]
         seps[at] = bseps[half - 1]
     else:
-        kids[at : at + 2] = [Node(bseps, None, bkids)]
+        kids[at : at + 2] = [[bseps, None, bkids, owner]]
         del seps[at]
 
 
-def _split_branch(seps: list[bytes], kids: list[Node]) -> Pieces:
+def _split_branch(seps: list[bytes], kids: list[Node], owner: object) -> Pieces:
     parts = max(2, len(kids) // BRANCH_SIZE)
     size = -(-len(kids) // parts)
     nodes = []
     lows = []
     for i in range(0, len(kids), size):
-        nodes.append(Node(seps[i : i + size - 1], None, kids[i : i + size]))
+        nodes.append([seps[i : i + size - 1], None, kids[i : i + size], owner])
         if i:
             lows.append(seps[i - 1])
     return nodes, lows
 
 
 def _apply_leaf(
-    leaf: Node, keys: list[bytes], vals: list[bytes], lo: int, hi: int, deletes: bool
+    leaf: Node,
+    keys: list[bytes],
+    vals: list[bytes],
+    lo: int,
+    hi: int,
+    deletes: bool,
+    owner: object,
 ) -> Pieces:
-    lkeys = leaf.keys
-    lvals: list[bytes] = leaf.vals  # type: ignore[assignment]
-    n = hi - lo
-    if not deletes and (not lkeys or keys[lo] > lkeys[-1]):
+    lkeys: list[bytes] = leaf[0]
+    lvals: list[bytes] = leaf[1]
+    size = len(lkeys)
+    mine = leaf[3] is owner
+    if not deletes and (not size or keys[lo] > lkeys[-1]):
         # Appends past the end: the common case of a sequential load.
-        nkeys = lkeys + keys[lo:hi]
-        nvals = lvals + vals[lo:hi]
-    elif n * 16 < len(lkeys):
-        nkeys = lkeys[:]
-        nvals = lvals[:]
+        if mine:
+            lkeys += keys[lo:hi]
+            lvals += vals[lo:hi]
+            nkeys, nvals = lkeys, lvals
+        else:
+            nkeys = lkeys + keys[lo:hi]
+            nvals = lvals + vals[lo:hi]
+    elif mine and (hi - lo) * 8 <= size + 64:
+        # A few changes to a node nobody else sees: in place.
         for i in range(lo, hi):
             k = keys[i]
             v = vals[i]
-            j = bisect_left(nkeys, k)
-            if j < len(nkeys) and nkeys[j] == k:
+            j = bisect_left(lkeys, k)
+            if j < len(lkeys) and lkeys[j] == k:
                 if v is DELETED:
-                    del nkeys[j]
-                    del nvals[j]
+                    del lkeys[j]
+                    del lvals[j]
                 else:
-                    nvals[j] = v
+                    lvals[j] = v
             elif v is not DELETED:
-                nkeys.insert(j, k)
-                nvals.insert(j, v)
+                lkeys.insert(j, k)
+                lvals.insert(j, v)
+        nkeys, nvals = lkeys, lvals
     else:
-        merged = dict(zip(lkeys, lvals, strict=False))
-        if deletes:
-            pop = merged.pop
-            for i in range(lo, hi):
-                v = vals[i]
-                if v is DELETED:
-                    pop(keys[i], None)
-                else:
-                    merged[keys[i]] = v
-            nkeys = sorted(merged)
-        else:
-            merged.update(zip(keys[lo:hi], vals[lo:hi], strict=False))
-            # Two ascending runs: timsort merges them in linear time.
-            nkeys = (
-                sorted(lkeys + keys[lo:hi])
-                if len(merged) == len(lkeys) + n
-                else sorted(merged)
-            )
-        nvals = list(map(merged.__getitem__, nkeys))
+        # One pass: copy the runs of old entries between the changed keys.
+        nkeys = []
+        nvals = []
+        prev = 0
+        for i in range(lo, hi):
+            k = keys[i]
+            j = bisect_left(lkeys, k, prev)
+            if j > prev:
+                nkeys += lkeys[prev:j]
+                nvals += lvals[prev:j]
+            prev = j + 1 if j < size and lkeys[j] == k else j
+            v = vals[i]
+            if v is not DELETED:
+                nkeys.append(k)
+                nvals.append(v)
+        nkeys += lkeys[prev:]
+        nvals += lvals[prev:]
     size = len(nkeys)
     if size <= LEAF_MAX:
         if not size:
             return [], []
-        return [Node(nkeys, nvals, None)], []
+        if mine:
+            leaf[0] = nkeys
+            leaf[1] = nvals
+            return [leaf], []
+        return [[nkeys, nvals, None, owner]], []
     parts = max(2, size // LEAF_SIZE)
     step = -(-size // parts)
     nodes = [
-        Node(nkeys[i : i + step], nvals[i : i + step], None)
+        [nkeys[i : i + step], nvals[i : i + step], None, owner]
         for i in range(0, size, step)
     ]
     return nodes, nkeys[step::step]

@@ -34,6 +34,7 @@ True
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import weakref
 from bisect import bisect_left, bisect_right
@@ -79,6 +80,14 @@ __all__ = ["MemoryEngine"]
 #: The log is compacted into the snapshot once it is larger than the
 #: snapshot and at least this large.
 COMPACT_MIN = 4 << 20
+
+#: Largest commit applied in place to a version nobody pinned (readers that
+#: begin meanwhile wait for it); bigger commits copy the paths they change.
+INPLACE_MAX = 16384
+
+#: ``sys.getrefcount``; without it (not CPython) every version counts as
+#: pinned, and every commit copies the paths it changes.
+_refcount = getattr(sys, "getrefcount", lambda obj: 4)
 
 
 def _choice(*names: str) -> Any:
@@ -134,9 +143,16 @@ class MemoryEngine(Engine):
         )
         self.lock_timeout = float(lock_timeout)
         self.sync_mode = sync
-        self._root: Node = EMPTY
-        #: ``(commit number, root)``: what an optimistic writer starts from.
-        self._state: tuple[int, Node] = (0, EMPTY)
+        #: The current version; a reader pins it by referencing it.
+        self._current = _Version(EMPTY)
+        #: Commits so far (optimistic writers compare it).
+        self._seq = 0
+        #: The token of the nodes that commits may change in place (see
+        #: _btree): replaced whenever a commit finds the current version pinned.
+        self._owner = object()
+        #: Held by a commit that changes the tree in place, and by whatever
+        #: pins the current version (readers wait for such a commit).
+        self._pin_lock = threading.Lock()
         self._writer = WriterLock()
         self._closed = False
         self._path: str | None = None
@@ -159,9 +175,8 @@ class MemoryEngine(Engine):
         self._path = full
         self.url = f"{scheme}:{full}"
         self.persistent = True
-        self._file = _Persistence(full, sync)
-        self._root = self._file.root
-        self._state = (0, self._root)
+        self._file = _Persistence(full, sync, self._owner)
+        self._current = _Version(self._file.root)
 
     @classmethod
     def from_url(cls, url: EngineURL) -> MemoryEngine:
@@ -174,7 +189,14 @@ class MemoryEngine(Engine):
     def get(self, key: bytes) -> bytes | None:
         if self._closed:
             raise closed_engine(self.url)
-        return _btree.lookup(self._root, key)
+        with self._pin_lock:  # not while a commit changes the tree in place
+            return _btree.lookup(self._current.root, key)
+
+    def _pin(self) -> tuple[int, _Version]:
+        """The current version and its commit number, pinned by the caller's
+        reference: commits copy what they change from now on."""
+        with self._pin_lock:
+            return self._seq, self._current
 
     def begin(self, write: bool = False, timeout: float | None = None) -> Txn:
         if timeout is not None:
@@ -182,7 +204,8 @@ class MemoryEngine(Engine):
         if self._closed:
             raise closed_engine(self.url)
         if not write:
-            return _ReadTxn(self._root)
+            with self._pin_lock:  # not while a commit changes the tree in place
+                return _ReadTxn(self._current)
         if self.concurrent_writers:
             txn = _OptimisticTxn(self)
             self._open.add(txn)
@@ -202,21 +225,37 @@ class MemoryEngine(Engine):
         if self._closed:
             raise closed_engine(self.url)
         keys = sorted(puts)
-        vals = list(map(puts.__getitem__, keys))
-        root = _btree.apply(self._root, keys, vals)
+        self._land(keys, list(map(puts.__getitem__, keys)))
+
+    def _land(self, keys: list[bytes], vals: list[bytes]) -> None:
+        """Log (``sync=commit``) and publish a commit; the caller excludes
+        other commits. Raising means nothing landed."""
         file = self._file
         if file is None:
-            self._root = root
-            self._state = (self._state[0] + 1, root)
+            self._apply(keys, vals)
             return
         with file.lock:  # logged and published at once (see flush())
             file.append(keys, vals)
-            self._root = root
-            self._state = (self._state[0] + 1, root)
-        file.compact_if_due(self._current)
+            self._apply(keys, vals)
+        file.compact_if_due(self._pin)
 
-    def _current(self) -> Node:
-        return self._root
+    def _apply(self, keys: list[bytes], vals: list[bytes]) -> None:
+        with self._pin_lock:
+            current = self._current
+            # References: self._current, ``current`` and getrefcount's own.
+            if len(keys) <= INPLACE_MAX and _refcount(current) <= 3:
+                # Nobody pinned this version: change it in place, as a
+                # hand-written structure would (readers wait meanwhile).
+                current.root = _btree.apply(current.root, keys, vals, self._owner)
+                self._seq += 1
+                return
+        # Readers may pin ``current`` meanwhile: it is not changed. Every
+        # node it has is shared from now on, so commits take a new token.
+        self._owner = owner = object()
+        new = _Version(_btree.apply(current.root, keys, vals, owner))
+        with self._pin_lock:
+            self._current = new
+            self._seq += 1
 
     def _publish_checked(self, txn: _OptimisticTxn) -> None:
         """Land an optimistic writer's writes unless they conflict."""
@@ -224,24 +263,12 @@ class MemoryEngine(Engine):
         with self._commit_lock:
             if self._closed:
                 raise closed_engine(self.url)
-            seq, root = self._state
-            if seq != txn._seq:
+            if self._seq != txn._seq:
                 txn._check(self._recent)
+            txn._unpin()
             keys = sorted(puts)
-            vals = list(map(puts.__getitem__, keys))
-            root = _btree.apply(root, keys, vals)
-            file = self._file
-            if file is not None:
-                with file.lock:
-                    file.append(keys, vals)
-                    self._root = root
-                    self._state = (seq + 1, root)
-            else:
-                self._root = root
-                self._state = (seq + 1, root)
-            self._remember(seq + 1, keys, txn)
-        if file is not None:
-            file.compact_if_due(self._current)
+            self._land(keys, list(map(puts.__getitem__, keys)))
+            self._remember(self._seq, keys, txn)
 
     def _remember(self, seq: int, keys: list[bytes], done: _OptimisticTxn) -> None:
         """Keep the keys of commit ``seq`` while an open writer's snapshot
@@ -261,7 +288,7 @@ class MemoryEngine(Engine):
         if self._closed:
             raise closed_engine(self.url)
         if self._file is not None:
-            self._file.save(self._current)
+            self._file.save(self._pin)
 
     def close(self) -> None:
         """Close the engine; a write transaction still open is aborted, and
@@ -280,15 +307,16 @@ class MemoryEngine(Engine):
             for txn in list(self._open):
                 txn.close_for_engine(self.url)
         if self._file is not None:
-            self._file.close(self._current)
+            self._file.close(self._pin)
 
 
 class _Persistence:
     """The file of a file-backed engine: load, log, save (see _memfile)."""
 
-    def __init__(self, path: str, sync: str) -> None:
+    def __init__(self, path: str, sync: str, owner: object) -> None:
         self.path = path
         self.sync = sync
+        self.owner = owner
         #: Held while a commit is logged and published, and while a snapshot
         #: is saved, so that a snapshot never misses a logged commit.
         self.lock = threading.RLock()
@@ -308,7 +336,7 @@ class _Persistence:
             self.snapshot_size = 0
         else:
             self.generation, keys, vals = snap
-            root = _btree.build(keys, vals)
+            root = _btree.build(keys, vals, self.owner)
             self.snapshot_size = os.path.getsize(path)
         log_path = path + ".log"
         log = _memfile.read_log(log_path)
@@ -325,17 +353,18 @@ class _Persistence:
                 )
             if generation == self.generation:
                 for keys, vals in commits:
-                    root = _btree.apply(root, keys, vals)
+                    root = _btree.apply(root, keys, vals, self.owner)
                 length = good
                 replayed = bool(commits)
         self.root = root
-        #: The root the file holds (nothing to save while it is current).
-        self.saved: Node | None = None if replayed else root
+        #: The engine's commit number that the snapshot holds (commits are
+        #: counted from 0 at open); ``-1``: the log holds commits to fold in.
+        self.saved = -1 if replayed else 0
         self.log: _memfile.Log | None = None
         if self.sync == "commit":
             self.log = _memfile.Log(log_path, self.generation, length)
             empty = self.log.size == _memfile.LOG_HEADER_SIZE
-            self.saved = root if empty else None
+            self.saved = 0 if empty else -1
 
     def append(self, keys: list[bytes], vals: list[bytes]) -> None:
         """Make a commit durable before it lands (``sync=commit``); the
@@ -346,22 +375,23 @@ class _Persistence:
                 raise EngineError(f"memory: {self.path!r} was closed")
             log.append(_memfile.encode_commit(keys, vals))
 
-    def compact_if_due(self, current: Callable[[], Node]) -> None:
+    def compact_if_due(self, pin: Callable[[], tuple[int, _Version]]) -> None:
         log = self.log
         if log is not None and log.size > max(COMPACT_MIN, self.snapshot_size):
-            self.save(current)
+            self.save(pin)
 
-    def save(self, current: Callable[[], Node]) -> None:
-        """Write a snapshot of ``current()`` and start an empty log."""
+    def save(self, pin: Callable[[], tuple[int, _Version]]) -> None:
+        """Write a snapshot of the version ``pin()`` returns (pinned while
+        it is written) and start an empty log."""
         with self.lock:
-            root = current()
-            if root is self.saved:
+            seq, version = pin()
+            if seq == self.saved:
                 return
-            keys, vals = _btree.items(root)
+            keys, vals = _btree.items(version.root)
             generation = self.generation + 1
             _memfile.write_snapshot(self.path, generation, keys, vals)
             self.generation = generation
-            self.saved = root
+            self.saved = seq
             self.snapshot_size = os.path.getsize(self.path)
             log_path = self.path + ".log"
             if self.log is not None:
@@ -373,50 +403,63 @@ class _Persistence:
                 except FileNotFoundError:
                     pass
 
-    def close(self, current: Callable[[], Node]) -> None:
+    def close(self, pin: Callable[[], tuple[int, _Version]]) -> None:
         with self.lock:  # a commit in flight lands (and is saved) first
             try:
-                self.save(current)
+                self.save(pin)
             finally:
                 if self.log is not None:
                     self.log.close()
                 os.close(self.lock_fd)
 
 
+class _Version:
+    """The current state of the data: a reference to it pins it (commits
+    then copy what they change instead of changing it in place)."""
+
+    __slots__ = ("__weakref__", "root")
+
+    def __init__(self, root: Node) -> None:
+        self.root = root
+
+
 class _ReadTxn(Txn):
-    __slots__ = ("_root",)
+    __slots__ = ("_pin", "_root")
     write = False
     put = delete = replace = pop = read_only
 
-    def __init__(self, root: Node) -> None:
-        self._root = root
+    def __init__(self, version: _Version) -> None:
+        self._pin = version
+        self._root = version.root
 
     def get(self, key: bytes) -> bytes | None:
         # _btree.lookup, inline: this is every read of a read transaction.
         node = self._root
-        while node.kids is not None:
-            node = node.kids[bisect_right(node.keys, key)]
-        keys = node.keys
+        while node[2] is not None:
+            node = node[2][bisect_right(node[0], key)]
+        keys = node[0]
         i = bisect_left(keys, key)
         if i < len(keys) and keys[i] == key:
-            return node.vals[i]  # type: ignore[index]
+            value: bytes = node[1][i]
+            return value
         return None
 
     def iter(self, key: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
-        return self._scan(self._root, key, reverse)
+        return self._scan(self._pin, self._root, key, reverse)
 
     def _scan(
-        self, root: Node, key: bytes, reverse: bool
+        self, pin: _Version, root: Node, key: bytes, reverse: bool
     ) -> Iterator[tuple[bytes, bytes]]:
-        # ``root`` is an argument: an iterator pins the version from its
-        # creation, not from its first step.
+        # ``pin`` is an argument: an iterator pins the version from its
+        # creation, not from its first step, until it is dropped.
         for item in _btree.scan(root, key, reverse):
             if self.ended:
                 raise TxnError("iterator used after its transaction ended")
             yield item
 
     def _release(self) -> None:
-        self._root = EMPTY  # unpin
+        self._pin = _NO_VERSION  # unpin
+        self._root = EMPTY
 
 
 class _WriteTxn(OverlayWrites, Txn):
@@ -428,7 +471,8 @@ class _WriteTxn(OverlayWrites, Txn):
 
     def __init__(self, engine: MemoryEngine, lock: WriterLock) -> None:
         self._engine = engine
-        self._base = engine._root
+        # Only this transaction commits until it ends: its base cannot change.
+        self._base = engine._current.root
         self._puts: dict[bytes, bytes] = {}
         self._overlay: Overlay | None = None  # see OverlayWrites
         self._writes = 0
@@ -469,16 +513,17 @@ class _OptimisticTxn(_WriteTxn):
     and checks at commit that no transaction committed since its snapshot
     wrote a key it wrote, read, or scanned over (:meth:`_check`)."""
 
-    __slots__ = ("_ranges", "_reads", "_seq")
+    __slots__ = ("_ranges", "_reads", "_seq", "_version")
 
     def __init__(self, engine: MemoryEngine) -> None:
         # A lock of its own, which nobody else takes: it gives the
         # transaction :class:`Txn`'s ending protocol.
         lock = WriterLock()
         lock.acquire(None, 0.0, engine.url)
-        self._seq, root = engine._state
         _WriteTxn.__init__(self, engine, lock)
-        self._base = root
+        # Pinned: other writers' commits copy what they change meanwhile.
+        self._seq, self._version = engine._pin()
+        self._base = self._version.root
         self._reads: set[bytes] = set()
         #: ``[low, high]`` key ranges scanned (``None``: unbounded).
         self._ranges: list[list[bytes | None]] = []
@@ -531,11 +576,17 @@ class _OptimisticTxn(_WriteTxn):
                     "written, run the transaction again (store.transact retries)"
                 )
 
+    def _unpin(self) -> None:
+        self._version = _NO_VERSION
+
     def _release(self) -> None:
         _WriteTxn._release(self)
+        self._version = _NO_VERSION
         self._reads = set()
         self._ranges = []
         self._engine._open.discard(self)
 
 
 _NO_PUTS: dict[bytes, bytes] = {}
+#: What ended readers point at instead of their version.
+_NO_VERSION = _Version(EMPTY)

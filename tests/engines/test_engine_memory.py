@@ -47,18 +47,40 @@ def test_an_old_version_is_freed_when_its_last_reader_goes() -> None:
     put(engine, b"a", b"1")
     reader = engine.begin()
     scan = reader.iter(b"")  # pins the version by itself too
-    old = weakref.ref(engine._root)
+    old = weakref.ref(engine._current)
     put(engine, b"b", b"2")
-    assert old() is not None
+    assert old() is not None and old() is not engine._current  # copied
     reader.abort()
     assert old() is not None  # the scan still holds it
     del scan
     assert old() is None
     dropped = engine.begin()  # dropped without ending
-    old = weakref.ref(engine._root)
+    old = weakref.ref(engine._current)
     put(engine, b"c", b"3")
     del dropped
     assert old() is None
+
+
+def test_unpinned_versions_change_in_place() -> None:
+    engine = MemoryEngine()
+    put(engine, b"a", b"1")
+    # ids, not the objects: holding the version would pin it.
+    version, root = id(engine._current), id(engine._current.root)
+    put(engine, b"b", b"2")
+    assert (id(engine._current), id(engine._current.root)) == (version, root)
+    reader = engine.begin()
+    put(engine, b"c", b"3")
+    assert id(engine._current) != version  # pinned: copied
+    assert list(reader.iter(b"")) == [(b"a", b"1"), (b"b", b"2")]
+    reader.abort()
+    version, root = id(engine._current), id(engine._current.root)
+    put(engine, b"d", b"4")  # the reader ended: unpinned again
+    assert (id(engine._current), id(engine._current.root)) == (version, root)
+    with engine.begin(write=True) as txn:  # too big for in place
+        for i in range(memory_module.INPLACE_MAX + 1):
+            txn.put(b"k%06d" % i, b"v")
+    assert id(engine._current) != version
+    assert len(everything(engine)) == memory_module.INPLACE_MAX + 5
 
 
 def test_a_scan_started_before_a_commit_keeps_its_snapshot() -> None:

@@ -12,7 +12,6 @@ import weakref
 
 import pytest
 
-from acid.engines import _btree
 from acid.engines.memory import MemoryEngine
 
 N = 100_000
@@ -33,26 +32,22 @@ def digest(pairs: object) -> str:
     return h.hexdigest()
 
 
-def tree_nodes(node: _btree.Node) -> set[int]:
+def tree_nodes(node: list[object]) -> set[int]:
     """The ids of every node of a tree."""
     found = {id(node)}
-    for kid in node.kids or ():
+    for kid in node[2] or ():  # type: ignore[attr-defined]
         found |= tree_nodes(kid)
     return found
 
 
-def all_nodes(node: _btree.Node) -> list[weakref.ref[_btree.Node]]:
-    refs = [weakref.ref(node)]
-    for kid in node.kids or ():
-        refs += all_nodes(kid)
-    return refs
-
-
-def leftover(refs: list[weakref.ref[_btree.Node]], current: _btree.Node) -> int:
-    """How many of ``refs`` are alive but not part of ``current``."""
+def live_nodes() -> set[int]:
+    """The ids of every tree node alive (``[keys, vals, kids, owner]``)."""
     gc.collect()
-    keep = tree_nodes(current)
-    return sum(1 for ref in refs if ref() is not None and id(ref()) not in keep)
+    return {
+        id(o)
+        for o in gc.get_objects()
+        if type(o) is list and len(o) == 4 and type(o[3]) is object
+    }
 
 
 def commit_many(engine: MemoryEngine, rng: random.Random, tag: bytes) -> None:
@@ -76,7 +71,7 @@ def test_a_pinned_reader_while_1e5_transactions_commit() -> None:
     loaded = rss()
     data = loaded - before
     reader = engine.begin()
-    pinned_nodes = all_nodes(engine._root)
+    pinned = weakref.ref(engine._current)
     expected = digest(reader.iter(b""))
     probes = {b"%08d" % i: b"%0100d" % i for i in range(0, N, 997)}
 
@@ -84,20 +79,21 @@ def test_a_pinned_reader_while_1e5_transactions_commit() -> None:
     assert digest(reader.iter(b"")) == expected  # the snapshot is exact
     assert all(reader.get(k) == v for k, v in probes.items())
     assert reader.get(b"%08d" % (N + 5)) is None
-    pinned = rss()
+    pinned_rss = rss()
     # The pinned version and the current one share what did not change; at
     # worst both are whole, plus the new values.
-    assert pinned - loaded < 3 * data, (pinned - loaded, data)
+    assert pinned_rss - loaded < 3 * data, (pinned_rss - loaded, data)
 
-    assert leftover(pinned_nodes, engine._root) > len(pinned_nodes) // 2
+    current = tree_nodes(engine._current.root)
+    assert len(live_nodes() - current) > len(current) // 2  # the pinned version
     reader.abort()
     del reader
-    assert leftover(pinned_nodes, engine._root) == 0  # the old version is freed
-    middle = all_nodes(engine._root)
+    assert pinned() is None  # the old version is freed
+    assert live_nodes() <= tree_nodes(engine._current.root)
 
-    commit_many(engine, rng, b"b")  # without a reader: freed versions reused
-    assert rss() - pinned < data, (rss() - pinned, data)
-    assert leftover(middle, engine._root) == 0
+    commit_many(engine, rng, b"b")  # without a reader: in place, memory reused
+    assert rss() - pinned_rss < data, (rss() - pinned_rss, data)
+    assert live_nodes() <= tree_nodes(engine._current.root)
     with engine.begin() as txn:
         values = [v for _, v in txn.iter(b"")]
     assert len(values) > N // 2 and any(v.startswith(b"b") for v in values)
