@@ -153,6 +153,12 @@ class MemoryEngine(Engine):
         #: Held by a commit that changes the tree in place, and by whatever
         #: pins the current version (readers wait for such a commit).
         self._pin_lock = threading.Lock()
+        #: The current version as a dict too, for point reads at dict speed:
+        #: valid for a reader while its ``_cell[0]`` is true. A commit that
+        #: changes it while readers pin the version clears their cell first
+        #: (they then read their tree) and starts a new one.
+        self._latest: dict[bytes, bytes] = {}
+        self._cell = [True]
         self._writer = WriterLock()
         self._closed = False
         self._path: str | None = None
@@ -177,6 +183,7 @@ class MemoryEngine(Engine):
         self.persistent = True
         self._file = _Persistence(full, sync, self._owner)
         self._current = _Version(self._file.root)
+        self._latest = dict(zip(*_btree.items(self._file.root), strict=True))
 
     @classmethod
     def from_url(cls, url: EngineURL) -> MemoryEngine:
@@ -189,8 +196,8 @@ class MemoryEngine(Engine):
     def get(self, key: bytes) -> bytes | None:
         if self._closed:
             raise closed_engine(self.url)
-        with self._pin_lock:  # not while a commit changes the tree in place
-            return _btree.lookup(self._current.root, key)
+        with self._pin_lock:  # not while a commit changes the data in place
+            return self._latest.get(key)
 
     def _pin(self) -> tuple[int, _Version]:
         """The current version and its commit number, pinned by the caller's
@@ -204,8 +211,8 @@ class MemoryEngine(Engine):
         if self._closed:
             raise closed_engine(self.url)
         if not write:
-            with self._pin_lock:  # not while a commit changes the tree in place
-                return _ReadTxn(self._current)
+            with self._pin_lock:  # not while a commit changes the data in place
+                return _ReadTxn(self._current, self._cell, self._latest.get)
         if self.concurrent_writers:
             txn = _OptimisticTxn(self)
             self._open.add(txn)
@@ -247,6 +254,7 @@ class MemoryEngine(Engine):
                 # Nobody pinned this version: change it in place, as a
                 # hand-written structure would (readers wait meanwhile).
                 current.root = _btree.apply(current.root, keys, vals, self._owner)
+                _update(self._latest, keys, vals)
                 self._seq += 1
                 return
         # Readers may pin ``current`` meanwhile: it is not changed. Every
@@ -254,6 +262,9 @@ class MemoryEngine(Engine):
         self._owner = owner = object()
         new = _Version(_btree.apply(current.root, keys, vals, owner))
         with self._pin_lock:
+            self._cell[0] = False  # before the dict changes (see _ReadTxn.get)
+            _update(self._latest, keys, vals)
+            self._cell = [True]
             self._current = new
             self._seq += 1
 
@@ -413,6 +424,21 @@ class _Persistence:
                 os.close(self.lock_fd)
 
 
+def _update(latest: dict[bytes, bytes], keys: list[bytes], vals: list[bytes]) -> None:
+    if _DELETED_ID in map(id, vals):
+        pop = latest.pop
+        for k, v in zip(keys, vals, strict=True):
+            if v is DELETED:
+                pop(k, None)
+            else:
+                latest[k] = v
+    else:
+        latest.update(zip(keys, vals, strict=True))
+
+
+_DELETED_ID = id(DELETED)
+
+
 class _Version:
     """The current state of the data: a reference to it pins it (commits
     then copy what they change instead of changing it in place)."""
@@ -424,24 +450,34 @@ class _Version:
 
 
 class _ReadTxn(Txn):
-    __slots__ = ("_pin", "_root")
+    __slots__ = ("_cell", "_get", "_pin", "_root")
     write = False
     put = delete = replace = pop = read_only
 
-    def __init__(self, version: _Version) -> None:
+    def __init__(
+        self, version: _Version, cell: list[bool], get: Callable[[bytes], bytes | None]
+    ) -> None:
         self._pin = version
         self._root = version.root
+        self._cell = cell
+        self._get = get
 
     def get(self, key: bytes) -> bytes | None:
-        # _btree.lookup, inline: this is every read of a read transaction.
+        # The engine's dict answers while no commit changed it since this
+        # transaction began: the cell is cleared before the dict changes, so
+        # a value read from it before the cell was found set is this
+        # snapshot's. Otherwise _btree.lookup on the pinned tree, inline.
+        value = self._get(key)
+        if self._cell[0]:
+            return value
         node = self._root
         while node[2] is not None:
             node = node[2][bisect_right(node[0], key)]
         keys = node[0]
         i = bisect_left(keys, key)
         if i < len(keys) and keys[i] == key:
-            value: bytes = node[1][i]
-            return value
+            found: bytes = node[1][i]
+            return found
         return None
 
     def iter(self, key: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
@@ -460,19 +496,22 @@ class _ReadTxn(Txn):
     def _release(self) -> None:
         self._pin = _NO_VERSION  # unpin
         self._root = EMPTY
+        self._get = _NO_PUTS.get
 
 
 class _WriteTxn(OverlayWrites, Txn):
     """A serial write transaction; no ``__del__``: its :class:`WriterLock`
     gives itself back when one is freed without ending."""
 
-    __slots__ = ("_base", "_engine", "_overlay", "_puts", "_writes")
+    __slots__ = ("_base", "_base_get", "_engine", "_overlay", "_puts", "_writes")
     write = True
 
     def __init__(self, engine: MemoryEngine, lock: WriterLock) -> None:
         self._engine = engine
-        # Only this transaction commits until it ends: its base cannot change.
+        # Only this transaction commits until it ends: its base cannot change,
+        # and the engine's dict is its base too.
         self._base = engine._current.root
+        self._base_get = engine._latest.get
         self._puts: dict[bytes, bytes] = {}
         self._overlay: Overlay | None = None  # see OverlayWrites
         self._writes = 0
@@ -481,7 +520,7 @@ class _WriteTxn(OverlayWrites, Txn):
     def get(self, key: bytes) -> bytes | None:
         value = self._puts.get(key)
         if value is None:
-            return _btree.lookup(self._base, key)
+            return self._base_get(key)
         return None if value is DELETED else value
 
     def iter(self, key: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
@@ -506,6 +545,7 @@ class _WriteTxn(OverlayWrites, Txn):
         self._overlay = None
         self._puts = _NO_PUTS
         self._base = EMPTY
+        self._base_get = _NO_PUTS.get
 
 
 class _OptimisticTxn(_WriteTxn):
