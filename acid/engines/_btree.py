@@ -15,7 +15,7 @@ reader has seen the current version, so that consecutive unshared commits
 would, and takes a new token as soon as a reader pins a version, which makes
 every node of that version immutable from then on.
 
-Nodes are wide (hundreds of keys in a leaf) so that the Python work per
+Nodes are wide (128 to 256 keys in a leaf) so that the Python work per
 operation stays small: a lookup is a few ``bisect`` calls in C, a scan walks
 plain lists, and copying a node is one ``list`` copy. A node is a list
 ``[keys, vals, kids, owner]``: a leaf has ``kids`` ``None``, a branch has
@@ -45,7 +45,7 @@ __all__ = ["DELETED", "EMPTY", "Node", "apply", "build", "items", "lookup", "sca
 
 #: A leaf splits above LEAF_MAX keys into pieces of at least LEAF_SIZE, and
 #: is merged into a neighbour below LEAF_MIN. Branches likewise.
-LEAF_SIZE = 256
+LEAF_SIZE = 128
 LEAF_MAX = 2 * LEAF_SIZE
 LEAF_MIN = LEAF_SIZE // 4
 BRANCH_SIZE = 64
