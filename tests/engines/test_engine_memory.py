@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
+import time
 import weakref
 from pathlib import Path
 
@@ -505,3 +507,51 @@ def test_readers_in_threads_never_see_half_a_commit() -> None:
             thread.join()
     assert torn == []
     assert engine.get(b"a") == engine.get(b"z") == b"1499"
+
+
+COMPACTING_WRITER = """
+import sys
+import acid.engines.memory as memory
+from acid.engines import from_url
+memory.COMPACT_MIN = 20_000  # compact every few commits: kills land inside too
+engine = from_url(sys.argv[1])
+b = 0
+while True:
+    with engine.begin(write=True) as txn:
+        for i in range(20):
+            txn.put(b"%06d-%02d" % (b, i), b"x" * 100)
+    print(b, flush=True)
+    b += 1
+"""
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.004, 0.011])
+def test_kill_9_while_compacting_loses_nothing_committed(
+    tmp_path: Path, delay: float
+) -> None:
+    url = f"memory:{tmp_path}/db.acid?sync=commit"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", COMPACTING_WRITER, url],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.stdout is not None
+    committed = -1
+    while committed < 60:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        committed = int(line)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert committed >= 60, "the writer did not get going"
+    with from_url(url) as engine:
+        sizes: dict[int, int] = {}
+        for key, _ in everything(engine):  # type: ignore[arg-type]
+            batch = int(key.split(b"-")[0])
+            sizes[batch] = sizes.get(batch, 0) + 1
+    assert all(n == 20 for n in sizes.values())  # whole transactions only
+    assert set(range(committed + 1)) <= set(sizes)  # nothing committed lost
+    assert set(sizes) == set(range(max(sizes) + 1))
