@@ -54,16 +54,10 @@ def test_two_tasks_whose_blocks_span_an_await_never_freeze_the_loop(
     asyncio.run(main())
     assert time.monotonic() - started < 2  # not the 5 s lock timeout
     assert out["stall"] < 0.5
-    if store.engine.concurrent_writers:  # optimistic writers: both blocks land
-        assert 1 not in out and 2 not in out
-        assert list(coll.keys()) == [(1,), (2,)]
-        with store.begin(write=True):
-            coll.delete(2)
-    else:
-        assert isinstance(out[2], acid.errors.TxnError)
-        assert "asyncio.to_thread" in str(out[2])
-        assert 1 not in out
-        assert list(coll.keys()) == [(1,)]
+    assert isinstance(out[2], acid.errors.TxnError)
+    assert "asyncio.to_thread" in str(out[2])
+    assert 1 not in out
+    assert list(coll.keys()) == [(1,)]
     assert store.check().ok
 
     async def in_threads() -> None:  # the documented way out

@@ -116,10 +116,11 @@ def test_sync_makes_commits_durable(engine_name: str, open_store: Any) -> None:
         assert list(again.add_collection("c").items()) == [((1,), {"n": 1})]
 
 
-def test_optimistic_writers_in_threads_conflict_cleanly(open_store: Any) -> None:
-    store = open_store()
-    if not store.engine.concurrent_writers:
-        pytest.skip("writers take turns on this engine")
+def test_optimistic_writers_in_threads_conflict_cleanly(
+    open_optimistic_store: Any,
+) -> None:
+    store = open_optimistic_store()
+    assert store.engine.concurrent_writers
     coll = store.add_collection("c")
     coll.add_index("n", lambda r: r["n"])
     coll.put({"n": 0}, key=1)
