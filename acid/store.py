@@ -169,6 +169,12 @@ class Store:
         """Close the engine. The store is unusable afterwards."""
         self.engine.close()
 
+    def sync(self) -> None:
+        """Make every committed transaction durable now: the memory engine
+        with a file and ``sync=manual`` writes its snapshot; engines that
+        are durable at each commit do nothing."""
+        self.engine.flush()
+
     def __enter__(self) -> Store:
         return self
 
