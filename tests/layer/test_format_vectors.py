@@ -168,3 +168,49 @@ def test_a_new_store_records_the_current_format(
     store.add_collection("c")
     with store.engine.begin() as txn:
         assert keylib.unpack(txn.get(FORMAT_KEY)) == ("format", _layout.FORMAT_VERSION)
+
+
+NEWER_ELSEWHERE = """
+import sys
+import acid
+store = acid.open(sys.argv[1])
+with store.begin(write=True):
+    store.schema.changed()  # a newer release's migration is a schema change
+    store.set_meta(acid.KIND_STRUCT, "\\x00acid", {"format": int(sys.argv[2])})
+store.close()
+"""
+
+
+@pytest.mark.parametrize("where", ["same process", "other process"])
+def test_a_store_upgraded_elsewhere_is_refused_at_the_next_write(
+    tmp_path: Path, where: str
+) -> None:
+    url = f"lmdb:{tmp_path}/db?map_size=64MiB"
+    store = acid.open(url)
+    users = store.add_collection("users", key_func=lambda r: r["id"])
+    users.put({"id": 1})
+    newer = _layout.FORMAT_VERSION + 1
+    if where == "same process":
+        other = acid.open(url)  # a second Store over the same environment
+        with other.begin(write=True):
+            other.schema.changed()
+            other.set_meta(acid.KIND_STRUCT, "\x00acid", {"format": newer})
+        other.close()
+    else:
+        import subprocess
+        import sys
+
+        code = NEWER_ELSEWHERE
+        root = str(Path(__file__).resolve().parents[2])
+        subprocess.run(
+            [sys.executable, "-c", code, url, str(newer)],
+            check=True,
+            cwd=root,
+            timeout=60,
+        )
+    with pytest.raises(ConfigError, match=f"format version {newer}"):
+        users.put({"id": 2})
+    with pytest.raises(ConfigError, match=f"format version {newer}"):
+        acid.open(url).add_collection("users", key_func=lambda r: r["id"])
+    assert users.get(2) is None  # the refused write did not land
+    store.close()
