@@ -21,8 +21,9 @@ Each contender runs in a subprocess of its own, once per repetition, with
 the order of the contenders rotated between repetitions, so that its peak
 RSS is its own (the harness's records are in every one of them: the
 ``records only`` line is that floor). Each operation is timed in CPU time
-(``--clock cpu``, the default: the machine may be shared) or wall time, with
-the cyclic GC off; the median is reported as ops/s (rows/s for queries and
+(``--clock cpu``, the default: the machine may be shared; it counts every
+thread of the process, LevelDB's background compactions included) or wall
+time, with the cyclic GC off; the median is reported as ops/s (rows/s for queries and
 scans) with cost ratios ``acid/raw`` (1.0 = the floor), ``acid/sqlite``,
 ``zstd/raw``, ``acid-ldb/ldb-raw`` (lower is better). On-disk sizes are
 taken after the initial load and after the whole run (LMDB keeps pages
@@ -443,7 +444,19 @@ def timed(fn: Callable[[], Any], clock: Callable[[], float]) -> float:
 
 
 def peak_rss() -> int:
-    """This process's peak resident set, in bytes."""
+    """This process's peak resident set, in bytes.
+
+    Linux keeps ``ru_maxrss`` across ``exec``, so a worker would report its
+    parent's peak if that were larger: the high-water mark of the process's
+    own memory map (``VmHWM``), which starts afresh at ``exec``, comes first.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
