@@ -21,6 +21,8 @@ class Worker:
 
     A call's result goes straight to an asyncio future of the caller's loop;
     a call whose future was cancelled before it started is skipped.
+    :meth:`call` runs one with nobody waiting (when there is no loop to
+    wait on: a transaction ended by the garbage collector).
     """
 
     def __init__(self, threads: int = 1, name: str = "acid-aio") -> None:
@@ -38,6 +40,11 @@ class Worker:
         self._calls.put((loop, future, fn))
         return future
 
+    def call(self, fn: Callable[[], Any]) -> None:
+        """Run ``fn()`` on the thread, waited on by nobody; from any thread,
+        even a finalizer (``SimpleQueue.put`` is reentrant)."""
+        self._calls.put((None, None, fn))
+
     def stop(self) -> None:
         for _ in self._threads:
             self._calls.put(_STOP)
@@ -49,6 +56,13 @@ class Worker:
             if item is _STOP:
                 return
             loop, future, fn = item
+            if loop is None:  # see call(): nobody to tell
+                try:
+                    fn()
+                except BaseException:  # nobody could handle it
+                    pass
+                del item, fn
+                continue
             if future.cancelled():  # its task was cancelled before it started
                 continue
             try:
@@ -63,8 +77,15 @@ class Worker:
 
 
 def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if not future.cancelled():
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
+    if future.cancelled():
+        return
+    if ok:
+        future.set_result(value)
+        return
+    if isinstance(value, StopIteration):
+        # A future refuses StopIteration (it would end the awaiting
+        # coroutine quietly); a coroutine raising it gets RuntimeError.
+        error = RuntimeError(f"a blocking call raised StopIteration: {value!r}")
+        error.__cause__ = value
+        value = error
+    future.set_exception(value)

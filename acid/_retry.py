@@ -200,13 +200,25 @@ def transactional(
     check_retries(retries, backoff)
     asynchronous = inspect.iscoroutinefunction(transact)
 
-    def decorate(fn: Callable[..., T]) -> Callable[..., T]:
+    def decorate(fn: Any) -> Any:
+        if isinstance(fn, staticmethod | classmethod):
+            # Above @staticmethod/@classmethod: decorate the function inside.
+            return type(fn)(decorate(fn.__func__))
         check_fn(fn, asynchronous=asynchronous)
+        if asynchronous:
+            # A coroutine function, so that inspect.iscoroutinefunction (and
+            # the frameworks that ask it) knows it must be awaited.
+            @functools.wraps(fn)
+            async def awaitable(*args: Any, **kwargs: Any) -> Any:
+                return await transact(
+                    fn, *args, retries=retries, backoff=backoff, **kwargs
+                )
+
+            return awaitable
 
         @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> T:
-            result: T = transact(fn, *args, retries=retries, backoff=backoff, **kwargs)
-            return result
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return transact(fn, *args, retries=retries, backoff=backoff, **kwargs)
 
         return wrapper
 

@@ -124,6 +124,7 @@ class Transaction:
         self._block = store.blocking.begin(write, timeout=timeout)
         self._worker: Worker | None = None
         self._turn: asyncio.Lock | None = None  # the writers' turn it holds
+        self._loop: asyncio.AbstractEventLoop | None = None  # the turn's
         self._token: contextvars.Token[Transaction | None] | None = None
         #: ``True`` once the block began ending (no more calls join it).
         self.ended = False
@@ -160,6 +161,7 @@ class Transaction:
         self._used = True
         store = self.store
         store._check_open()
+        self._loop = asyncio.get_running_loop()
         if self.write:
             self._turn = await store._take_turn(self._timeout)
         try:
@@ -170,10 +172,13 @@ class Transaction:
             raise
         try:
             await self._worker.submit(self._block.__enter__)
-        except BaseException:
+        except BaseException as exc:
             # Failed or cancelled: end whatever began, then give back.
             self.ended = True
-            self._end_in_thread(self._abort_if_begun)
+            if _unawaitable(exc):
+                self._end_unawaited(self._abort_if_begun)
+            else:
+                self._end_in_thread(self._abort_if_begun)
             raise
 
     async def finish(
@@ -183,6 +188,11 @@ class Transaction:
         if self.ended:
             return False
         self.ended = True
+        if _unawaitable(exc):
+            # The coroutine is being closed (its task was dropped, its loop
+            # closed): nothing can be awaited. Abort on the thread anyway.
+            self._end_unawaited(lambda: self._block.__exit__(exc_type, exc, tb))
+            return False
         done = self._end_in_thread(lambda: self._block.__exit__(exc_type, exc, tb))
         # Shielded: a second cancellation must not leave the writer turn held;
         # the thread ends the transaction and gives everything back anyway.
@@ -193,6 +203,37 @@ class Transaction:
         done = self._worker.submit(fn)
         done.add_done_callback(lambda _: self._give_back())
         return done
+
+    def _end_unawaited(self, fn: Callable[[], Any]) -> None:
+        """``fn()`` on the transaction's thread with nobody waiting; then
+        give the turn back (through its loop, if that still runs) and the
+        thread."""
+        worker, self._worker = self._worker, None
+        turn, self._turn = self._turn, None
+        loop, store = self._loop, self.store
+        if worker is None:
+            return
+
+        def end() -> None:
+            try:
+                fn()
+            finally:
+                if turn is not None and loop is not None and not loop.is_closed():
+                    try:
+                        loop.call_soon_threadsafe(turn.release)
+                    except RuntimeError:  # closed meanwhile: nobody waits
+                        pass
+                store._give_worker(worker)
+
+        worker.call(end)
+
+    def __del__(self) -> None:
+        # Dropped while active, its block never exited: an async iterator
+        # collected after its loop closed, say. Abort it, or it would keep
+        # its thread, its snapshot (an LMDB reader slot) or the writer lock.
+        if getattr(self, "_worker", None) is not None and not self.ended:
+            self.ended = True
+            self._end_unawaited(self._abort_if_begun)
 
     def _abort_if_begun(self) -> None:
         if self._block.txn is not None:
@@ -487,6 +528,18 @@ class Store:
     async def check(self) -> CheckReport:
         """:meth:`acid.Store.check`."""
         return await self._call(False, self.blocking.check)
+
+
+def _unawaitable(exc: BaseException | None) -> bool:
+    """Whether the coroutine seeing ``exc`` can no longer await: it is being
+    closed, or runs with no event loop."""
+    if isinstance(exc, GeneratorExit):
+        return True
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return True
+    return False
 
 
 def _stop_all(idle: list[Worker], pool: Worker) -> None:

@@ -1,0 +1,298 @@
+"""acid.aio, store.transact and @acid.transactional used as a hostile user
+would: calls that raise StopIteration, tasks and iterators dropped with
+their loop, decorators stacked in every order (docs/guide.md, "asyncio"
+and "Retrying transactions")."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import inspect
+import threading
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import acid
+import acid.aio
+from acid.errors import EngineError, TxnTimeout
+
+#: A hang fails the test instead of freezing the run.
+HANG = 20
+
+
+def run(main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    async def bounded() -> Any:
+        return await asyncio.wait_for(main(), HANG)
+
+    return asyncio.run(bounded())
+
+
+def aio_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("acid-aio")}
+
+
+def assert_threads_end(before: set[threading.Thread]) -> None:
+    """Every acid.aio thread started since ``before`` ends (the store that
+    started them is closed): none is parked with a transaction."""
+    for thread in aio_threads() - before:
+        thread.join(5)
+        assert not thread.is_alive(), f"{thread.name} still runs"
+
+
+# -- a blocking call raising StopIteration -----------------------------------
+
+
+def test_stop_iteration_from_a_blocking_call_raises_and_frees_the_turn(
+    store: acid.Store,
+) -> None:
+    """``next()`` on an empty iterator in a plain function: asyncio futures
+    refuse StopIteration, which left the awaiting task (and the writers'
+    turn) hanging forever."""
+    astore = acid.aio.Store(store)
+    coll = store.add_collection("c")
+
+    def first_key() -> Any:
+        return next(coll.keys())  # empty: StopIteration
+
+    async def main() -> None:
+        for call in (
+            lambda: astore.transact(first_key),  # a transaction's thread
+            lambda: astore.in_txn(first_key),  # the pool, reading
+            lambda: astore.in_txn(first_key, write=True),  # the pool, writing
+        ):
+            with pytest.raises(RuntimeError, match="StopIteration") as info:
+                await asyncio.wait_for(call(), 5)
+            assert isinstance(info.value.__cause__, StopIteration)
+        async with astore.begin(write=True):
+            await astore["c"].put("kept", key=1)
+            with pytest.raises(RuntimeError, match="StopIteration"):
+                await asyncio.wait_for(astore.in_txn(lambda: next(iter(()))), 5)
+        # The turn is free and the block above committed.
+        async with astore.begin(write=True, timeout=1):
+            assert await astore["c"].get(1) == "kept"
+        await astore.close()
+
+    run(main)
+
+
+# -- transactions whose loop is gone -----------------------------------------
+
+
+def test_a_task_dropped_with_its_loop_mid_write_gives_the_writer_lock_back(
+    tmp_path: Path,
+) -> None:
+    """A loop closed while a task is inside a write block: the task's
+    coroutine is closed by the garbage collector, where nothing can be
+    awaited. Its transaction used to stay open on its thread forever, and
+    with it LMDB's writer lock: nothing in the process could write again."""
+    before = aio_threads()
+    blocking = acid.open(f"lmdb:{tmp_path}/db?lock_timeout=2")
+    astore = acid.aio.Store(blocking)
+    coll = blocking.add_collection("c")
+    loop = asyncio.new_event_loop()
+    inside = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
+
+    async def writer() -> None:
+        async with astore.begin(write=True):
+            await astore["c"].put("dropped", key=1)
+            inside.set()
+            await asyncio.Event().wait()  # forever
+
+    async def main() -> None:
+        tasks.append(asyncio.ensure_future(writer()))
+        await inside.wait()
+
+    loop.run_until_complete(main())
+    loop.close()  # with the writer still inside its block
+    tasks.clear()
+    gc.collect()
+    # The blocking API (another "thread" of the application) writes again.
+    coll.put("blocking", key=2)
+
+    async def later() -> None:  # and so does a new loop
+        await astore["c"].put("aio", key=3)
+        async with astore.begin(write=True, timeout=2):
+            await astore["c"].put("aio block", key=4)
+
+    asyncio.run(later())
+    assert list(coll.values()) == ["blocking", "aio", "aio block"]
+    asyncio.run(astore.close())
+    assert_threads_end(before)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_async_iterators_dropped_after_their_loop_closed_free_their_reader(
+    tmp_path: Path,
+) -> None:
+    """An iterator made outside a transaction holds a read transaction (an
+    LMDB reader slot) and a thread until it is exhausted or closed. Dropped
+    after its loop closed, asyncio cannot close it (it says so, as an
+    ignored exception); its transaction used to stay open, so that after
+    ``max_readers`` of them nothing in the process could read."""
+    before = aio_threads()
+    blocking = acid.open(f"lmdb:{tmp_path}/db?max_readers=4")
+    coll = blocking.add_collection("c")
+    with blocking.begin(write=True):
+        for i in range(acid.aio.BATCH * 2):
+            coll.put(i, key=i)
+    astore = acid.aio.Store(blocking)
+    kept: list[Any] = []
+
+    async def partly() -> None:
+        rows = astore["c"].values()
+        assert await anext(rows) == 0
+        kept.append(rows)
+
+    for _ in range(12):  # three times the reader slots
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(partly())
+        loop.close()
+        kept.clear()
+        gc.collect()
+    assert len(list(coll.keys())) == acid.aio.BATCH * 2
+    assert blocking.check().ok
+
+    async def again() -> list[Any]:
+        return [v async for v in astore["c"].values(max=3)]
+
+    assert asyncio.run(again()) == [0, 1, 2]
+    asyncio.run(astore.close())
+    assert_threads_end(before)
+
+
+def test_a_task_dropped_while_its_loop_runs_aborts_its_block(
+    store: acid.Store,
+) -> None:
+    """A task nobody references, waiting on a future nobody references, is
+    collected while its loop runs: its block aborts and the turn comes back
+    (it used to await inside GeneratorExit: "coroutine ignored GeneratorExit")."""
+    astore = acid.aio.Store(store)
+    coll = store.add_collection("c")
+
+    async def main() -> None:
+        inside = asyncio.Event()
+
+        async def writer() -> None:
+            async with astore.begin(write=True):
+                await astore["c"].put("dropped", key=1)
+                inside.set()
+                await asyncio.get_running_loop().create_future()  # forever
+
+        asyncio.ensure_future(writer())  # the only reference: the loop's weak one
+        await inside.wait()
+        await asyncio.sleep(0)
+        gc.collect()
+        async with astore.begin(write=True, timeout=5):
+            await astore["c"].put("next", key=2)
+        assert list(coll.values()) == ["next"]
+        await astore.close()
+
+    run(main)
+
+
+# -- @acid.transactional stacked in every order --------------------------------
+
+
+def test_transactional_over_staticmethod_and_classmethod(store: acid.Store) -> None:
+    """Above @staticmethod the wrapper became a plain function, so calls on
+    an instance passed the instance as an argument: "takes 1 positional
+    argument but 2 were given". Above @classmethod it refused the object."""
+
+    class Visits:
+        @acid.transactional(store)
+        @staticmethod
+        def hit(page: str) -> int:
+            return store.count(page)
+
+        @acid.transactional(store, retries=2)
+        @classmethod
+        def hit_named(cls, page: str) -> tuple[str, int]:
+            return cls.__name__, store.count(page)
+
+        @staticmethod
+        @acid.transactional(store)
+        def hit_below(page: str) -> int:
+            return store.count(page)
+
+    visits = Visits()
+    assert visits.hit("home") == 1 and Visits.hit("home") == 2
+    assert visits.hit_named("home") == ("Visits", 3)
+    assert Visits.hit_named("home") == ("Visits", 4)
+    assert visits.hit_below("home") == 5
+    assert Visits.hit.__name__ == "hit"
+    with pytest.raises(TypeError, match="generator function"):
+
+        class Bad:
+            @acid.transactional(store)
+            @staticmethod
+            def gen() -> Any:
+                yield 1
+
+
+def test_transactional_on_an_aio_store_is_a_coroutine_function(
+    store: acid.Store,
+) -> None:
+    """Frameworks ask ``inspect.iscoroutinefunction`` whether to await a
+    handler or run it on a thread; the decorated function said "no" and
+    returned an awaitable all the same."""
+    astore = acid.aio.Store(store)
+
+    @acid.transactional(astore, retries=2)
+    async def visit(page: str) -> int:
+        return await astore.count(page)
+
+    @acid.transactional(astore)
+    def visit_blocking(page: str) -> int:  # plain: runs on the thread
+        return astore.blocking.count(page)
+
+    class Pages:
+        @acid.transactional(astore)
+        @staticmethod
+        async def visit(page: str) -> int:
+            return await astore.count(page)
+
+    assert inspect.iscoroutinefunction(visit)
+    assert inspect.iscoroutinefunction(visit_blocking)
+    assert inspect.iscoroutinefunction(Pages.visit)
+    assert visit.__name__ == "visit"
+
+    async def main() -> list[int]:
+        got = [await visit("p"), await visit_blocking("p"), await Pages().visit("p")]
+        async with astore.begin(write=True):  # joins the block
+            got.append(await visit("p"))
+            acid.abort()
+        got.append(await astore.count("p", 0))
+        await astore.close()
+        return got
+
+    assert run(main) == [1, 2, 3, 4, 4]
+
+
+def test_writer_turn_timeout_still_reads_clearly(tmp_path: Path) -> None:
+    """The fixes above keep the documented turn timeout (a regression guard
+    for the turn given back through the loop)."""
+
+    async def main() -> None:
+        store = await acid.aio.open(f"lmdb:{tmp_path}/db?lock_timeout=0.05")
+        release = asyncio.Event()
+
+        async def holder() -> None:
+            async with store.begin(write=True):
+                await release.wait()
+
+        task = asyncio.create_task(holder())
+        await asyncio.sleep(0.01)
+        with pytest.raises(TxnTimeout, match="turn"):
+            async with store.begin(write=True):
+                pass
+        release.set()
+        await task
+        await store.close()
+        with pytest.raises(EngineError, match="closed"):
+            await store.count("n")
+
+    run(main)
