@@ -56,6 +56,7 @@ from acid._retry import (
     check_retries,
     retrying_async,
 )
+from acid._txn import TxnContext, active
 from acid.collection import Collection as BlockingCollection
 from acid.engines import DEFAULT_LOCK_TIMEOUT, check_timeout
 from acid.errors import AbortError, EngineError, TxnError, TxnTimeout
@@ -126,6 +127,7 @@ class Transaction:
         self._turn: asyncio.Lock | None = None  # the writers' turn it holds
         self._loop: asyncio.AbstractEventLoop | None = None  # the turn's
         self._token: contextvars.Token[Transaction | None] | None = None
+        self._blocking_token: Any = None
         #: ``True`` once the block began ending (no more calls join it).
         self.ended = False
         self._used = False
@@ -141,17 +143,29 @@ class Transaction:
                 "a transaction is already active in this task; nested begin() is "
                 "not supported (await store.transact(fn) joins the active one)"
             )
+        self.store._refuse_blocking_txn()
         await self.start()
         self._token = self.store._current.set(self)
+        context = self.store.blocking.context
+        if isinstance(context, TxnContext):  # per task, as ours is
+            self._blocking_token = context.set(_InAioBlock(self))  # type: ignore[arg-type]
         return self
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
-        if self._token is not None:
-            try:
-                self.store._current.reset(self._token)
-            except ValueError:  # exited in another context than entered
-                self.store._current.set(None)
-            self._token = None
+        for var, token in (
+            (self.store._current, self._token),
+            (self.store.blocking.context, self._blocking_token),
+        ):
+            if token is not None:
+                try:
+                    var.reset(token)
+                except ValueError:
+                    # Exited in another context than entered (a dropped
+                    # task closed by the garbage collector, in whatever task
+                    # runs then): leave that one alone. Ended, this
+                    # transaction is nobody's active one anyway.
+                    pass
+        self._token = self._blocking_token = None
         return await self.finish(exc_type, exc, tb)
 
     async def start(self) -> None:
@@ -303,6 +317,19 @@ class Store:
         if self._closed:
             raise EngineError("this acid.aio store is closed; open it again")
 
+    def _refuse_blocking_txn(self) -> None:
+        """Refuse to start a transaction of our own (or autocommit) in a task
+        where a blocking ``store.blocking.begin(write=True)`` block is active:
+        it would neither see that block's writes nor, writing, get its lock."""
+        txn = active(self.blocking.context)
+        if txn is not None and not isinstance(txn, _InAioBlock) and txn.write:
+            raise TxnError(
+                "a blocking write transaction (store.blocking.begin()) is active in "
+                "this task; acid.aio calls would run in another transaction on "
+                "another thread, blind to its writes and waiting for its writer "
+                "lock. End that block first, or keep to one API in it"
+            )
+
     async def _take_turn(self, timeout: float | None) -> asyncio.Lock | None:
         """Wait (without blocking the loop) for the writers' turn; return the
         lock to release (``None`` when the engine has concurrent writers)."""
@@ -345,6 +372,7 @@ class Store:
         if txn is not None:
             return await txn.run(fn)
         self._check_open()
+        self._refuse_blocking_txn()
         if not write or self._concurrent:
             return await self._pool.submit(fn)
         turn = await self._take_turn(None)
@@ -365,6 +393,7 @@ class Store:
         txn = self.txn
         own = txn is None
         if txn is None:
+            self._refuse_blocking_txn()
             txn = Transaction(self, False, None)
             await txn.start()
         try:
@@ -528,6 +557,38 @@ class Store:
     async def check(self) -> CheckReport:
         """:meth:`acid.Store.check`."""
         return await self._call(False, self.blocking.check)
+
+
+class _InAioBlock:
+    """What the blocking API finds as the active transaction in a task inside
+    an ``async with store.begin()`` block (on the event loop's thread): not
+    a transaction it can use, and an error that says why.
+
+    Without it a blocking call there would run in a transaction of its own,
+    blind to the block's writes, and a blocking write would wait (freezing
+    the loop) for the writer lock the block itself holds.
+    """
+
+    __slots__ = ("_block",)
+
+    def __init__(self, block: Transaction) -> None:
+        self._block = block
+
+    @property
+    def ended(self) -> bool:
+        return self._block.ended
+
+    def __repr__(self) -> str:
+        return f"<the acid.aio block of {self._block!r}>"
+
+    def __getattr__(self, name: str) -> Any:
+        raise TxnError(
+            "the blocking API was called on the event loop's thread inside an "
+            "acid.aio block (async with store.begin()); it cannot join that "
+            "transaction, which lives on a thread of its own, and would block "
+            "the loop. Await the acid.aio call instead, or run a plain "
+            "function there with await store.in_txn(fn) or store.transact(fn)"
+        )
 
 
 def _unawaitable(exc: BaseException | None) -> bool:

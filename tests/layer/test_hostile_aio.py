@@ -296,3 +296,127 @@ def test_writer_turn_timeout_still_reads_clearly(tmp_path: Path) -> None:
             await store.count("n")
 
     run(main)
+
+
+def test_a_task_collected_mid_block_leaves_the_running_block_alone(
+    store: acid.Store,
+) -> None:
+    """A dropped task is closed by the garbage collector in whatever task
+    runs then; its block's exit reset "the active transaction" of that
+    other task, whose next writes left its block: autocommitted (waiting
+    for the turn the block itself held) and kept after its abort."""
+    astore = acid.aio.Store(store)
+    coll = store.add_collection("c")
+
+    async def main() -> None:
+        inside = asyncio.Event()
+
+        async def dropped_reader() -> None:
+            async with astore.begin():
+                inside.set()
+                await asyncio.get_running_loop().create_future()  # forever
+
+        asyncio.ensure_future(dropped_reader())  # only the loop's weak reference
+        await inside.wait()
+        await asyncio.sleep(0)
+        async with astore.begin(write=True) as txn:
+            await astore["c"].put("first", key=1)
+            gc.collect()  # closes the dropped task's coroutine, here
+            assert astore.txn is txn
+            await asyncio.wait_for(astore["c"].put("second", key=2), 5)
+            acid.abort()
+        assert list(coll.keys()) == []
+        await astore.close()
+
+    run(main)
+
+
+# -- the blocking API and acid.aio mixed in one task ---------------------------
+
+
+@pytest.mark.parametrize("url", ["skiplist:/?lock_timeout=2", "lmdb"])
+def test_blocking_calls_inside_an_aio_block_refuse_at_once(
+    tmp_path: Path, url: str
+) -> None:
+    """On the loop's thread inside ``async with store.begin(write=True)``,
+    a blocking read ran in another snapshot, blind to the block's writes (a
+    wrong answer), and a blocking write waited for the writer lock the
+    block holds: the loop froze for the lock timeout (30 s by default;
+    eleven times that through blocking ``transact``), then a misleading
+    "another write transaction held the writer lock"."""
+    if url == "lmdb":
+        url = f"lmdb:{tmp_path}/db?lock_timeout=2"
+
+    async def main() -> None:
+        astore = await acid.aio.open(url)
+        coll = await astore.add_collection("c")
+        blocking = coll.blocking
+        async with astore.begin(write=True):
+            await coll.put("aio", key=1)
+            calls: list[Callable[[], Any]] = [
+                lambda: blocking.get(1),
+                lambda: list(blocking.keys()),
+                lambda: blocking.put("blocking", key=2),
+                lambda: astore.blocking.count("n"),
+                lambda: astore.blocking.transact(lambda: blocking.put("t", key=3)),
+                lambda: astore.blocking.begin().__enter__(),
+            ]
+            for call in calls:
+                with pytest.raises(acid.errors.TxnError):
+                    call()
+            # A thread with this task's context (asyncio.to_thread) too.
+            with pytest.raises(acid.errors.TxnError, match="event loop"):
+                await asyncio.to_thread(blocking.put, "thread", key=4)
+            # The way that works: a plain function on the block's thread.
+            assert await astore.in_txn(lambda: blocking.get(1)) == "aio"
+            child = asyncio.create_task(asyncio.sleep(0.05))
+        await child
+        # After the block, the blocking API (on the loop, briefly) is free.
+        assert blocking.get(1) == "aio" and astore.blocking.txn is None
+        blocking.put("after", key=5)
+
+        async def inherited() -> None:  # a task made in a block that ended
+            blocking.put("inherited", key=6)
+
+        async with astore.begin(write=True):
+            task = asyncio.create_task(inherited())
+        await task
+        assert [k async for k in coll.keys()] == [(1,), (5,), (6,)]
+        await astore.close()
+
+    run(main)
+
+
+@pytest.mark.parametrize("url", ["skiplist:/?lock_timeout=2", "lmdb"])
+def test_aio_calls_inside_a_blocking_write_block_refuse_at_once(
+    tmp_path: Path, url: str
+) -> None:
+    """The reverse: a blocking write block open on the loop's thread, then
+    an awaited call. It ran in another transaction on another thread: a
+    write waited (the loop free, the task stuck) for the lock the block
+    holds, then TxnTimeout; a read did not see the block's writes."""
+    if url == "lmdb":
+        url = f"lmdb:{tmp_path}/db?lock_timeout=2"
+
+    async def main() -> None:
+        astore = await acid.aio.open(url)
+        coll = await astore.add_collection("c")
+        with astore.blocking.begin(write=True):
+            coll.blocking.put("blocking", key=1)
+            for call in (
+                lambda: coll.put("aio", key=2),
+                lambda: coll.get(1),
+                lambda: astore.transact(lambda: None),
+                lambda: astore.begin().__aenter__(),
+            ):
+                with pytest.raises(acid.errors.TxnError, match="blocking write"):
+                    await asyncio.wait_for(call(), 1.5)
+            with pytest.raises(acid.errors.TxnError, match="blocking write"):
+                [_ async for _ in coll.keys()]
+        with astore.blocking.begin():  # a read block: no lock, no writes
+            assert await coll.get(1) == "blocking"
+            await coll.put("aio", key=2)
+        assert [k async for k in coll.keys()] == [(1,), (2,)]
+        await astore.close()
+
+    run(main)
