@@ -124,6 +124,7 @@ class Transaction:
         self._timeout = timeout
         self._block = store.blocking.begin(write, timeout=timeout)
         self._worker: Worker | None = None
+        self._home: Worker | None = None  # the thread it began on, kept
         self._turn: asyncio.Lock | None = None  # the writers' turn it holds
         self._loop: asyncio.AbstractEventLoop | None = None  # the turn's
         self._token: contextvars.Token[Transaction | None] | None = None
@@ -180,7 +181,7 @@ class Transaction:
             self._turn = await store._take_turn(self._timeout)
         try:
             store._check_open()
-            self._worker = store._take_worker()
+            self._worker = self._home = store._take_worker()
         except BaseException:
             self._give_back()
             raise
@@ -248,6 +249,12 @@ class Transaction:
         if getattr(self, "_worker", None) is not None and not self.ended:
             self.ended = True
             self._end_unawaited(self._abort_if_begun)
+
+    def _on_thread(self, fn: Callable[[], Any]) -> None:
+        """``fn()`` on the transaction's thread after the calls before it
+        (its end included, if under way), waited on by nobody."""
+        if self._home is not None:
+            self._home.call(fn)
 
     def _abort_if_begun(self) -> None:
         if self._block.txn is not None:
@@ -396,9 +403,14 @@ class Store:
             self._refuse_blocking_txn()
             txn = Transaction(self, False, None)
             await txn.start()
+        # The blocking iterator lives in ``box``, so that only the thread
+        # ever holds it: closed (dropped) anywhere else, an engine cursor
+        # would be freed on the loop's thread while the transaction's thread
+        # writes through the same transaction.
+        box: list[Iterator[T]] = []
         try:
-            it = await txn.run(make)
-            take = functools.partial(_take, it)
+            await txn.run(functools.partial(_make, make, box))
+            take = functools.partial(_take, box)
             while True:
                 batch = await txn.run(take)
                 for row in batch:
@@ -406,6 +418,7 @@ class Store:
                 if len(batch) < BATCH:
                     return
         finally:
+            txn._on_thread(functools.partial(_close, box))
             if own:
                 await txn.finish()
 
@@ -608,8 +621,19 @@ def _stop_all(idle: list[Worker], pool: Worker) -> None:
         worker.stop()
 
 
-def _take(it: Iterator[T]) -> list[T]:
-    return list(itertools.islice(it, BATCH))
+def _make(make: Callable[[], Iterator[T]], box: list[Iterator[T]]) -> None:
+    box.append(make())
+
+
+def _take(box: list[Iterator[T]]) -> list[T]:
+    return list(itertools.islice(box[0], BATCH))
+
+
+def _close(box: list[Iterator[Any]]) -> None:
+    while box:
+        close = getattr(box.pop(), "close", None)
+        if close is not None:
+            close()
 
 
 class Collection:

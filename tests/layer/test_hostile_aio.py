@@ -6,14 +6,16 @@ and "Retrying transactions")."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import inspect
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hooked_engine import HookedEngine, HookedTxn
 
 import acid
 import acid.aio
@@ -420,3 +422,70 @@ def test_aio_calls_inside_a_blocking_write_block_refuse_at_once(
         await astore.close()
 
     run(main)
+
+
+# -- abandoned iterators --------------------------------------------------------
+
+
+class _RecordingEngine(HookedEngine):
+    """Records the thread on which each engine iterator is closed."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self.closed_on: list[str] = []
+
+    def begin(self, write: bool = False, timeout: float | None = None) -> Any:
+        return _RecordingTxn(self, self.inner.begin(write, timeout))
+
+
+class _RecordingTxn(HookedTxn):
+    _engine: _RecordingEngine
+
+    def iter(self, key: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        try:
+            yield from super().iter(key, reverse)
+        finally:
+            self._engine.closed_on.append(threading.current_thread().name)
+
+
+def test_an_abandoned_iterator_is_closed_on_its_transactions_thread(
+    tmp_path: Path,
+) -> None:
+    """``break`` out of ``async for`` inside a block: asyncio closes the
+    iterator later, in a task of its own. It used to drop the engine's
+    iterator (an LMDB cursor of the write transaction) on the loop's thread,
+    while the block's thread went on writing through that transaction."""
+    inner = acid.engines.from_url(f"lmdb:{tmp_path}/db")
+    engine = _RecordingEngine(inner)
+    astore = acid.aio.Store(acid.Store(engine))
+
+    async def main() -> None:
+        coll = await astore.add_collection("c")
+        await coll.add_index("v", lambda r: r["v"])
+        async with astore.begin(write=True):
+            for i in range(acid.aio.BATCH + 5):
+                await coll.put({"v": i}, key=i)
+            for i in range(20):
+                async for _ in coll.values():
+                    break  # abandoned, not closed
+                gc.collect()
+                await asyncio.sleep(0)  # asyncio's finalizer closes it now
+                await coll.put({"v": -i}, key=-i)
+            rows = coll.items()
+            await anext(rows)
+            with pytest.raises(ValueError, match="thrown in"):
+                await rows.athrow(ValueError("thrown in"))  # type: ignore[call-overload]
+            with pytest.raises(StopAsyncIteration):
+                await anext(rows)
+        async for _ in coll.keys():  # outside a block: its own read
+            break
+        gc.collect()
+        await asyncio.sleep(0.01)
+        async with contextlib.aclosing(coll.keys()) as keys:
+            await anext(keys)
+        await astore.close()
+
+    run(main)
+    assert len(engine.closed_on) >= 23, engine.closed_on
+    assert engine.closed_on, "no iterator was closed"
+    assert "MainThread" not in engine.closed_on, engine.closed_on
