@@ -71,7 +71,17 @@ class Backoff:
     def delay(self, retry: int) -> float:
         """Seconds to wait before retry number ``retry`` (1-based)."""
         step = self.cap if retry > 60 else min(self.cap, self.base * 2 ** (retry - 1))
-        return float(step * self.rng())
+        fraction = self.rng()
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float):
+            raise TypeError(
+                f"Backoff rng must return a float in [0, 1], not "
+                f"{type(fraction).__name__}"
+            )
+        if not 0 <= fraction <= 1:  # NaN too
+            raise ValueError(
+                f"Backoff rng must return a float in [0, 1], got {fraction}"
+            )
+        return float(step * fraction)
 
     def before_retry(self, error: BaseException, attempt: int) -> float:
         """Report ``error`` of attempt ``attempt``; return the wait before the next."""
@@ -141,7 +151,14 @@ def retrying(attempt: Callable[[], T], retries: int, policy: Backoff) -> T:
             if n > retries:
                 exc.attempts = n  # type: ignore[attr-defined]
                 raise
-            policy.sleep(policy.before_retry(exc, n))
+            waited = policy.sleep(policy.before_retry(exc, n))
+            if inspect.isawaitable(waited):
+                if inspect.iscoroutine(waited):
+                    waited.close()  # never awaited: no warning
+                raise TypeError(
+                    "Backoff sleep returned an awaitable, which a blocking "
+                    "transact() cannot wait for; use it with acid.aio"
+                ) from exc
         n += 1
 
 

@@ -489,3 +489,43 @@ def test_an_abandoned_iterator_is_closed_on_its_transactions_thread(
     assert len(engine.closed_on) >= 23, engine.closed_on
     assert engine.closed_on, "no iterator was closed"
     assert "MainThread" not in engine.closed_on, engine.closed_on
+
+
+# -- the retry policy fed nonsense ---------------------------------------------
+
+
+def _conflict() -> None:
+    raise acid.errors.ConflictError("injected")
+
+
+@pytest.mark.parametrize("fraction", [-0.5, 1.5, float("nan"), None, True])
+def test_a_backoff_rng_out_of_range_says_so(fraction: Any) -> None:
+    """``rng`` returned -0.5: ``time.sleep`` raised "sleep length must be
+    non-negative" from inside transact (``asyncio.sleep`` waited not at
+    all); 1.5 waited past the cap; NaN or None, errors that named neither."""
+    store = acid.open("skiplist:/")
+    policy = acid.Backoff(rng=lambda: fraction, sleep=lambda s: None)
+    error = ValueError if isinstance(fraction, float) else TypeError
+    with pytest.raises(error, match="rng"):
+        store.transact(_conflict, backoff=policy)
+
+    async def main() -> None:
+        astore = acid.aio.Store(store)
+        with pytest.raises(error, match="rng"):
+            await astore.transact(_conflict, backoff=acid.Backoff(rng=lambda: fraction))
+        await astore.close()
+
+    run(main)
+
+
+def test_an_async_sleep_in_the_blocking_transact_is_refused() -> None:
+    """An ``async def`` sleep made the blocking retry loop spin without
+    waiting (and warn "coroutine was never awaited")."""
+    store = acid.open("skiplist:/")
+
+    async def sleep(seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    with pytest.raises(TypeError, match="awaitable") as info:
+        store.transact(_conflict, backoff=acid.Backoff(sleep=sleep))
+    assert isinstance(info.value.__cause__, acid.errors.ConflictError)
