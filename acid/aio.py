@@ -293,20 +293,16 @@ class Store:
             raise ValueError(f"pool_size must be >= 1, got {pool_size}")
         self.blocking = store
         self.engine = store.engine
-        # The active Transaction of each task.
-        self._current: contextvars.ContextVar[Transaction | None] = (
-            contextvars.ContextVar("acid_aio_txn", default=None)
-        )
+        # The active Transaction of each task, and the writers' turn, one
+        # per event loop (an asyncio.Lock serves one): shared by the stores
+        # over one storage, as their blocking stores share its transaction.
+        self._current, self._turns = _storage_state(store.context)
         self._pool = Worker(pool_size, "acid-aio-auto")
         self._idle: list[Worker] = []
         # An unclosed store's parked threads end when it is collected.
         weakref.finalize(self, _stop_all, self._idle, self._pool)
         self._workers_lock = threading.Lock()
         self._concurrent = bool(getattr(store.engine, "concurrent_writers", False))
-        # The writers' turn, one per event loop (an asyncio.Lock serves one).
-        self._turns: weakref.WeakKeyDictionary[Any, asyncio.Lock] = (
-            weakref.WeakKeyDictionary()
-        )
         self._closed = False
 
     def __repr__(self) -> str:
@@ -570,6 +566,34 @@ class Store:
     async def check(self) -> CheckReport:
         """:meth:`acid.Store.check`."""
         return await self._call(False, self.blocking.check)
+
+
+_Current = contextvars.ContextVar["Transaction | None"]
+_Turns = weakref.WeakKeyDictionary[Any, asyncio.Lock]
+# By blocking transaction context: stores over one storage share it.
+_states: weakref.WeakKeyDictionary[Any, tuple[_Current, _Turns]] = (
+    weakref.WeakKeyDictionary()
+)
+_states_lock = threading.Lock()
+
+
+def _storage_state(context: Any) -> tuple[_Current, _Turns]:
+    """The active-transaction variable and the writers' turns of the stores
+    whose blocking stores keep their transaction in ``context``."""
+    with _states_lock:
+        try:
+            state = _states.get(context)
+        except TypeError:  # not weakly referenceable: a state of its own
+            return _new_state()
+        if state is None:
+            state = _states[context] = _new_state()
+        return state
+
+
+def _new_state() -> tuple[_Current, _Turns]:
+    return contextvars.ContextVar("acid_aio_txn", default=None), (
+        weakref.WeakKeyDictionary()
+    )
 
 
 class _InAioBlock:

@@ -529,3 +529,48 @@ def test_an_async_sleep_in_the_blocking_transact_is_refused() -> None:
     with pytest.raises(TypeError, match="awaitable") as info:
         store.transact(_conflict, backoff=acid.Backoff(sleep=sleep))
     assert isinstance(info.value.__cause__, acid.errors.ConflictError)
+
+
+# -- two acid.aio stores over one storage ----------------------------------------
+
+
+def test_a_block_on_one_store_covers_another_over_the_same_storage(
+    tmp_path: Path,
+) -> None:
+    """Stores over one storage share its transaction (``prefix`` splits one
+    LMDB environment between them): a block begun on one covers writes
+    through the other, as in the blocking API. Through acid.aio the other
+    store's write began a transaction of its own, which waited for the
+    writer lock this very block held: 30 s (the lock timeout), then a
+    misleading TxnTimeout."""
+    url = f"lmdb:{tmp_path}/db?lock_timeout=2"
+
+    async def main() -> None:
+        a = await acid.aio.open(url, prefix="a")
+        b = await acid.aio.open(url, prefix="b")
+        ca, cb = await a.add_collection("c"), await b.add_collection("c")
+        async with a.begin(write=True) as txn:
+            assert b.txn is txn
+            await ca.put("a", key=1)
+            await asyncio.wait_for(cb.put("b", key=1), 5)
+            assert await cb.get(1) == "b"
+            acid.abort()  # both roll back: one transaction
+        assert (await ca.get(1), await cb.get(1)) == (None, None)
+        async with b.begin(write=True):
+            await asyncio.wait_for(a.transact(ca.put, "a", key=2), 5)
+            await cb.put("b", key=2)
+        assert (await ca.get(2), await cb.get(2)) == ("a", "b")
+
+        async def writer(store: acid.aio.Store, i: int) -> None:
+            async with store.begin(write=True):
+                await store["c"].put(i, key=(3, i))
+                await asyncio.sleep(0.005)
+
+        # Writers through both take one turn; none waits in the engine.
+        await asyncio.gather(*(writer((a, b)[i % 2], i) for i in range(20)))
+        assert len([k async for k in ca.keys()]) == 11
+        assert len([k async for k in cb.keys()]) == 11
+        await a.close()
+        await b.close()
+
+    run(main)
