@@ -32,6 +32,7 @@ __all__ = [
     "check_fn",
     "check_result",
     "check_retries",
+    "is_async",
     "retrying",
     "retrying_async",
     "transactional",
@@ -117,7 +118,7 @@ def check_fn(fn: Any, *, asynchronous: bool = False) -> None:
             f"{_name(fn)} is a generator function: its body would run after the "
             "transaction ended; return a list instead"
         )
-    if not asynchronous and inspect.iscoroutinefunction(fn):
+    if not asynchronous and is_async(fn):
         raise TypeError(
             f"{_name(fn)} is a coroutine function; run it with acid.aio "
             "(await store.transact(fn)) instead"
@@ -127,15 +128,27 @@ def check_fn(fn: Any, *, asynchronous: bool = False) -> None:
 def check_result(fn: Any, result: Any, *, asynchronous: bool = False) -> None:
     """Refuse a lazy result whose body would run outside the transaction."""
     lazy = inspect.isgenerator(result) or inspect.isasyncgen(result)
+    hint = "return a value (a list, say) instead"
     if not asynchronous and inspect.isawaitable(result):
         if inspect.iscoroutine(result):
             result.close()  # never awaited: no warning, it will not run
         lazy = True
+        hint = "make it an async def and run it with acid.aio's transact"
     if lazy:
         raise TypeError(
             f"{_name(fn)} returned {type(result).__name__}, which would run "
-            "after the transaction ended; return a value (a list, say) instead"
+            f"after the transaction ended; {hint}"
         )
+
+
+def is_async(fn: Any) -> bool:
+    """Whether calling ``fn`` makes a coroutine to await: a coroutine
+    function, or an object whose ``__call__`` is one."""
+    if inspect.iscoroutinefunction(fn):
+        return True
+    if inspect.isroutine(fn) or isinstance(fn, type) or not callable(fn):
+        return False
+    return inspect.iscoroutinefunction(type(fn).__call__)
 
 
 def retrying(attempt: Callable[[], T], retries: int, policy: Backoff) -> T:

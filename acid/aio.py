@@ -40,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import inspect
 import itertools
 import threading
 import weakref
@@ -54,6 +53,7 @@ from acid._retry import (
     check_fn,
     check_result,
     check_retries,
+    is_async,
     retrying_async,
 )
 from acid._txn import TxnContext, active
@@ -478,7 +478,7 @@ class Store:
 
     @staticmethod
     async def _body(txn: Transaction, fn: Any, body: Callable[[], Any]) -> Any:
-        if inspect.iscoroutinefunction(fn):
+        if is_async(fn):
             result = await body()
             check_result(fn, result, asynchronous=True)
             return result
@@ -619,6 +619,8 @@ class _InAioBlock:
         return f"<the acid.aio block of {self._block!r}>"
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # protocols (copy, pickle) ask politely
+            raise AttributeError(name)
         raise TxnError(
             "the blocking API was called on the event loop's thread inside an "
             "acid.aio block (async with store.begin()); it cannot join that "

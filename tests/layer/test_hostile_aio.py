@@ -574,3 +574,34 @@ def test_a_block_on_one_store_covers_another_over_the_same_storage(
         await b.close()
 
     run(main)
+
+
+# -- what transact is given to run -------------------------------------------------
+
+
+def test_aio_transact_awaits_a_callable_object_with_an_async_call(
+    store: acid.Store,
+) -> None:
+    """An object whose ``__call__`` is ``async def`` is a coroutine function
+    in all but name: it was run on the transaction's thread, and its
+    coroutine refused as "would run after the transaction ended"."""
+    astore = acid.aio.Store(store)
+
+    class Visit:
+        async def __call__(self, page: str) -> int:
+            return await astore.count(page)
+
+    async def main() -> None:
+        assert await astore.transact(Visit(), "home") == 1
+        with pytest.raises(TypeError, match="coroutine function"):
+            store.transact(Visit(), "home")  # the blocking one refuses it
+        assert await acid.transactional(astore)(Visit())("home") == 2
+        # A plain function returning a coroutine is still refused, saying
+        # what to write instead.
+        coll = await astore.add_collection("c")
+        with pytest.raises(TypeError, match="async def"):
+            await astore.transact(lambda: coll.put("x", key=1))
+        assert await coll.get(1) is None
+        await astore.close()
+
+    run(main)
