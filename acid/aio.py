@@ -214,8 +214,20 @@ class Transaction:
         return bool(await asyncio.shield(done))
 
     def _end_in_thread(self, fn: Callable[[], Any]) -> asyncio.Future[Any]:
-        assert self._worker is not None
-        done = self._worker.submit(fn)
+        """``fn()`` (the end) on the thread, which then goes back to the
+        store by itself: its loop may be gone by then (a commit outliving
+        ``asyncio.run``). The turn is given back through the loop."""
+        worker, self._worker = self._worker, None
+        assert worker is not None
+        store = self.store
+
+        def end() -> Any:
+            try:
+                return fn()
+            finally:
+                store._give_worker(worker)
+
+        done = worker.submit(end)
         done.add_done_callback(lambda _: self._give_back())
         return done
 

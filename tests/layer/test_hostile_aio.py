@@ -10,6 +10,7 @@ import contextlib
 import gc
 import inspect
 import threading
+import time
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
@@ -605,3 +606,54 @@ def test_aio_transact_awaits_a_callable_object_with_an_async_call(
         await astore.close()
 
     run(main)
+
+
+class _SlowCommits(HookedEngine):
+    """Write commits take ``commit_delay`` seconds."""
+
+    commit_delay = 0.0
+
+    def begin(self, write: bool = False, timeout: float | None = None) -> Any:
+        return _SlowCommitTxn(self, self.inner.begin(write, timeout))
+
+
+class _SlowCommitTxn(HookedTxn):
+    _engine: _SlowCommits
+
+    def commit(self) -> None:
+        if self.write:
+            time.sleep(self._engine.commit_delay)
+        super().commit()
+
+
+def test_a_commit_outliving_its_loop_gives_its_thread_back(tmp_path: Path) -> None:
+    """Ctrl-C (or a timeout) while a block commits: asyncio.run cancels the
+    task and closes the loop while the commit still runs on its thread. The
+    commit lands; its thread used to wait for the loop to take it back, and
+    stayed parked for good (``close()`` never saw it)."""
+    before = aio_threads()
+    engine = _SlowCommits(acid.engines.from_url(f"lmdb:{tmp_path}/db"))
+    astore = acid.aio.Store(acid.Store(engine))
+    coll = astore.blocking.add_collection("c")
+    committing = threading.Event()
+
+    async def main() -> None:
+        async def writer() -> None:
+            async with astore.begin(write=True):
+                await astore["c"].put("landed", key=1)
+                engine.commit_delay = 0.3
+                committing.set()
+
+        task = asyncio.ensure_future(writer())
+        await asyncio.to_thread(committing.wait, 5)
+        await asyncio.sleep(0.05)  # the commit is under way on its thread
+        task.cancel()  # as asyncio.run does on Ctrl-C
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())  # returns while the commit still runs
+    time.sleep(0.5)
+    engine.commit_delay = 0
+    assert coll.get(1) == "landed"
+    asyncio.run(astore.close())
+    assert_threads_end(before)
