@@ -166,3 +166,57 @@ class _no_error:
 
     def __exit__(self, *exc: Any) -> bool:
         return False
+
+
+@pytest.mark.parametrize("engine", ["skiplist", "lmdb"])
+def test_schema_changes_cancelled_mid_block_land_whole_or_not_at_all(
+    tmp_path: Path, engine: str
+) -> None:
+    """A block that adds a collection and an index, renames and drops, is
+    cancelled at a random moment: afterwards the stored schema and the live
+    objects show all of it or none of it."""
+    import random
+
+    url = "skiplist:/" if engine == "skiplist" else f"lmdb:{tmp_path}/db"
+    rng = random.Random(7)
+
+    async def main() -> None:
+        astore = await acid.aio.open(url)
+        base = await astore.add_collection("base")
+        await base.put({"n": 1}, key=1)
+        landed = 0
+        for r in range(30):
+
+            async def schema_block(r: int = r) -> None:
+                async with astore.begin(write=True):
+                    coll = await astore.add_collection(f"c{r}")
+                    await coll.put({"v": r}, key=1)
+                    await base.add_index(f"i{r}", lambda rec: rec["n"])
+                    await asyncio.sleep(rng.random() / 500)
+                    await astore.rename_collection(f"c{r}", f"d{r}")
+                    await astore["base"].drop_index(f"i{r}")
+                    await astore["base"].add_index(f"j{r}", lambda rec: rec["n"])
+
+            task = asyncio.ensure_future(schema_block())
+            await asyncio.sleep(rng.random() / 300)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            async with astore.begin(write=True, timeout=5):
+                names = await astore.collections()
+            indices = set(astore["base"].indices)
+            assert f"c{r}" not in names and f"i{r}" not in indices
+            with pytest.raises(KeyError):
+                astore[f"c{r}"]
+            if f"d{r}" in names:
+                landed += 1
+                assert f"j{r}" in indices
+                assert await astore[f"d{r}"].get(1) == {"v": r}
+                assert await astore["base"].indices[f"j{r}"].count() == 1
+            else:
+                assert f"j{r}" not in indices
+                with pytest.raises(KeyError):
+                    astore[f"d{r}"]
+        assert (await astore.check()).ok
+        await astore.close()
+
+    asyncio.run(asyncio.wait_for(main(), HANG))
