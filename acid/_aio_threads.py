@@ -9,10 +9,14 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["Worker"]
+__all__ = ["Worker", "WorkerStopped"]
 
 T = TypeVar("T")
 _STOP = object()
+
+
+class WorkerStopped(RuntimeError):
+    """:meth:`Worker.submit` after :meth:`Worker.stop`."""
 
 
 class Worker:
@@ -27,6 +31,9 @@ class Worker:
 
     def __init__(self, threads: int = 1, name: str = "acid-aio") -> None:
         self._calls: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # Orders submit() against stop(): nothing queued after the end.
+        self._lock = threading.RLock()
+        self._stopped = False
         self._threads = [
             threading.Thread(target=self._main, daemon=True, name=name)
             for _ in range(threads)
@@ -37,7 +44,10 @@ class Worker:
     def submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._calls.put((loop, future, fn))
+        with self._lock:
+            if self._stopped:  # queued after the end, it would never run
+                raise WorkerStopped("this worker was stopped")
+            self._calls.put((loop, future, fn))
         return future
 
     def call(self, fn: Callable[[], Any]) -> None:
@@ -46,8 +56,12 @@ class Worker:
         self._calls.put((None, None, fn))
 
     def stop(self) -> None:
-        for _ in self._threads:
-            self._calls.put(_STOP)
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            for _ in self._threads:
+                self._calls.put(_STOP)
 
     def _main(self) -> None:
         get = self._calls.get

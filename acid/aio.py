@@ -47,7 +47,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
 from acid import engines
-from acid._aio_threads import Worker
+from acid._aio_threads import Worker, WorkerStopped
 from acid._retry import (
     Backoff,
     check_fn,
@@ -389,17 +389,25 @@ class Store:
         self._check_open()
         self._refuse_blocking_txn()
         if not write or self._concurrent:
-            return await self._pool.submit(fn)
+            return await self._submit(fn)
         turn = await self._take_turn(None)
         assert turn is not None
         try:
             self._check_open()
-            future = self._pool.submit(fn)
+            future = self._submit(fn)
         except BaseException:
             turn.release()
             raise
         future.add_done_callback(lambda _: turn.release())  # when it really ends
         return await asyncio.shield(future)
+
+    def _submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+        """``fn()`` on the pool (stopped by a close in another thread since
+        the caller checked: closed, then)."""
+        try:
+            return self._pool.submit(fn)
+        except WorkerStopped:
+            raise EngineError("this acid.aio store is closed; open it again") from None
 
     async def _rows(self, make: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
         """The rows of the blocking iterator ``make()`` returns, in batches

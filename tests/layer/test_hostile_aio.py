@@ -657,3 +657,29 @@ def test_a_commit_outliving_its_loop_gives_its_thread_back(tmp_path: Path) -> No
     assert coll.get(1) == "landed"
     asyncio.run(astore.close())
     assert_threads_end(before)
+
+
+def test_a_close_from_another_loop_between_check_and_call_raises(
+    store: acid.Store,
+) -> None:
+    """Two loops in two threads share a store; one closes it just after the
+    other checked it was open. The pool's threads were told to stop: the
+    call queued behind them never ran, and its task waited forever."""
+    astore = acid.aio.Store(store)
+    coll = store.add_collection("c")
+    coll.put("x", key=1)
+    check = astore._check_open
+
+    def check_then_closed_elsewhere() -> None:
+        check()
+        astore._pool.stop()  # what close() in the other thread does next
+
+    async def main() -> None:
+        astore._check_open = check_then_closed_elsewhere  # type: ignore[method-assign]
+        for call in (lambda: astore["c"].get(1), lambda: astore["c"].put("y", key=2)):
+            with pytest.raises(EngineError, match="closed"):
+                await asyncio.wait_for(call(), 5)
+        astore._check_open = check  # type: ignore[method-assign]
+        await astore.close()
+
+    run(main)
