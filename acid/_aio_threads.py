@@ -34,12 +34,15 @@ class Worker:
         # Orders submit() against stop(): nothing queued after the end.
         self._lock = threading.RLock()
         self._stopped = False
-        self._threads = [
-            threading.Thread(target=self._main, daemon=True, name=name)
-            for _ in range(threads)
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._threads: list[threading.Thread] = []
+        try:
+            for _ in range(threads):
+                thread = threading.Thread(target=self._main, daemon=True, name=name)
+                thread.start()  # may fail: "can't start new thread"
+                self._threads.append(thread)
+        except BaseException:
+            self.stop()  # the ones that started
+            raise
 
     def submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()

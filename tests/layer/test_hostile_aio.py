@@ -683,3 +683,26 @@ def test_a_close_from_another_loop_between_check_and_call_raises(
         await astore.close()
 
     run(main)
+
+
+def test_a_pool_that_cannot_start_all_its_threads_stops_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``pool_size=100_000`` runs out of threads part way ("can't start new
+    thread"): the threads already started were left parked for good."""
+    before = aio_threads()
+    started: list[threading.Thread] = []
+    real_start = threading.Thread.start
+
+    def start(self: threading.Thread) -> None:
+        if self.name.startswith("acid-aio") and len(started) == 3:
+            raise RuntimeError("can't start new thread")
+        real_start(self)
+        started.append(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    with pytest.raises(RuntimeError, match="new thread"):
+        acid.aio.Store(acid.open("skiplist:/"), pool_size=100_000)
+    monkeypatch.undo()
+    assert len(started) == 3
+    assert_threads_end(before)
