@@ -706,3 +706,65 @@ def test_a_pool_that_cannot_start_all_its_threads_stops_the_others(
     monkeypatch.undo()
     assert len(started) == 3
     assert_threads_end(before)
+
+
+def test_a_lazy_result_over_the_transaction_fails_clearly_when_used(
+    store: acid.Store,
+) -> None:
+    """Held up: a ``map`` or ``filter`` over the transaction's iterator is
+    not a generator, so it is returned; using it says the transaction
+    ended (it never reads another snapshot quietly)."""
+    coll = store.add_collection("c")
+    for i in range(5):
+        coll.put(i, key=i)
+    lazy = store.transact(lambda: map(lambda k: k[0], coll.keys()))
+    with pytest.raises(acid.errors.TxnError, match="ended"):
+        list(lazy)
+
+    async def main() -> None:
+        astore = acid.aio.Store(store)
+        lazy = await astore.transact(lambda: filter(None, coll.values()))
+        with pytest.raises(acid.errors.TxnError, match="ended"):
+            list(lazy)
+        await astore.close()
+
+    run(main)
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, SystemExit])
+def test_keyboard_interrupt_and_system_exit_abort_and_are_not_retried(
+    tmp_path: Path, error: type[BaseException]
+) -> None:
+    """Held up: neither is retried nor swallowed; the transaction aborts,
+    and the writer lock and the writers' turn are free afterwards."""
+    blocking = acid.open(f"lmdb:{tmp_path}/db?lock_timeout=2")
+    astore = acid.aio.Store(blocking)
+    coll = blocking.add_collection("c")
+    runs: list[int] = []
+
+    def plain() -> None:
+        runs.append(1)
+        coll.put("never", key=1)
+        raise error()
+
+    async def coroutine() -> None:
+        runs.append(1)
+        await astore["c"].put("never", key=2)
+        raise error()
+
+    with pytest.raises(error):
+        blocking.transact(plain)
+    for body in (plain, coroutine):
+        with pytest.raises(error):
+            asyncio.run(astore.transact(body))
+    assert len(runs) == 3 and list(coll.keys()) == []
+    coll.put("blocking", key=3)
+
+    async def after() -> None:
+        async with astore.begin(write=True, timeout=1):
+            await astore["c"].put("aio", key=4)
+        await astore.close()
+
+    asyncio.run(after())
+    with acid.open(f"lmdb:{tmp_path}/db") as again:
+        assert list(again.add_collection("c").values()) == ["blocking", "aio"]
