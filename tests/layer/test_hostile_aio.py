@@ -768,3 +768,51 @@ def test_keyboard_interrupt_and_system_exit_abort_and_are_not_retried(
     asyncio.run(after())
     with acid.open(f"lmdb:{tmp_path}/db") as again:
         assert list(again.add_collection("c").values()) == ["blocking", "aio"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="an acid.aio iterator prefetches acid.aio.BATCH rows, so inside a "
+    "write block it misses the block's own writes made while it runs; exact "
+    "batching needs blocking iterators that can resume after a given row",
+)
+def test_an_iterator_in_a_write_block_sees_the_blocks_later_writes(
+    store: acid.Store,
+) -> None:
+    """The engine contract: after yielding ``k`` an iterator's next item is
+    the first key after ``k`` in the transaction's view at that moment, its
+    own puts and deletes included. The blocking API gives that; acid.aio
+    yielded a key deleted meanwhile and missed one inserted."""
+    coll = store.add_collection("c")
+    for i in range(10):
+        coll.put(i, key=i)
+
+    def blocking() -> list[Any]:
+        seen = []
+        for (k,) in coll.keys():
+            seen.append(k)
+            if k == 0:
+                coll.delete(5)
+                coll.put("new", key=7.5)
+        return seen
+
+    with store.begin(write=True):
+        expected = blocking()
+        acid.abort()
+    assert expected == [0, 1, 2, 3, 4, 6, 7, 7.5, 8, 9]
+
+    async def main() -> list[Any]:
+        astore = acid.aio.Store(store)
+        acoll = astore["c"]
+        seen = []
+        async with astore.begin(write=True):
+            async for (k,) in acoll.keys():
+                seen.append(k)
+                if k == 0:
+                    await acoll.delete(5)
+                    await acoll.put("new", key=7.5)
+            acid.abort()
+        await astore.close()
+        return seen
+
+    assert run(main) == expected
