@@ -44,7 +44,7 @@ import itertools
 import threading
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from acid import engines
 from acid._aio_threads import Worker, WorkerStopped
@@ -125,6 +125,7 @@ class Transaction:
         self._block = store.blocking.begin(write, timeout=timeout)
         self._worker: Worker | None = None
         self._home: Worker | None = None  # the thread it began on, kept
+        self._scans: set[_Scan] = set()  # its live iterators
         self._turn: asyncio.Lock | None = None  # the writers' turn it holds
         self._loop: asyncio.AbstractEventLoop | None = None  # the turn's
         self._token: contextvars.Token[Transaction | None] | None = None
@@ -280,11 +281,20 @@ class Transaction:
         if worker is not None:
             self.store._give_worker(worker)
 
-    async def run(self, fn: Callable[[], T]) -> T:
-        """``fn()`` on this transaction's thread, with it active there."""
+    async def run(self, fn: Callable[[], T], changes: bool = True) -> T:
+        """``fn()`` on this transaction's thread, with it active there.
+
+        ``changes``: whether ``fn`` may write; iterators of this transaction
+        then stop short of their prefetched rows (see :class:`_Scan`).
+        """
         if self.ended or self._worker is None:
             raise TxnError("transaction already ended; begin a new one")
         self.store._check_open()
+        if changes and self._scans:
+            scans = tuple(self._scans)
+            for scan in scans:
+                scan.pending = True
+            fn = functools.partial(_synced, scans, fn)
         return await self._worker.submit(fn)
 
 
@@ -385,7 +395,7 @@ class Store:
         """``fn()`` (a blocking call) in the task's transaction, or autocommit."""
         txn = self.txn
         if txn is not None:
-            return await txn.run(fn)
+            return await txn.run(fn, changes=write)
         self._check_open()
         self._refuse_blocking_txn()
         if not write or self._concurrent:
@@ -419,22 +429,28 @@ class Store:
             self._refuse_blocking_txn()
             txn = Transaction(self, False, None)
             await txn.start()
-        # The blocking iterator lives in ``box``, so that only the thread
-        # ever holds it: closed (dropped) anywhere else, an engine cursor
-        # would be freed on the loop's thread while the transaction's thread
-        # writes through the same transaction.
-        box: list[Iterator[T]] = []
+        # The blocking iterators live in ``scan``, touched by the thread
+        # only: closed (dropped) anywhere else, an engine cursor would be
+        # freed on the loop's thread while the transaction's thread writes
+        # through the same transaction.
+        scan: _Scan[T] = _Scan(make)
+        txn._scans.add(scan)
         try:
-            await txn.run(functools.partial(_make, make, box))
-            take = functools.partial(_take, box)
             while True:
-                batch = await txn.run(take)
+                scan.pending = False
+                batch, last = await txn.run(scan.take, changes=False)
+                dropped = False
                 for row in batch:
+                    if scan.pending and scan.ahead is not None:
+                        dropped = True  # a write came after these rows
+                        break
+                    scan.consumed += 1
                     yield row
-                if len(batch) < BATCH:
+                if last and not dropped:
                     return
         finally:
-            txn._on_thread(functools.partial(_close, box))
+            txn._scans.discard(scan)
+            txn._on_thread(scan.close)
             if own:
                 await txn.finish()
 
@@ -667,19 +683,93 @@ def _stop_all(idle: list[Worker], pool: Worker) -> None:
         worker.stop()
 
 
-def _make(make: Callable[[], Iterator[T]], box: list[Iterator[T]]) -> None:
-    box.append(make())
+class _Scan(Generic[T]):
+    """An iterator's rows, fetched on its transaction's thread.
+
+    Rows come ``BATCH`` at a time from ``ahead``. A write in the transaction
+    while prefetched rows wait would leave them stale (the engine contract:
+    after ``k`` an iterator yields the first key after ``k`` as the
+    transaction sees it then, its own writes included). So before each
+    write, :meth:`sync` moves a second iterator, ``exact``, past the rows
+    the loop consumed (in the view they were read in: nothing wrote since
+    the last sync); the loop drops the rows it had not reached, and the scan
+    goes on from ``exact``, a row at a time (each fresh).
+
+    ``consumed`` and ``pending`` are set by the loop; the rest is the
+    thread's.
+    """
+
+    __slots__ = (
+        "make",
+        "ahead",
+        "exact",
+        "pulled",
+        "tracked",
+        "consumed",
+        "pending",
+        "error",
+    )
+
+    def __init__(self, make: Callable[[], Iterator[T]]) -> None:
+        self.make = make
+        self.ahead: Iterator[T] | None = None
+        self.exact: Iterator[T] | None = None
+        self.pulled = 0  # rows taken from ahead
+        self.tracked = 0  # rows exact is past
+        self.consumed = 0  # rows the loop yielded
+        self.pending = False  # a write was submitted since the last fetch
+        self.error: BaseException | None = None
+
+    def take(self) -> tuple[list[T], bool]:
+        """The next rows, and whether no more follow."""
+        if self.error is not None:
+            raise self.error
+        if self.exact is None and self.ahead is None:
+            self.ahead = self.make()
+        if self.ahead is not None and self.pulled > self.consumed:
+            # The loop dropped rows a write made stale: go on exactly.
+            self.sync()
+            _close(self.ahead)
+            self.ahead = None
+        if self.ahead is None:
+            assert self.exact is not None
+            rows = list(itertools.islice(self.exact, 1))
+            self.tracked += len(rows)
+            return rows, not rows
+        rows = list(itertools.islice(self.ahead, BATCH))
+        self.pulled += len(rows)
+        return rows, len(rows) < BATCH
+
+    def sync(self) -> None:
+        """Before a write: move ``exact`` past the rows the loop consumed."""
+        if self.exact is None:
+            self.exact = self.make()
+        behind = self.consumed - self.tracked
+        if behind > 0:
+            for _ in itertools.islice(self.exact, behind):
+                pass
+            self.tracked += behind
+
+    def close(self) -> None:
+        for it in (self.ahead, self.exact):
+            _close(it)
+        self.ahead = self.exact = None
 
 
-def _take(box: list[Iterator[T]]) -> list[T]:
-    return list(itertools.islice(box[0], BATCH))
+def _synced(scans: tuple[_Scan[Any], ...], fn: Callable[[], T]) -> T:
+    for scan in scans:
+        if scan.error is None:
+            try:
+                scan.sync()
+            except Exception as exc:  # the write goes on; the scan says it
+                scan.error = exc
+    return fn()
 
 
-def _close(box: list[Iterator[Any]]) -> None:
-    while box:
-        close = getattr(box.pop(), "close", None)
-        if close is not None:
-            close()
+def _close(it: Any) -> None:
+    close = getattr(it, "close", None)
+    if close is not None:
+        close()
 
 
 class Collection:
