@@ -239,18 +239,23 @@ class Transaction:
         worker, self._worker = self._worker, None
         turn, self._turn = self._turn, None
         loop, store = self._loop, self.store
+
+        def give_turn() -> None:
+            if turn is not None and loop is not None and not loop.is_closed():
+                try:
+                    loop.call_soon_threadsafe(turn.release)
+                except RuntimeError:  # closed meanwhile: nobody waits
+                    pass
+
         if worker is None:
+            give_turn()
             return
 
         def end() -> None:
             try:
                 fn()
             finally:
-                if turn is not None and loop is not None and not loop.is_closed():
-                    try:
-                        loop.call_soon_threadsafe(turn.release)
-                    except RuntimeError:  # closed meanwhile: nobody waits
-                        pass
+                give_turn()
                 store._give_worker(worker)
 
         worker.call(end)
@@ -391,11 +396,15 @@ class Store:
                 return
         worker.stop()
 
-    async def _call(self, write: bool, fn: Callable[[], T]) -> T:
-        """``fn()`` (a blocking call) in the task's transaction, or autocommit."""
+    async def _call(
+        self, write: bool, fn: Callable[[], T], changes: bool | None = None
+    ) -> T:
+        """``fn()`` (a blocking call) in the task's transaction, or autocommit.
+        ``changes``: whether it may write in a transaction (``write`` unless
+        said: a plain function may write in a write transaction it joins)."""
         txn = self.txn
         if txn is not None:
-            return await txn.run(fn, changes=write)
+            return await txn.run(fn, changes=write if changes is None else changes)
         self._check_open()
         self._refuse_blocking_txn()
         if not write or self._concurrent:
@@ -545,7 +554,9 @@ class Store:
         """:meth:`acid.Store.in_txn`: the plain function ``func`` (using the
         blocking API) in the active transaction, or in a new one, on the
         transaction's thread."""
-        return await self._call(write, lambda: self.blocking.in_txn(func, write))
+        return await self._call(
+            write, lambda: self.blocking.in_txn(func, write), changes=True
+        )
 
     async def iter_meta(self, kind: str) -> list[tuple[tuple[Any, ...], dict]]:
         """:meth:`acid.Store.iter_meta`."""

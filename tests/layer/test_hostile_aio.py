@@ -917,3 +917,27 @@ def test_an_index_scan_that_moves_its_own_entries_matches_the_blocking_api(
 
     assert len(expected) > 400
     assert run(main) == expected
+
+
+def test_a_plain_function_writing_while_an_iterator_runs_counts_as_a_write(
+    store: acid.Store,
+) -> None:
+    """``in_txn(fn)`` (``write=False``, the default) joins a write block, and
+    ``fn`` may write there: the iterator must treat it as a write too."""
+    coll = store.add_collection("c")
+    for i in range(10):
+        coll.put(i, key=i)
+
+    async def main() -> list[Any]:
+        astore = acid.aio.Store(store)
+        seen = []
+        async with astore.begin(write=True):
+            async for (k,) in astore["c"].keys():
+                seen.append(k)
+                if k == 0:
+                    await astore.in_txn(lambda: coll.delete(5))
+            acid.abort()
+        await astore.close()
+        return seen
+
+    assert run(main) == [0, 1, 2, 3, 4, 6, 7, 8, 9]
