@@ -941,3 +941,42 @@ def test_a_plain_function_writing_while_an_iterator_runs_counts_as_a_write(
         return seen
 
     assert run(main) == [0, 1, 2, 3, 4, 6, 7, 8, 9]
+
+
+def test_a_body_that_swallows_conflict_errors_is_still_retried() -> None:
+    """Held up: the conflict a commit loses is raised after the body
+    returned, so a body catching ConflictError cannot hide it; transact
+    retries and the last attempt alone lands. Huge ``retries`` are fine;
+    async functions are refused by the blocking decorator at once."""
+    engine = HookedEngine(acid.engines.from_url("skiplist:/"))
+    store = acid.Store(engine)
+    coll = store.add_collection("c")
+    engine.fail_commits = 2
+    runs: list[int] = []
+
+    def body() -> int:
+        runs.append(1)
+        try:
+            coll.put(len(runs), key="k")
+        except acid.errors.ConflictError:  # never raised here
+            pass
+        return len(runs)
+
+    quiet = acid.Backoff(sleep=lambda s: None)
+    assert store.transact(body, retries=10**30, backoff=quiet) == 3
+    assert coll.get("k") == 3 and engine.commits == 2  # the add, then attempt 3
+
+    async def visit() -> None:
+        pass
+
+    with pytest.raises(TypeError, match="coroutine function"):
+        acid.transactional(store)(visit)
+
+    async def main() -> None:
+        astore = acid.aio.Store(store)
+        engine.fail_commits = 2
+        runs.clear()
+        assert await astore.transact(body, retries=10**30, backoff=quiet) == 3
+        await astore.close()
+
+    run(main)
