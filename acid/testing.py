@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from acid.engines import Engine, Txn
-from acid.errors import ConfigError, EngineError, TxnError, TxnTimeout
+from acid.errors import ConfigError, ConflictError, EngineError, TxnError, TxnTimeout
 
 __all__ = ["EngineConformance", "close_within", "fill", "longest_stall"]
 
@@ -99,6 +99,13 @@ async def longest_stall(*coros: Any) -> float:
         stop.set()
         await tick
     return worst
+
+
+def _writers_take_turns(engine: Engine) -> None:
+    """Skip a test of writers taking turns on an engine whose writers run at
+    once (``concurrent_writers``): the ``test_concurrent_*`` tests cover it."""
+    if engine.concurrent_writers:
+        pytest.skip("writers run concurrently on this engine (concurrent_writers)")
 
 
 class EngineConformance:
@@ -456,6 +463,7 @@ class EngineConformance:
         # Thread ids are reused as soon as a thread ends: a thread that now
         # has the id of a dead writer's thread must wait for that writer
         # (and time out), not be told that it holds the lock itself.
+        _writers_take_turns(engine)
         def first(kept: list[Txn]) -> None:
             kept.append(engine.begin(write=True, timeout=0))
 
@@ -477,6 +485,7 @@ class EngineConformance:
             kept[0].abort()
 
     def test_infinite_timeout_waits_for_the_writer(self, engine: Engine) -> None:
+        _writers_take_turns(engine)
         first = engine.begin(write=True)
         first.put(b"k", b"1")
         got: list[bytes | None] = []
@@ -494,6 +503,7 @@ class EngineConformance:
         assert got == [b"1"]
 
     def test_same_thread_second_writer_fails_at_once(self, engine: Engine) -> None:
+        _writers_take_turns(engine)
         with engine.begin(write=True) as txn:
             txn.put(b"k", b"v")
             start = time.monotonic()
@@ -508,6 +518,7 @@ class EngineConformance:
     def test_asyncio_writer_spanning_an_await_fails_fast(self, engine: Engine) -> None:
         # Two tasks on one event loop share a thread: the second writer must
         # fail at once instead of freezing the loop for the lock timeout.
+        _writers_take_turns(engine)
         timeout = 2.0
         out: dict[str, object] = {}
 
@@ -534,6 +545,7 @@ class EngineConformance:
         assert _all(engine) == [(b"a", b"1")]
 
     def test_second_writer_times_out(self, engine: Engine) -> None:
+        _writers_take_turns(engine)
         errors: list[BaseException] = []
 
         def second() -> None:
@@ -553,6 +565,7 @@ class EngineConformance:
         assert "timeout" in str(errors[0])
 
     def test_second_writer_waits_then_proceeds(self, engine: Engine) -> None:
+        _writers_take_turns(engine)
         order: list[str] = []
         first = engine.begin(write=True)
         first.put(b"k", b"1")
@@ -571,6 +584,42 @@ class EngineConformance:
         thread.join(timeout=10)
         assert order == ["first commits", "second begins"]
         assert _all(engine) == [(b"k", b"2")]
+
+    def test_concurrent_writers_on_disjoint_keys_both_commit(
+        self, engine: Engine
+    ) -> None:
+        if not engine.concurrent_writers:
+            pytest.skip("writers take turns on this engine")
+        fill(engine, {b"a": b"0", b"z": b"0"})
+        first = engine.begin(write=True, timeout=0)
+        second = engine.begin(write=True, timeout=0)  # same thread: no wait
+        first.put(b"a", b"1")
+        second.put(b"z", b"2")
+        assert first.get(b"a") == b"1" and second.get(b"z") == b"2"
+        second.commit()
+        first.commit()
+        assert _all(engine) == [(b"a", b"1"), (b"z", b"2")]
+
+    def test_concurrent_writers_conflict_raises(self, engine: Engine) -> None:
+        if not engine.concurrent_writers:
+            pytest.skip("writers take turns on this engine")
+        fill(engine, {b"k": b"0", b"other": b"x"})
+        first = engine.begin(write=True)
+        second = engine.begin(write=True)
+        assert first.get(b"k") == b"0" and second.get(b"k") == b"0"
+        first.put(b"k", b"1")
+        second.put(b"k", b"2")
+        second.put(b"other", b"lost")
+        first.commit()
+        with pytest.raises(ConflictError) as info:
+            second.commit()
+        assert info.value.retryable
+        assert second.closed
+        second.abort()  # harmless
+        assert _all(engine) == [(b"k", b"1"), (b"other", b"x")]
+        with engine.begin(write=True) as again:  # running it again succeeds
+            again.put(b"k", (again.get(b"k") or b"") + b"2")
+        assert engine.get(b"k") == b"12"
 
     def test_abandoned_writer_releases_the_lock(self, engine: Engine) -> None:
         txn = engine.begin(write=True)
@@ -620,6 +669,9 @@ class EngineConformance:
         # A thread's write transaction stays referenced by the error it got
         # (a log record, an excepthook): close() must not wait for it.
         engine = self.open_engine(tmp_path)
+        if engine.concurrent_writers:
+            engine.close()
+            _writers_take_turns(engine)
         fill(engine, {b"k": b"1"})
         errors: list[BaseException] = []
 

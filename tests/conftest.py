@@ -2,21 +2,42 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 import acid
+from tests import pgserver
 
 HAVE_PLYVEL = importlib.util.find_spec("plyvel") is not None
+HAVE_PSYCOPG = importlib.util.find_spec("psycopg") is not None
 
 #: Engine names the layer tests run on; "trace" is the trace wrapper over skiplist.
-ENGINES = ["skiplist", "lmdb", "leveldb", "trace"]
-PERSISTENT = {"lmdb", "leveldb"}
+ENGINES = ["skiplist", "lmdb", "leveldb", "trace", "postgresql"]
+PERSISTENT = {"lmdb", "leveldb", "postgresql"}
+
+#: The PostgreSQL server of this run (see :func:`postgres_server`).
+_postgres: dict[str, object] = {"url": None, "used": 0}
+
+
+def postgres_table_url(server_url: str, key: str) -> str:
+    """A URL of ``server_url`` naming a table of its own for ``key`` (a
+    test's directory), so that tests never see each other's data and a
+    test reopening its directory reopens its table."""
+    digest = hashlib.sha1(key.encode()).hexdigest()[:24]
+    return f"{server_url}?table=t_{digest}"
 
 
 def engine_url(name: str, path: str) -> str:
+    if name == "postgresql":
+        server = _postgres["url"]
+        if server is None:
+            pytest.skip("no PostgreSQL server (request the postgres_server fixture)")
+        return postgres_table_url(str(server), path)
     if name == "skiplist" or name == "trace":
         return "skiplist:/"
     if name == "lmdb":
@@ -28,8 +49,58 @@ def engine_url(name: str, path: str) -> str:
     raise ValueError(name)
 
 
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """The URL of a PostgreSQL server for this test session.
+
+    ``ACID_TEST_POSTGRES_URL`` names an existing one; otherwise a throwaway
+    server is started from the installed binaries (tests/pgserver.py) and
+    stopped at the end. Without either the tests skip, unless
+    ``ACID_REQUIRE_POSTGRES=1`` (CI), which makes that a failure. When
+    ``ACID_POSTGRES_TALLY`` names a file, the number of tests that used the
+    server is written there at the end, for CI to check.
+    """
+    required = os.environ.get("ACID_REQUIRE_POSTGRES") == "1"
+
+    def unavailable(reason: str) -> None:
+        if required:
+            pytest.fail(f"ACID_REQUIRE_POSTGRES=1 but {reason}", pytrace=False)
+        pytest.skip(reason)
+
+    if not HAVE_PSYCOPG:
+        unavailable("psycopg is not installed (pip install 'acid[postgresql]')")
+    server = None
+    url = os.environ.get("ACID_TEST_POSTGRES_URL")
+    if not url:
+        why = pgserver.missing()
+        if why is not None:
+            unavailable(why)
+        server = pgserver.launch()
+        url = server.url
+    _postgres["url"] = url
+    try:
+        yield url
+    finally:
+        _postgres["url"] = None
+        if server is not None:
+            server.stop()
+            server.remove()
+        tally = os.environ.get("ACID_POSTGRES_TALLY")
+        if tally:
+            Path(tally).write_text(f"{_postgres['used']}\n")
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """The server's URL; counts the tests that use it."""
+    _postgres["used"] = int(_postgres["used"]) + 1  # type: ignore[call-overload]
+    return postgres_server
+
+
 @pytest.fixture(params=ENGINES)
 def engine_name(request: pytest.FixtureRequest) -> str:
+    if request.param == "postgresql":
+        request.getfixturevalue("postgres_url")
     return request.param
 
 

@@ -14,7 +14,7 @@ keys and values and iterates them in byte order::
 
 Engines are named by URLs, ``scheme:path?param=value&...``, parsed once by
 :func:`parse_url` (``acid/engines/_url.py``). The built-in schemes are
-``skiplist`` (in memory), ``lmdb`` and ``leveldb``; other packages add schemes
+``skiplist`` (in memory), ``lmdb``, ``leveldb`` and ``postgresql``; other packages add schemes
 with :func:`register` or through the entry-point group ``acid.engines``. See
 ``docs/engines.md``.
 """
@@ -732,6 +732,9 @@ def _builtin(module: str, attr: str, extra: str | None = None) -> Factory:
 register("skiplist", _builtin("acid.engines.skiplist", "SkipListEngine"))
 register("lmdb", _builtin("acid.engines.lmdb", "LMDBEngine"))
 register("leveldb", _builtin("acid.engines.leveldb", "LevelDBEngine", "leveldb"))
+_postgresql = _builtin("acid.engines.postgresql", "PostgreSQLEngine", "postgresql")
+register("postgresql", _postgresql)
+register("postgres", _postgresql)
 
 
 def _entry_point(scheme: str) -> Factory | None:
@@ -794,6 +797,7 @@ _LAZY = {
     "LMDBEngine": "acid.engines.lmdb",
     "LevelDBEngine": "acid.engines.leveldb",
     "TraceEngine": "acid.engines.trace",
+    "PostgreSQLEngine": "acid.engines.postgresql",
 }
 
 

@@ -171,6 +171,7 @@ class TraceEngine(Engine):
         self.multi_process = engine.multi_process
         self.persistent = engine.persistent
         self.max_key_size = engine.max_key_size
+        self.concurrent_writers = engine.concurrent_writers
         self._log = log = _Log(sink)
         self._closed = False
         # The trace is ASCII, one call a line: escape what a path may hold.

@@ -1,0 +1,714 @@
+"""``postgresql://user:password@host:port/dbname`` - a PostgreSQL table
+through psycopg 3 (``pip install 'acid[postgresql]'``).
+
+One table ``(key bytea primary key, value bytea)`` holds the data; it is
+created if absent (URL parameter ``table``, default ``acid``). ``bytea``
+compares like ``memcmp`` and then by length, which is the engines' order.
+
+- A read transaction is ``REPEATABLE READ READ ONLY``: one snapshot, taken
+  by its first read (``BEGIN`` travels with that read, in one round trip).
+- A write transaction is ``SERIALIZABLE``. It buffers its puts and deletes
+  (its own reads and scans see them through an overlay, as the LevelDB
+  engine's do) and sends them in a few set-based statements at commit, or
+  earlier when the buffer grows large: a 1,000-record transaction is a
+  handful of round trips, not 1,000.
+- Several write transactions run at once, in this process and in others.
+  A serialization failure or a deadlock is :class:`~acid.errors.ConflictError`
+  (retryable, see ``store.transact``); nothing of that transaction landed.
+- A lost connection is :class:`~acid.errors.EngineError` with the reason.
+  A commit whose connection dropped before the server answered is reported
+  as such: its outcome is unknown, never "committed".
+- Connections are pooled (:class:`_Pool`): a transaction takes one when it
+  begins and gives it back when it ends.
+
+Iterators read the table in pages (32 rows first, then up to 1,024), so a
+scan that stops early costs little and a long one few round trips.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections.abc import Iterator, Sequence
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import psycopg
+from psycopg import errors as pgerrors
+from psycopg import sql
+from psycopg.pq import TransactionStatus
+
+from acid.engines import (
+    DEFAULT_LOCK_TIMEOUT,
+    Engine,
+    EngineURL,
+    Param,
+    Txn,
+    WriterLock,
+    check_params,
+    check_timeout,
+    closed_engine,
+    read_only,
+    resolve_params,
+)
+from acid.engines._overlay import (
+    DELETED,
+    Overlay,
+    OverlayWrites,
+    live_iter,
+    merge,
+    ordered,
+)
+from acid.errors import (
+    ConfigError,
+    ConflictError,
+    EngineError,
+    Error,
+    TxnError,
+    TxnTimeout,
+)
+
+__all__ = ["PostgreSQLEngine"]
+
+#: The longest key: a btree index entry holds at most 2,704 bytes (a third
+#: of an 8 KiB page), of which 12 go to headers.
+MAX_KEY_SIZE = 2690
+#: Buffered writes sent early, so that a huge transaction does not hold
+#: them all in memory and in one statement.
+FLUSH_AT = 5000
+_FIRST_PAGE = 32
+_MAX_PAGE = 1024
+_USED_AFTER_END = "iterator used after its transaction ended"
+#: libpq connection parameters that may be given as URL parameters.
+_LIBPQ = ("application_name", "host", "sslmode", "sslrootcert", "sslcert", "sslkey")
+
+
+def _table_name(text: str) -> str:
+    if not text or len(text.encode()) > 63 or "\x00" in text:
+        raise ValueError("a table name of 1 to 63 bytes")
+    return text
+
+
+def _check_table(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("a table name (str)")
+    return _table_name(value)
+
+
+def _check_text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("a str")
+    return value
+
+
+class _Statements:
+    """The SQL of one table, composed once with ``sql.Identifier``."""
+
+    def __init__(self, table: str) -> None:
+        t = sql.Identifier(table)
+
+        def q(text: str) -> bytes:
+            return sql.SQL(text).format(t=t).as_string().encode()
+
+        self.create = q("CREATE TABLE IF NOT EXISTS {t} (key bytea PRIMARY KEY, value bytea NOT NULL)")  # fmt: skip
+        self.shape = q("SELECT key, value FROM {t} LIMIT 0")
+        self.get = q("SELECT value FROM {t} WHERE key = %s")
+        self.get_many = q("SELECT key, value FROM {t} WHERE key = ANY(%s)")
+        self.ge = q("SELECT key, value FROM {t} WHERE key >= %s ORDER BY key LIMIT %s")
+        self.gt = q("SELECT key, value FROM {t} WHERE key > %s ORDER BY key LIMIT %s")
+        self.le = q("SELECT key, value FROM {t} WHERE key <= %s ORDER BY key DESC LIMIT %s")  # fmt: skip
+        self.lt = q("SELECT key, value FROM {t} WHERE key < %s ORDER BY key DESC LIMIT %s")  # fmt: skip
+        self.upsert = q(
+            "INSERT INTO {t} (key, value) SELECT * FROM unnest(%s::bytea[], %s::bytea[]) "
+            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+        )
+        self.delete = q("DELETE FROM {t} WHERE key = ANY(%s)")
+
+
+_BEGIN_READ = b"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+_BEGIN_WRITE = b"BEGIN ISOLATION LEVEL SERIALIZABLE"
+_COMMIT = b"COMMIT"
+_ROLLBACK = b"ROLLBACK"
+
+
+class _Pool:
+    """Idle connections of one engine, for the transactions to take.
+
+    A small pool of its own rather than ``psycopg_pool``: a transaction
+    needs exactly one connection for its whole life, taken without waiting
+    (a thread that opens a second transaction must never wait for its
+    first), and a forked child must never touch its parent's connections.
+    That is a list under a lock; no background thread, no extra package.
+    """
+
+    def __init__(self, connect: Any, size: int) -> None:
+        self._connect = connect
+        self.size = size
+        self._idle: list[psycopg.Connection[Any]] = []
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        #: Connections a forked child inherited: kept referenced and never
+        #: closed, since closing would end the parent's sessions.
+        self._inherited: list[psycopg.Connection[Any]] = []
+        self.closed = False
+
+    def get(self) -> psycopg.Connection[Any]:
+        with self._lock:
+            if self._pid != os.getpid():
+                self._inherited.extend(self._idle)
+                self._idle = []
+                self._pid = os.getpid()
+            if self._idle:
+                return self._idle.pop()
+        return self._connect()  # type: ignore[no-any-return]
+
+    def put(self, conn: psycopg.Connection[Any]) -> None:
+        """Give back a connection; one that is not idle and healthy is closed."""
+        if (
+            not conn.closed
+            and conn.info.transaction_status == TransactionStatus.IDLE
+            and self._pid == os.getpid()
+        ):
+            with self._lock:
+                if not self.closed and len(self._idle) < self.size:
+                    self._idle.append(conn)
+                    return
+        self.discard(conn)
+
+    def discard(self, conn: psycopg.Connection[Any]) -> None:
+        if self._pid == os.getpid():
+            try:
+                conn.close()
+            except Exception:
+                pass
+        else:
+            self._inherited.append(conn)
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            self.discard(conn)
+
+
+class PostgreSQLEngine(Engine):
+    """A table in a PostgreSQL database.
+
+    ``conninfo`` is a libpq connection string or URI; ``connect`` adds or
+    overrides libpq parameters (``host``, ``port``, ``user``, ``password``,
+    ``dbname``, ``sslmode``...). The URL form is
+    ``postgresql://user:password@host:port/dbname?table=acid``.
+    """
+
+    snapshots = True
+    multi_process = True
+    concurrent_writers = True
+    persistent = True
+    max_key_size = MAX_KEY_SIZE
+
+    PARAMS = {
+        "table": Param(_table_name, "acid", "the table holding the data", check=_check_table),  # fmt: skip
+        "pool_size": Param(Param.INT, 8, "idle connections kept", low=0, high=10_000),
+        "connect_timeout": Param(
+            Param.SECONDS, 10.0, "seconds to wait for a connection", low=1
+        ),
+        "lock_timeout": Param(
+            Param.SECONDS, DEFAULT_LOCK_TIMEOUT, "seconds a statement waits for a row lock"  # fmt: skip
+        ),
+        **{name: Param(str, None, "libpq parameter", check=_check_text) for name in _LIBPQ},
+    }
+
+    def __init__(
+        self,
+        conninfo: str = "",
+        *,
+        table: str = "acid",
+        pool_size: int = 8,
+        connect_timeout: float = 10.0,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        **connect: Any,
+    ) -> None:
+        self._pool: _Pool | None = None
+        check_params(
+            "postgresql",
+            self.PARAMS,
+            table=table,
+            pool_size=pool_size,
+            connect_timeout=connect_timeout,
+            lock_timeout=lock_timeout,
+        )
+        if not isinstance(conninfo, str):
+            raise ConfigError("postgresql: conninfo must be a str")
+        self.table = table
+        self.lock_timeout = float(lock_timeout)
+        self._sql = _Statements(table)
+        options = {k: v for k, v in connect.items() if v is not None}
+        try:
+            info = psycopg.conninfo.conninfo_to_dict(conninfo, **options)
+        except psycopg.ProgrammingError as exc:
+            raise ConfigError(f"postgresql: bad connection string: {exc}") from exc
+        self.url = _display_url(info, table)
+        # A whole number of milliseconds; 0 means no limit for PostgreSQL.
+        wait_ms = 0 if lock_timeout == float("inf") else max(1, round(lock_timeout * 1000))
+        self._connect_args: dict[str, Any] = {
+            **info,
+            "connect_timeout": max(1, round(min(connect_timeout, 2**31 - 1))),
+            "options": f"{info.get('options', '')} -c lock_timeout={min(wait_ms, 2**31 - 1)}".strip(),  # fmt: skip
+            "autocommit": True,
+        }
+        #: Open transactions, for close(): weak references to them, and the
+        #: box holding each one's connection (freed with the transaction).
+        self._live: dict[weakref.ref[_Base], list[Any]] = {}
+        self._live_lock = threading.Lock()
+        self._pool = pool = _Pool(self._new_connection, pool_size)
+        conn = pool.get()
+        try:
+            self._create_table(conn)
+        except BaseException:
+            pool.discard(conn)
+            self._pool = None
+            raise
+        pool.put(conn)
+
+    @classmethod
+    def from_url(cls, url: EngineURL) -> PostgreSQLEngine:
+        values = resolve_params(url, cls.PARAMS)
+        args = _netloc_args(url)
+        args.update((k, v) for k, v in values.items() if v is not None)
+        return cls("", **args)
+
+    # -- connections -------------------------------------------------------
+
+    def _new_connection(self) -> psycopg.Connection[Any]:
+        try:
+            return psycopg.connect(**self._connect_args)
+        except psycopg.Error as exc:
+            raise EngineError(
+                f"{self.url}: cannot connect: {_reason(exc)}; check the host, "
+                "port, user, password and that the server runs"
+            ) from exc
+
+    def _create_table(self, conn: psycopg.Connection[Any]) -> None:
+        try:
+            conn.execute(self._sql.create)
+        except (pgerrors.UniqueViolation, pgerrors.DuplicateTable):
+            pass  # another process created it at the same moment
+        except psycopg.Error as exc:
+            raise EngineError(
+                f"{self.url}: cannot create the table {self.table!r}: {_reason(exc)}"
+            ) from exc
+        try:
+            conn.execute(self._sql.shape)
+        except psycopg.Error as exc:
+            raise ConfigError(
+                f"{self.url}: the table {self.table!r} exists but is not an acid "
+                f"table (key bytea, value bytea): {_reason(exc)}; name another "
+                "one with ?table="
+            ) from exc
+
+    def _take(self) -> psycopg.Connection[Any]:
+        pool = self._pool
+        if pool is None:
+            raise closed_engine(self.url)
+        return pool.get()
+
+    # -- Engine -----------------------------------------------------------
+
+    def begin(self, write: bool = False, timeout: float | None = None) -> Txn:
+        # Writers never wait for each other here: the server arbitrates.
+        if timeout is not None:
+            check_timeout(timeout)
+        conn = self._take()
+        txn: _Base = _PGWriter(self, conn) if write else _PGReader(self, conn)
+        if self._pool is None:  # close() ran meanwhile and may not have seen it
+            txn.abort()
+            raise closed_engine(self.url)
+        return txn
+
+    def get(self, key: bytes) -> bytes | None:
+        """One read outside any transaction: a single statement, which is
+        its own snapshot."""
+        if type(key) is not bytes:
+            raise TypeError("keys must be bytes")
+        pool = self._pool
+        if pool is None:
+            raise closed_engine(self.url)
+        conn = pool.get()
+        try:
+            row = conn.execute(self._sql.get, (key,), binary=True).fetchone()
+        except psycopg.Error as exc:
+            pool.discard(conn)
+            raise _translate(exc, self.url, "read") from exc
+        pool.put(conn)
+        return None if row is None else row[0]  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        """End every open transaction (writers are aborted) and close the
+        connections. Never waits for a transaction."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        with self._live_lock:
+            refs = list(self._live)
+        for ref in refs:
+            txn = ref()
+            if txn is not None:
+                txn.close_for_engine(self.url)
+        pool.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_pool", None) is not None:
+            self.close()
+
+    # -- what the transactions call ----------------------------------------
+
+    def _track(self, txn: _Base, box: list[Any]) -> weakref.ref[_Base]:
+        ref = weakref.ref(txn, self._abandoned)
+        with self._live_lock:
+            self._live[ref] = box
+        return ref
+
+    def _abandoned(self, ref: weakref.ref[_Base]) -> None:
+        # A transaction freed without ending: its session still has a
+        # transaction open. Closing the connection makes the server roll it
+        # back; no round trip from a garbage-collector callback.
+        with self._live_lock:
+            box = self._live.pop(ref, None)
+        if box:
+            conn = box.pop()
+            pool = self._pool
+            if pool is not None:
+                pool.discard(conn)
+            else:
+                try:
+                    conn.close()
+                except Exception:
+                    pass
+
+    def _give_back(self, ref: weakref.ref[_Base], conn: psycopg.Connection[Any]) -> None:
+        with self._live_lock:
+            self._live.pop(ref, None)
+        pool = self._pool
+        if pool is None:
+            try:
+                conn.close()
+            except Exception:
+                pass
+        else:
+            pool.put(conn)
+
+
+def _netloc_args(url: EngineURL) -> dict[str, Any]:
+    """libpq parameters from ``postgresql://user:password@host:port/dbname``."""
+    netloc = url.netloc
+    dbname = url.path[1 + len(netloc) :].lstrip("/") if url.path else ""
+    if "/" in dbname:
+        raise ConfigError(
+            f"{url.scheme}: bad database name {dbname!r}; expected "
+            "postgresql://user:password@host:port/dbname"
+        )
+    try:
+        split = urlsplit(f"postgresql://{netloc}")
+        port = split.port
+    except ValueError as exc:
+        raise ConfigError(
+            f"{url.scheme}: bad host or port in {netloc!r} ({exc}); expected "
+            "postgresql://user:password@host:port/dbname with a port from 1 to 65535"
+        ) from None
+    args: dict[str, Any] = {}
+    if split.hostname:
+        args["host"] = split.hostname
+    if port is not None:
+        if port == 0:
+            raise ConfigError(f"{url.scheme}: bad port 0; expected 1 to 65535")
+        args["port"] = str(port)
+    if split.username:
+        args["user"] = unquote(split.username)
+    if split.password is not None:
+        args["password"] = unquote(split.password)
+    if dbname:
+        args["dbname"] = unquote(dbname)
+    return args
+
+
+def _display_url(info: dict[str, Any], table: str) -> str:
+    """The engine's URL for messages: everything but the password."""
+    user = f"{info['user']}@" if info.get("user") else ""
+    host = info.get("host", "")
+    if ":" in host and not host.startswith("/"):
+        host = f"[{host}]"
+    port = f":{info['port']}" if info.get("port") else ""
+    return f"postgresql://{user}{host}{port}/{info.get('dbname', '')}?table={table}"
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _translate(exc: psycopg.Error, url: str, what: str) -> Error:
+    """A psycopg error as the ``acid.errors`` one, once, with the remedy."""
+    reason = _reason(exc)
+    if isinstance(exc, pgerrors.SerializationFailure | pgerrors.DeadlockDetected):
+        return ConflictError(
+            f"{url}: {what} lost a conflict with a concurrent transaction "
+            f"({exc.sqlstate}: {reason}); nothing of it was committed, run it "
+            "again (store.transact retries)"
+        )
+    if isinstance(exc, pgerrors.LockNotAvailable):
+        return TxnTimeout(
+            f"{url}: {what} waited too long for a row lock ({reason}); retry, "
+            "or raise the URL parameter lock_timeout"
+        )
+    if isinstance(exc, psycopg.OperationalError) and not isinstance(
+        exc, pgerrors.QueryCanceled
+    ):
+        return EngineError(
+            f"{url}: the connection to the server failed during the {what}: "
+            f"{reason}; the transaction was rolled back by the server"
+        )
+    return EngineError(f"{url}: the {what} failed: {reason}")
+
+
+def _bad_key(key: object) -> None:
+    if type(key) is not bytes:
+        raise TypeError("keys must be bytes")
+
+
+class _Base(Txn):
+    """What readers and writers share: a pooled connection, the lazy
+    ``BEGIN``, point reads and paged scans."""
+
+    __slots__ = ("_begun", "_box", "_engine", "_ref")
+    _begin: bytes
+    _engine: PostgreSQLEngine
+    #: ``[connection]`` while the transaction has it; emptied when it ends.
+    _box: list[psycopg.Connection[Any]]
+    _ref: weakref.ref[_Base]
+    _begun: bool
+
+    def _setup(self, engine: PostgreSQLEngine, conn: psycopg.Connection[Any]) -> None:
+        self._engine = engine
+        self._box = [conn]
+        self._begun = False
+        self._ref = engine._track(self, self._box)
+
+    def _conn(self) -> psycopg.Connection[Any]:
+        try:
+            return self._box[0]
+        except IndexError:
+            raise TxnError("transaction ended: its engine was closed") from None
+
+    def _run(self, query: bytes, params: Sequence[Any], what: str) -> list[Any]:
+        """Run one statement in this transaction and return its rows; the
+        first one carries the ``BEGIN`` in the same round trip."""
+        conn = self._conn()
+        try:
+            if self._begun:
+                cur = conn.execute(query, params, binary=True)
+            else:
+                with conn.pipeline():
+                    conn.execute(self._begin)
+                    cur = conn.execute(query, params, binary=True)
+                self._begun = True
+            return cur.fetchall()
+        except psycopg.Error as exc:
+            raise self._failed(exc, what) from exc
+
+    def _failed(self, exc: psycopg.Error, what: str) -> Error:
+        """The error to raise; the transaction is unusable from now on (the
+        server aborted it), so every later call raises the same."""
+        if self.ended:
+            return TxnError(_USED_AFTER_END)
+        error = _translate(exc, self._engine.url, what)
+        self.poison(type(error), str(error))
+        return error
+
+    def get(self, key: bytes) -> bytes | None:
+        _bad_key(key)
+        rows = self._run(self._engine._sql.get, (key,), "read")
+        return rows[0][0] if rows else None  # type: ignore[no-any-return]
+
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """The values of ``keys`` (``None`` where absent), in their order,
+        read in one round trip."""
+        keys = list(keys)
+        for key in keys:
+            _bad_key(key)
+        found = dict(self._run(self._engine._sql.get_many, (keys,), "read"))
+        return [found.get(key) for key in keys]
+
+    def _pages(
+        self, key: bytes, reverse: bool, inclusive: bool
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """The committed rows (and this transaction's flushed writes) from
+        ``key``, a page per round trip."""
+        sqls = self._engine._sql
+        size = _FIRST_PAGE
+        query = (sqls.le if inclusive else sqls.lt) if reverse else (sqls.ge if inclusive else sqls.gt)  # fmt: skip
+        after = sqls.lt if reverse else sqls.gt
+        while True:
+            if self.ended:
+                raise TxnError(_USED_AFTER_END)
+            rows = self._run(query, (key, size), "scan")
+            for row in rows:
+                yield row
+                if self.ended:
+                    raise TxnError(_USED_AFTER_END)
+            if len(rows) < size:
+                return
+            key, query, size = rows[-1][0], after, min(size * 4, _MAX_PAGE)
+
+    def _release(self) -> None:
+        # Once per transaction even when close() races the owner: only the
+        # thread that empties the box gives the connection back.
+        try:
+            conn = self._box.pop()
+        except IndexError:
+            return
+        if (
+            self._begun
+            and not conn.closed
+            and conn.info.transaction_status != TransactionStatus.IDLE
+        ):
+            try:
+                conn.execute(_ROLLBACK)
+            except psycopg.Error:
+                pass  # put() closes a connection that is not idle
+        self._engine._give_back(self._ref, conn)
+
+
+class _PGReader(_Base):
+    """A read transaction: ``REPEATABLE READ READ ONLY``, one snapshot."""
+
+    __slots__ = ()
+    write = False
+    _begin = _BEGIN_READ
+    put = delete = replace = pop = read_only
+
+    def __init__(self, engine: PostgreSQLEngine, conn: psycopg.Connection[Any]) -> None:
+        self._setup(engine, conn)
+
+    def iter(self, key: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        _bad_key(key)
+        return self._pages(key, reverse, True)
+
+
+class _PGWriter(OverlayWrites, _Base):
+    """A ``SERIALIZABLE`` write transaction buffering its writes."""
+
+    __slots__ = ("_overlay", "_puts", "_writes")
+    write = True
+    _begin = _BEGIN_WRITE
+
+    def __init__(self, engine: PostgreSQLEngine, conn: psycopg.Connection[Any]) -> None:
+        self._setup(engine, conn)
+        self._puts: dict[bytes, bytes] = {}
+        self._overlay: Overlay | None = None
+        self._writes = 0
+        # Writers do not take turns; the lock only marks who ends the
+        # transaction (see Txn), so each writer has one of its own.
+        lock = WriterLock()
+        lock.acquire(0, 0, engine.url)
+        lock.hold(self)
+
+    def get(self, key: bytes) -> bytes | None:
+        value = self._puts.get(key)
+        if value is None:
+            return _Base.get(self, key)
+        return None if value is DELETED else value
+
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        keys = list(keys)
+        puts = self._puts
+        missing = [key for key in keys if key not in puts]
+        found = dict(zip(missing, _Base.get_many(self, missing), strict=True)) if missing else {}  # fmt: skip
+        out: list[bytes | None] = []
+        for key in keys:
+            value = puts.get(key, found.get(key))
+            out.append(None if value is DELETED else value)
+        return out
+
+    def put(self, key: bytes, value: bytes) -> None:
+        if type(key) is bytes and len(key) > MAX_KEY_SIZE:
+            raise EngineError(
+                f"key of {len(key)} bytes is longer than PostgreSQL's btree "
+                f"limit of {MAX_KEY_SIZE} bytes; use shorter keys"
+            )
+        OverlayWrites.put(self, key, value)
+        if len(self._puts) >= FLUSH_AT:
+            self._flush()
+
+    def iter(self, key: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        _bad_key(key)
+        return live_iter(self, self._scan, key, reverse)
+
+    def _scan(
+        self, key: bytes, reverse: bool, inclusive: bool
+    ) -> Iterator[tuple[bytes, bytes]]:
+        base = self._pages(key, reverse, inclusive)
+        if not self._puts:
+            return base
+        return merge(base, ordered(self).scan(key, reverse, inclusive), reverse)
+
+    def _flush(self) -> None:
+        """Send the buffered writes (with ``BEGIN`` if it was not sent yet)
+        in one round trip, and empty the buffer."""
+        puts = self._puts
+        if not puts:
+            return
+        gone = [key for key, value in puts.items() if value is DELETED]
+        keys = [key for key, value in puts.items() if value is not DELETED]
+        values = [puts[key] for key in keys]
+        sqls = self._engine._sql
+        conn = self._conn()
+        try:
+            with conn.pipeline():
+                if not self._begun:
+                    conn.execute(self._begin)
+                if keys:
+                    conn.execute(sqls.upsert, (keys, values), binary=True)
+                if gone:
+                    conn.execute(sqls.delete, (gone,), binary=True)
+        except psycopg.Error as exc:
+            raise self._failed(exc, "write") from exc
+        self._begun = True
+        self._puts = {}
+        self._overlay = None
+        self._writes += 1  # live iterators re-seek: the server has them now
+
+    def _commit(self) -> None:
+        if not self._puts and not self._begun:
+            return  # nothing read, nothing written
+        try:
+            self._flush()
+        except ConflictError:
+            raise
+        except Error as exc:
+            raise type(exc)(f"{exc}; nothing was committed") from exc
+        conn = self._conn()
+        try:
+            conn.execute(_COMMIT)
+        except psycopg.Error as exc:
+            if isinstance(exc, psycopg.OperationalError) and (
+                conn.closed or conn.broken
+            ):
+                raise EngineError(
+                    f"{self._engine.url}: the connection failed during COMMIT "
+                    f"({_reason(exc)}); the outcome is unknown: the transaction "
+                    "may or may not have been committed. Check the data before "
+                    "running it again."
+                ) from exc
+            raise _translate(exc, self._engine.url, "commit") from exc
+
+    def _abort(self) -> None:
+        self._puts = {}
+        self._overlay = None
+
+    def _release(self) -> None:
+        self._writes += 1  # wakes live iterators so that they raise
+        self._puts = {}
+        self._overlay = None
+        _Base._release(self)
