@@ -464,6 +464,7 @@ class EngineConformance:
         # has the id of a dead writer's thread must wait for that writer
         # (and time out), not be told that it holds the lock itself.
         _writers_take_turns(engine)
+
         def first(kept: list[Txn]) -> None:
             kept.append(engine.begin(write=True, timeout=0))
 

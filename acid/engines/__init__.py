@@ -14,9 +14,9 @@ keys and values and iterates them in byte order::
 
 Engines are named by URLs, ``scheme:path?param=value&...``, parsed once by
 :func:`parse_url` (``acid/engines/_url.py``). The built-in schemes are
-``skiplist`` (in memory), ``lmdb``, ``leveldb`` and ``postgresql``; other packages add schemes
-with :func:`register` or through the entry-point group ``acid.engines``. See
-``docs/engines.md``.
+``skiplist`` (in memory), ``lmdb``, ``leveldb`` and ``postgresql``; other
+packages add schemes with :func:`register` or through the entry-point group
+``acid.engines``. See ``docs/engines.md``.
 """
 
 from __future__ import annotations

@@ -111,16 +111,21 @@ class _Statements:
         def q(text: str) -> bytes:
             return sql.SQL(text).format(t=t).as_string().encode()
 
-        self.create = q("CREATE TABLE IF NOT EXISTS {t} (key bytea PRIMARY KEY, value bytea NOT NULL)")  # fmt: skip
+        self.create = q(
+            "CREATE TABLE IF NOT EXISTS {t} "
+            "(key bytea PRIMARY KEY, value bytea NOT NULL)"
+        )
         self.shape = q("SELECT key, value FROM {t} LIMIT 0")
         self.get = q("SELECT value FROM {t} WHERE key = %s")
         self.get_many = q("SELECT key, value FROM {t} WHERE key = ANY(%s)")
-        self.ge = q("SELECT key, value FROM {t} WHERE key >= %s ORDER BY key LIMIT %s")
-        self.gt = q("SELECT key, value FROM {t} WHERE key > %s ORDER BY key LIMIT %s")
-        self.le = q("SELECT key, value FROM {t} WHERE key <= %s ORDER BY key DESC LIMIT %s")  # fmt: skip
-        self.lt = q("SELECT key, value FROM {t} WHERE key < %s ORDER BY key DESC LIMIT %s")  # fmt: skip
+        scan = "SELECT key, value FROM {t} WHERE key %s %%s ORDER BY key%s LIMIT %%s"
+        self.ge = q(scan % (">=", ""))
+        self.gt = q(scan % (">", ""))
+        self.le = q(scan % ("<=", " DESC"))
+        self.lt = q(scan % ("<", " DESC"))
         self.upsert = q(
-            "INSERT INTO {t} (key, value) SELECT * FROM unnest(%s::bytea[], %s::bytea[]) "
+            "INSERT INTO {t} (key, value) "
+            "SELECT * FROM unnest(%s::bytea[], %s::bytea[]) "
             "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
         )
         self.delete = q("DELETE FROM {t} WHERE key = ANY(%s)")
@@ -161,7 +166,7 @@ class _Pool:
                 self._pid = os.getpid()
             if self._idle:
                 return self._idle.pop()
-        return self._connect()  # type: ignore[no-any-return]
+        return self._connect()
 
     def put(self, conn: psycopg.Connection[Any]) -> None:
         """Give back a connection; one that is not idle and healthy is closed."""
@@ -209,15 +214,22 @@ class PostgreSQLEngine(Engine):
     max_key_size = MAX_KEY_SIZE
 
     PARAMS = {
-        "table": Param(_table_name, "acid", "the table holding the data", check=_check_table),  # fmt: skip
+        "table": Param(
+            _table_name, "acid", "the table holding the data", check=_check_table
+        ),  # fmt: skip
         "pool_size": Param(Param.INT, 8, "idle connections kept", low=0, high=10_000),
         "connect_timeout": Param(
             Param.SECONDS, 10.0, "seconds to wait for a connection", low=1
         ),
         "lock_timeout": Param(
-            Param.SECONDS, DEFAULT_LOCK_TIMEOUT, "seconds a statement waits for a row lock"  # fmt: skip
+            Param.SECONDS,
+            DEFAULT_LOCK_TIMEOUT,
+            "seconds a statement waits for a row lock",  # fmt: skip
         ),
-        **{name: Param(str, None, "libpq parameter", check=_check_text) for name in _LIBPQ},
+        **{
+            name: Param(str, None, "libpq parameter", check=_check_text)
+            for name in _LIBPQ
+        },
     }
 
     def __init__(
@@ -251,11 +263,13 @@ class PostgreSQLEngine(Engine):
             raise ConfigError(f"postgresql: bad connection string: {exc}") from exc
         self.url = _display_url(info, table)
         # A whole number of milliseconds; 0 means no limit for PostgreSQL.
-        wait_ms = 0 if lock_timeout == float("inf") else max(1, round(lock_timeout * 1000))
+        wait_ms = (
+            0 if lock_timeout == float("inf") else max(1, round(lock_timeout * 1000))
+        )
         self._connect_args: dict[str, Any] = {
             **info,
             "connect_timeout": max(1, round(min(connect_timeout, 2**31 - 1))),
-            "options": f"{info.get('options', '')} -c lock_timeout={min(wait_ms, 2**31 - 1)}".strip(),  # fmt: skip
+            "options": f"{info.get('options', '')} -c lock_timeout={wait_ms}".strip(),
             "autocommit": True,
         }
         #: Open transactions, for close(): weak references to them, and the
@@ -342,7 +356,7 @@ class PostgreSQLEngine(Engine):
             pool.discard(conn)
             raise _translate(exc, self.url, "read") from exc
         pool.put(conn)
-        return None if row is None else row[0]  # type: ignore[no-any-return]
+        return None if row is None else row[0]
 
     def close(self) -> None:
         """End every open transaction (writers are aborted) and close the
@@ -387,7 +401,9 @@ class PostgreSQLEngine(Engine):
                 except Exception:
                     pass
 
-    def _give_back(self, ref: weakref.ref[_Base], conn: psycopg.Connection[Any]) -> None:
+    def _give_back(
+        self, ref: weakref.ref[_Base], conn: psycopg.Connection[Any]
+    ) -> None:
         with self._live_lock:
             self._live.pop(ref, None)
         pool = self._pool
@@ -529,7 +545,7 @@ class _Base(Txn):
     def get(self, key: bytes) -> bytes | None:
         _bad_key(key)
         rows = self._run(self._engine._sql.get, (key,), "read")
-        return rows[0][0] if rows else None  # type: ignore[no-any-return]
+        return rows[0][0] if rows else None
 
     def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         """The values of ``keys`` (``None`` where absent), in their order,
@@ -547,8 +563,10 @@ class _Base(Txn):
         ``key``, a page per round trip."""
         sqls = self._engine._sql
         size = _FIRST_PAGE
-        query = (sqls.le if inclusive else sqls.lt) if reverse else (sqls.ge if inclusive else sqls.gt)  # fmt: skip
-        after = sqls.lt if reverse else sqls.gt
+        if reverse:
+            query, after = (sqls.le if inclusive else sqls.lt), sqls.lt
+        else:
+            query, after = (sqls.ge if inclusive else sqls.gt), sqls.gt
         while True:
             if self.ended:
                 raise TxnError(_USED_AFTER_END)
@@ -624,7 +642,9 @@ class _PGWriter(OverlayWrites, _Base):
         keys = list(keys)
         puts = self._puts
         missing = [key for key in keys if key not in puts]
-        found = dict(zip(missing, _Base.get_many(self, missing), strict=True)) if missing else {}  # fmt: skip
+        found: dict[bytes, bytes | None] = {}
+        if missing:
+            found = dict(zip(missing, _Base.get_many(self, missing), strict=True))
         out: list[bytes | None] = []
         for key in keys:
             value = puts.get(key, found.get(key))
