@@ -51,6 +51,9 @@ class Server:
     root: Path
     port: int
     user: str | None  # the OS user that runs it (None: the current one)
+    #: ``synchronous_commit=off`` (faster) loses the last commits when the
+    #: server process dies; a server that is killed on purpose keeps it on.
+    quick_commit: bool = True
 
     @property
     def data(self) -> Path:
@@ -74,9 +77,10 @@ class Server:
         assert pg_ctl is not None
         options = (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c full_page_writes=off -c synchronous_commit=off "
-            "-c max_connections=200"
+            "-c fsync=off -c full_page_writes=off -c max_connections=200"
         )
+        if self.quick_commit:
+            options += " -c synchronous_commit=off"
         result = self._run(
             pg_ctl, "-D", str(self.data), "-l", str(self.root / "log"),
             "-o", options, "-w", "-t", "60", "start", check=False,
@@ -116,8 +120,15 @@ class Server:
         while time.monotonic() < deadline:
             alive = [p for p in children if Path(f"/proc/{p}").exists()]
             if not alive or all(_zombie(p) for p in alive):
-                return
+                break
             time.sleep(0.05)
+        # Where nothing reaps orphans (a container's init), the dead
+        # postmaster stays a zombie whose pid still "runs": pg_ctl would then
+        # refuse to start. The lock file is stale: remove it, as an operator
+        # who checked would.
+        (self.data / "postmaster.pid").unlink(missing_ok=True)
+        (self.root / f".s.PGSQL.{self.port}.lock").unlink(missing_ok=True)
+        (self.root / f".s.PGSQL.{self.port}").unlink(missing_ok=True)
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
@@ -145,8 +156,11 @@ def missing() -> str | None:
     return None
 
 
-def launch() -> Server:
-    """Create a cluster in a new temporary directory and start it."""
+def launch(quick_commit: bool = True) -> Server:
+    """Create a cluster in a new temporary directory and start it.
+
+    ``fsync=off`` loses nothing when the server process is killed (the
+    operating system keeps what it was given); ``quick_commit`` would."""
     initdb = find_bin("initdb")
     assert initdb is not None
     user = "postgres" if os.geteuid() == 0 else None
@@ -157,7 +171,7 @@ def launch() -> Server:
         entry = pwd.getpwnam(user)
         os.chown(root, entry.pw_uid, entry.pw_gid)
         os.chown(pwfile, entry.pw_uid, entry.pw_gid)
-    server = Server(root, free_port(), user)
+    server = Server(root, free_port(), user, quick_commit)
     result = server._run(
         initdb, "-D", str(server.data), "-U", "postgres", "--pwfile", str(pwfile),
         "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8",

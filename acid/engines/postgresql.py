@@ -168,6 +168,17 @@ class _Pool:
                 return self._idle.pop()
         return self._connect()
 
+    def connect(self) -> psycopg.Connection[Any]:
+        """A new connection, never an idle one."""
+        return self._connect()
+
+    def clear(self) -> None:
+        """Close the idle connections."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            self.discard(conn)
+
     def put(self, conn: psycopg.Connection[Any]) -> None:
         """Give back a connection; one that is not idle and healthy is closed."""
         if (
@@ -191,11 +202,8 @@ class _Pool:
             self._inherited.append(conn)
 
     def close(self) -> None:
-        with self._lock:
-            self.closed = True
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            self.discard(conn)
+        self.closed = True
+        self.clear()
 
 
 class PostgreSQLEngine(Engine):
@@ -354,7 +362,15 @@ class PostgreSQLEngine(Engine):
             row = conn.execute(self._sql.get, (key,), binary=True).fetchone()
         except psycopg.Error as exc:
             pool.discard(conn)
-            raise _translate(exc, self.url, "read") from exc
+            if not (isinstance(exc, psycopg.OperationalError) and conn.broken):
+                raise _translate(exc, self.url, "read") from exc
+            pool.clear()  # a dead pooled connection: once more on a new one
+            conn = pool.connect()
+            try:
+                row = conn.execute(self._sql.get, (key,), binary=True).fetchone()
+            except psycopg.Error as exc2:
+                pool.discard(conn)
+                raise _translate(exc2, self.url, "read") from exc2
         pool.put(conn)
         return None if row is None else row[0]
 
@@ -520,18 +536,44 @@ class _Base(Txn):
     def _run(self, query: bytes, params: Sequence[Any], what: str) -> list[Any]:
         """Run one statement in this transaction and return its rows; the
         first one carries the ``BEGIN`` in the same round trip."""
-        conn = self._conn()
-        try:
-            if self._begun:
-                cur = conn.execute(query, params, binary=True)
-            else:
-                with conn.pipeline():
-                    conn.execute(self._begin)
+        for attempt in (1, 2):
+            conn = self._conn()
+            try:
+                if self._begun:
                     cur = conn.execute(query, params, binary=True)
-                self._begun = True
-            return cur.fetchall()
-        except psycopg.Error as exc:
-            raise self._failed(exc, what) from exc
+                else:
+                    with conn.pipeline():
+                        conn.execute(self._begin)
+                        cur = conn.execute(query, params, binary=True)
+                    self._begun = True
+                return cur.fetchall()
+            except psycopg.Error as exc:
+                if attempt == 1 and self._stale(conn, exc):
+                    continue
+                raise self._failed(exc, what) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _stale(self, conn: psycopg.Connection[Any], exc: psycopg.Error) -> bool:
+        """Whether ``exc`` says that the pooled connection ``conn`` was dead
+        before this transaction sent anything (the server restarted, or
+        dropped idle sessions). Then it is swapped for a new one, and the
+        statement may run again: nothing of this transaction happened."""
+        if self._begun or not isinstance(exc, psycopg.OperationalError):
+            return False
+        if not conn.broken:
+            return False
+        pool = self._engine._pool
+        if pool is None:
+            return False
+        pool.discard(conn)
+        pool.clear()  # the other idle ones are most likely dead too
+        new = pool.connect()
+        try:
+            self._box[0] = new
+        except IndexError:  # ended meanwhile (close())
+            pool.discard(new)
+            return False
+        return True
 
     def _failed(self, exc: psycopg.Error, what: str) -> Error:
         """The error to raise; the transaction is unusable from now on (the
@@ -683,17 +725,21 @@ class _PGWriter(OverlayWrites, _Base):
         keys = [key for key, value in puts.items() if value is not DELETED]
         values = [puts[key] for key in keys]
         sqls = self._engine._sql
-        conn = self._conn()
-        try:
-            with conn.pipeline():
-                if not self._begun:
-                    conn.execute(self._begin)
-                if keys:
-                    conn.execute(sqls.upsert, (keys, values), binary=True)
-                if gone:
-                    conn.execute(sqls.delete, (gone,), binary=True)
-        except psycopg.Error as exc:
-            raise self._failed(exc, "write") from exc
+        for attempt in (1, 2):
+            conn = self._conn()
+            try:
+                with conn.pipeline():
+                    if not self._begun:
+                        conn.execute(self._begin)
+                    if keys:
+                        conn.execute(sqls.upsert, (keys, values), binary=True)
+                    if gone:
+                        conn.execute(sqls.delete, (gone,), binary=True)
+                break
+            except psycopg.Error as exc:
+                if attempt == 1 and self._stale(conn, exc):
+                    continue
+                raise self._failed(exc, "write") from exc
         self._begun = True
         self._puts = {}
         self._overlay = None
