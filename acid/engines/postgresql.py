@@ -279,6 +279,10 @@ class PostgreSQLEngine(Engine):
             "connect_timeout": max(1, round(min(connect_timeout, 2**31 - 1))),
             "options": f"{info.get('options', '')} -c lock_timeout={wait_ms}".strip(),
             "autocommit": True,
+            # No automatic server-side prepared statements: after an aborted
+            # pipeline psycopg may believe a statement prepared that is not
+            # ("prepared statement _pg3_3 does not exist").
+            "prepare_threshold": None,
         }
         #: Open transactions, for close(): weak references to them, and the
         #: box holding each one's connection (freed with the transaction).
