@@ -28,6 +28,7 @@ scan that stops early costs little and a long one few round trips.
 from __future__ import annotations
 
 import os
+import select
 import threading
 import weakref
 from collections.abc import Iterator, Sequence
@@ -106,7 +107,9 @@ class _Statements:
     """The SQL of one table, composed once with ``sql.Identifier``."""
 
     def __init__(self, table: str) -> None:
-        t = sql.Identifier(table)
+        # Quoted once; a "%" in the name is doubled, since psycopg reads
+        # "%s" placeholders in the whole query text.
+        t = sql.SQL(sql.Identifier(table).as_string().replace("%", "%%"))
 
         def q(text: str) -> bytes:
             return sql.SQL(text).format(t=t).as_string().encode()
@@ -123,18 +126,48 @@ class _Statements:
         self.gt = q(scan % (">", ""))
         self.le = q(scan % ("<=", " DESC"))
         self.lt = q(scan % ("<", " DESC"))
-        self.upsert = q(
-            "INSERT INTO {t} (key, value) "
-            "SELECT * FROM unnest(%s::bytea[], %s::bytea[]) "
-            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+        self._insert = q("INSERT INTO {t} (key, value) VALUES ")
+        self._delete = q("DELETE FROM {t} WHERE key IN (")
+
+    def upsert(self, rows: int) -> bytes:
+        """``INSERT`` of ``rows`` (key, value) pairs, replacing old values."""
+        return (
+            self._insert
+            + b",".join([b"(%s,%s)"] * rows)
+            + b" ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
         )
-        self.delete = q("DELETE FROM {t} WHERE key = ANY(%s)")
+
+    def delete(self, keys: int) -> bytes:
+        """``DELETE`` of ``keys`` keys."""
+        return self._delete + b",".join([b"%s"] * keys) + b")"
 
 
 _BEGIN_READ = b"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 _BEGIN_WRITE = b"BEGIN ISOLATION LEVEL SERIALIZABLE"
 _COMMIT = b"COMMIT"
 _ROLLBACK = b"ROLLBACK"
+#: Rows per ``INSERT`` or ``DELETE`` statement of a flush.
+_ROWS_PER_STATEMENT = 1000
+#: Buffered bytes (keys and values) sent early, as ``FLUSH_AT`` keys are.
+FLUSH_BYTES = 16 * 2**20
+
+
+def _quiet(conn: psycopg.Connection[Any]) -> bool:
+    """Whether an idle connection has nothing to read, as it should. A
+    server that went away (restarted, killed, or ending idle sessions) left
+    an end of file or a farewell message there: such a connection is closed
+    before anything is sent on it, so that no statement is ever sent twice."""
+    try:
+        readable = select.select([conn.fileno()], [], [], 0)[0]
+    except (OSError, ValueError, psycopg.Error):
+        readable = [True]
+    if readable:
+        try:
+            conn.close()
+        except Exception:
+            pass
+        return False
+    return True
 
 
 class _Pool:
@@ -156,17 +189,73 @@ class _Pool:
         #: Connections a forked child inherited: kept referenced and never
         #: closed, since closing would end the parent's sessions.
         self._inherited: list[psycopg.Connection[Any]] = []
+        #: Idle connections whose ``ROLLBACK`` was sent but whose answer was
+        #: not read yet (see :meth:`put_rolling_back`).
+        self._rolling: set[psycopg.Connection[Any]] = set()
         self.closed = False
 
     def get(self) -> psycopg.Connection[Any]:
-        with self._lock:
-            if self._pid != os.getpid():
-                self._inherited.extend(self._idle)
-                self._idle = []
-                self._pid = os.getpid()
-            if self._idle:
-                return self._idle.pop()
+        while True:
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._inherited.extend(self._idle)
+                    self._idle = []
+                    self._rolling.clear()
+                    self._pid = os.getpid()
+                if not self._idle:
+                    break
+                conn = self._idle.pop()
+                rolling = conn in self._rolling
+                self._rolling.discard(conn)
+            if (not rolling or self._settle(conn)) and _quiet(conn):
+                return conn
         return self._connect()
+
+    def _settle(self, conn: psycopg.Connection[Any]) -> bool:
+        """Read the answer to the ``ROLLBACK`` sent when ``conn`` was given
+        back (it has normally arrived meanwhile); ``False``, and the
+        connection closed, if it is not idle and healthy afterwards."""
+        pgconn = conn.pgconn
+        try:
+            while pgconn.get_result() is not None:
+                pass
+        except psycopg.Error:
+            pass
+        if conn.closed or pgconn.transaction_status != TransactionStatus.IDLE:
+            self.discard(conn)
+            return False
+        return True
+
+    def put_rolling_back(self, conn: psycopg.Connection[Any]) -> None:
+        """Give back a connection inside a transaction: send ``ROLLBACK``
+        without waiting for the answer, which the next :meth:`get` reads.
+        The server ends the transaction (and frees its snapshot) as soon as
+        the message arrives; the client saves a round trip."""
+        # Another thread may be inside a call on it (close() ending the
+        # transaction): then it is closed rather than waited for.
+        if not conn.lock.acquire(blocking=False):
+            self.discard(conn)
+            return
+        try:
+            if conn.closed:
+                raise psycopg.OperationalError("the connection is closed")
+            conn.pgconn.send_query(_ROLLBACK)
+            conn.pgconn.flush()
+        except psycopg.Error:
+            self.discard(conn)
+            return
+        finally:
+            conn.lock.release()
+        with self._lock:
+            if (
+                not self.closed
+                and len(self._idle) < self.size
+                and self._pid == os.getpid()
+            ):
+                self._idle.append(conn)
+                self._rolling.add(conn)
+                return
+        self.discard(conn)
 
     def connect(self) -> psycopg.Connection[Any]:
         """A new connection, never an idle one."""
@@ -176,6 +265,7 @@ class _Pool:
         """Close the idle connections."""
         with self._lock:
             idle, self._idle = self._idle, []
+            self._rolling.clear()
         for conn in idle:
             self.discard(conn)
 
@@ -284,6 +374,8 @@ class PostgreSQLEngine(Engine):
             # ("prepared statement _pg3_3 does not exist").
             "prepare_threshold": None,
         }
+        #: Rows that recent scans used (see ``_first_page``).
+        self._scan_rows = float(_FIRST_PAGE)
         #: Open transactions, for close(): weak references to them, and the
         #: box holding each one's connection (freed with the transaction).
         self._live: dict[weakref.ref[_Base], list[Any]] = {}
@@ -432,8 +524,20 @@ class PostgreSQLEngine(Engine):
                 conn.close()
             except Exception:
                 pass
-        else:
+        elif conn.info.transaction_status == TransactionStatus.IDLE:
             pool.put(conn)
+        else:
+            pool.put_rolling_back(conn)
+
+    def _first_page(self) -> int:
+        """Rows to read first in a scan: a little more than recent scans
+        used (a scan that reads 100 rows then needs one query, one that
+        stops at its first row does not fetch a thousand)."""
+        return min(_MAX_PAGE, max(_FIRST_PAGE, int(self._scan_rows * 1.25) + 1))
+
+    def _scanned(self, rows: int) -> None:
+        # A moving average; races between threads only blur it.
+        self._scan_rows = self._scan_rows * 0.75 + rows * 0.25
 
 
 def _netloc_args(url: EngineURL) -> dict[str, Any]:
@@ -508,6 +612,12 @@ def _translate(exc: psycopg.Error, url: str, what: str) -> Error:
     return EngineError(f"{url}: the {what} failed: {reason}")
 
 
+def _lost(conn: psycopg.Connection[Any], exc: psycopg.Error) -> bool:
+    """Whether ``exc`` is the connection failing (rather than the server
+    refusing a statement)."""
+    return isinstance(exc, psycopg.OperationalError) and (conn.closed or conn.broken)
+
+
 def _bad_key(key: object) -> None:
     if type(key) is not bytes:
         raise TypeError("keys must be bytes")
@@ -539,18 +649,16 @@ class _Base(Txn):
 
     def _run(self, query: bytes, params: Sequence[Any], what: str) -> list[Any]:
         """Run one statement in this transaction and return its rows; the
-        first one carries the ``BEGIN`` in the same round trip."""
+        first one is preceded by ``BEGIN``."""
         for attempt in (1, 2):
             conn = self._conn()
             try:
-                if self._begun:
-                    cur = conn.execute(query, params, binary=True)
-                else:
-                    with conn.pipeline():
-                        conn.execute(self._begin)
-                        cur = conn.execute(query, params, binary=True)
+                if not self._begun:
+                    # Its own round trip: psycopg's pipeline mode, which
+                    # would save it, costs more client CPU than it saves.
+                    conn.execute(self._begin)
                     self._begun = True
-                return cur.fetchall()
+                return conn.execute(query, params, binary=True).fetchall()
             except psycopg.Error as exc:
                 if attempt == 1 and self._stale(conn, exc):
                     continue
@@ -607,23 +715,29 @@ class _Base(Txn):
     ) -> Iterator[tuple[bytes, bytes]]:
         """The committed rows (and this transaction's flushed writes) from
         ``key``, a page per round trip."""
-        sqls = self._engine._sql
-        size = _FIRST_PAGE
+        engine = self._engine
+        sqls = engine._sql
+        size = engine._first_page()
         if reverse:
             query, after = (sqls.le if inclusive else sqls.lt), sqls.lt
         else:
             query, after = (sqls.ge if inclusive else sqls.gt), sqls.gt
-        while True:
-            if self.ended:
-                raise TxnError(_USED_AFTER_END)
-            rows = self._run(query, (key, size), "scan")
-            for row in rows:
-                yield row
+        used = 0
+        try:
+            while True:
                 if self.ended:
                     raise TxnError(_USED_AFTER_END)
-            if len(rows) < size:
-                return
-            key, query, size = rows[-1][0], after, min(size * 4, _MAX_PAGE)
+                rows = self._run(query, (key, size), "scan")
+                for row in rows:
+                    yield row
+                    used += 1
+                    if self.ended:
+                        raise TxnError(_USED_AFTER_END)
+                if len(rows) < size:
+                    return
+                key, query, size = rows[-1][0], after, min(size * 4, _MAX_PAGE)
+        finally:
+            engine._scanned(used)
 
     def _release(self) -> None:
         # Once per transaction even when close() races the owner: only the
@@ -632,15 +746,8 @@ class _Base(Txn):
             conn = self._box.pop()
         except IndexError:
             return
-        if (
-            self._begun
-            and not conn.closed
-            and conn.info.transaction_status != TransactionStatus.IDLE
-        ):
-            try:
-                conn.execute(_ROLLBACK)
-            except psycopg.Error:
-                pass  # put() closes a connection that is not idle
+        # Inside a transaction still (a reader, an aborted writer), the
+        # pool sends ROLLBACK without waiting for the answer.
         self._engine._give_back(self._ref, conn)
 
 
@@ -663,7 +770,7 @@ class _PGReader(_Base):
 class _PGWriter(OverlayWrites, _Base):
     """A ``SERIALIZABLE`` write transaction buffering its writes."""
 
-    __slots__ = ("_overlay", "_puts", "_writes")
+    __slots__ = ("_overlay", "_puts", "_size", "_writes")
     write = True
     _begin = _BEGIN_WRITE
 
@@ -672,6 +779,7 @@ class _PGWriter(OverlayWrites, _Base):
         self._puts: dict[bytes, bytes] = {}
         self._overlay: Overlay | None = None
         self._writes = 0
+        self._size = 0  # bytes of keys and values put since the last flush
         # Writers do not take turns; the lock only marks who ends the
         # transaction (see Txn), so each writer has one of its own.
         lock = WriterLock()
@@ -704,7 +812,8 @@ class _PGWriter(OverlayWrites, _Base):
                 f"limit of {MAX_KEY_SIZE} bytes; use shorter keys"
             )
         OverlayWrites.put(self, key, value)
-        if len(self._puts) >= FLUSH_AT:
+        self._size += len(key) + len(value)
+        if len(self._puts) >= FLUSH_AT or self._size >= FLUSH_BYTES:
             self._flush()
 
     def iter(self, key: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
@@ -719,58 +828,77 @@ class _PGWriter(OverlayWrites, _Base):
             return base
         return merge(base, ordered(self).scan(key, reverse, inclusive), reverse)
 
-    def _flush(self) -> None:
-        """Send the buffered writes (with ``BEGIN`` if it was not sent yet)
-        in one round trip, and empty the buffer."""
+    def _flush(self, commit: bool = False) -> None:
+        """Send the buffered writes, after ``BEGIN`` if it was not sent yet
+        and with ``COMMIT`` when ``commit``, all in one round trip; empty
+        the buffer.
+
+        The statements travel as one query string, their parameters merged
+        by psycopg's client-side binding (``ClientCursor``): the server runs
+        them in order and stops at the first error, which then leaves the
+        transaction aborted (or, at ``COMMIT``, rolled back).
+        """
         puts = self._puts
-        if not puts:
-            return
-        gone = [key for key, value in puts.items() if value is DELETED]
-        keys = [key for key, value in puts.items() if value is not DELETED]
-        values = [puts[key] for key in keys]
+        parts: list[bytes] = []
+        params: list[bytes] = []
+        if not self._begun:
+            parts.append(self._begin)
         sqls = self._engine._sql
+        items = [(k, v) for k, v in puts.items() if v is not DELETED]
+        gone = [k for k, v in puts.items() if v is DELETED]
+        step = _ROWS_PER_STATEMENT
+        for i in range(0, len(items), step):
+            chunk = items[i : i + step]
+            parts.append(sqls.upsert(len(chunk)))
+            for key, value in chunk:
+                params += (key, value)
+        for i in range(0, len(gone), step):
+            keys = gone[i : i + step]
+            parts.append(sqls.delete(len(keys)))
+            params += keys
+        if commit:
+            parts.append(_COMMIT)
+        query = b"; ".join(parts)
         for attempt in (1, 2):
             conn = self._conn()
             try:
-                with conn.pipeline():
-                    if not self._begun:
-                        conn.execute(self._begin)
-                    if keys:
-                        conn.execute(sqls.upsert, (keys, values), binary=True)
-                    if gone:
-                        conn.execute(sqls.delete, (gone,), binary=True)
+                psycopg.ClientCursor(conn).execute(query, params)
                 break
             except psycopg.Error as exc:
-                if attempt == 1 and self._stale(conn, exc):
+                # A dead pooled connection is replaced only while nothing of
+                # this transaction reached the server, and never for a batch
+                # holding COMMIT: the server may have run it.
+                if attempt == 1 and not commit and self._stale(conn, exc):
                     continue
-                raise self._failed(exc, "write") from exc
+                if commit and _lost(conn, exc):
+                    raise self._unknown(exc) from exc
+                raise self._failed(exc, "commit" if commit else "write") from exc
         self._begun = True
         self._puts = {}
+        self._size = 0
         self._overlay = None
         self._writes += 1  # live iterators re-seek: the server has them now
+
+    def _unknown(self, exc: psycopg.Error) -> EngineError:
+        return EngineError(
+            f"{self._engine.url}: the connection failed during COMMIT "
+            f"({_reason(exc)}); the outcome is unknown: the transaction "
+            "may or may not have been committed. Check the data before "
+            "running it again."
+        )
 
     def _commit(self) -> None:
         if not self._puts and not self._begun:
             return  # nothing read, nothing written
-        try:
-            self._flush()
-        except ConflictError:
-            raise
-        except Error as exc:
-            raise type(exc)(f"{exc}; nothing was committed") from exc
+        if self._puts:
+            self._flush(commit=True)
+            return
         conn = self._conn()
         try:
             conn.execute(_COMMIT)
         except psycopg.Error as exc:
-            if isinstance(exc, psycopg.OperationalError) and (
-                conn.closed or conn.broken
-            ):
-                raise EngineError(
-                    f"{self._engine.url}: the connection failed during COMMIT "
-                    f"({_reason(exc)}); the outcome is unknown: the transaction "
-                    "may or may not have been committed. Check the data before "
-                    "running it again."
-                ) from exc
+            if _lost(conn, exc):
+                raise self._unknown(exc) from exc
             raise _translate(exc, self._engine.url, "commit") from exc
 
     def _abort(self) -> None:
