@@ -6,12 +6,15 @@ created if absent (URL parameter ``table``, default ``acid``). ``bytea``
 compares like ``memcmp`` and then by length, which is the engines' order.
 
 - A read transaction is ``REPEATABLE READ READ ONLY``: one snapshot, taken
-  by its first read (``BEGIN`` travels with that read, in one round trip).
+  by its first read (``BEGIN`` is sent just before it). Its ``ROLLBACK`` is
+  sent without waiting for the answer, which the connection's next user
+  reads.
 - A write transaction is ``SERIALIZABLE``. It buffers its puts and deletes
   (its own reads and scans see them through an overlay, as the LevelDB
-  engine's do) and sends them in a few set-based statements at commit, or
-  earlier when the buffer grows large: a 1,000-record transaction is a
-  handful of round trips, not 1,000.
+  engine's do) and sends them at commit as multi-row statements in one
+  query string that ends with ``COMMIT`` (and starts with ``BEGIN`` if
+  nothing was sent before): one round trip. A large transaction also sends
+  them early, every 5,000 keys or 16 MiB.
 - Several write transactions run at once, in this process and in others.
   A serialization failure or a deadlock is :class:`~acid.errors.ConflictError`
   (retryable, see ``store.transact``); nothing of that transaction landed.
@@ -21,8 +24,10 @@ compares like ``memcmp`` and then by length, which is the engines' order.
 - Connections are pooled (:class:`_Pool`): a transaction takes one when it
   begins and gives it back when it ends.
 
-Iterators read the table in pages (32 rows first, then up to 1,024), so a
-scan that stops early costs little and a long one few round trips.
+Iterators read the table in pages: the first a little larger than what
+recent scans used (at least 32 rows), then four times larger each time, up
+to 1,024; a scan that stops early costs little and a long one few round
+trips.
 """
 
 from __future__ import annotations
@@ -152,6 +157,25 @@ _ROWS_PER_STATEMENT = 1000
 FLUSH_BYTES = 16 * 2**20
 
 
+def _close(conn: psycopg.Connection[Any]) -> None:
+    """Close ``conn``, unless another thread is inside a call on it (the
+    engine closing under a transaction in flight): freeing the connection
+    then could crash that call, so the call is cancelled instead, and the
+    connection freed with its last reference."""
+    if conn.lock.acquire(blocking=False):
+        try:
+            conn.close()
+        except Exception:
+            pass
+        finally:
+            conn.lock.release()
+    else:
+        try:
+            conn.cancel()
+        except Exception:
+            pass
+
+
 def _quiet(conn: psycopg.Connection[Any]) -> bool:
     """Whether an idle connection has nothing to read, as it should. A
     server that went away (restarted, killed, or ending idle sessions) left
@@ -162,12 +186,41 @@ def _quiet(conn: psycopg.Connection[Any]) -> bool:
     except (OSError, ValueError, psycopg.Error):
         readable = [True]
     if readable:
-        try:
-            conn.close()
-        except Exception:
-            pass
+        _close(conn)
         return False
     return True
+
+
+#: Every open connection of every engine in this process (see _forked).
+_connections: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
+
+
+def _forked() -> None:
+    """In a child process just forked: detach every inherited connection.
+
+    Its socket is shared with the parent; whatever the child sent on it
+    (the goodbye message libpq sends when the connection object is freed,
+    at the latest when the child exits) would end the parent's session. So
+    each socket descriptor is pointed at ``/dev/null``: the child's copies
+    then fail when used (``EngineError``), and free themselves harmlessly.
+    """
+    try:
+        null = os.open(os.devnull, os.O_RDWR)
+    except OSError:
+        return
+    try:
+        for conn in list(_connections):
+            try:
+                os.dup2(null, conn.pgconn.socket)
+            except (OSError, psycopg.Error):
+                pass
+    finally:
+        os.close(null)
+    _connections.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
 
 
 class _Pool:
@@ -284,10 +337,7 @@ class _Pool:
 
     def discard(self, conn: psycopg.Connection[Any]) -> None:
         if self._pid == os.getpid():
-            try:
-                conn.close()
-            except Exception:
-                pass
+            _close(conn)
         else:
             self._inherited.append(conn)
 
@@ -314,7 +364,7 @@ class PostgreSQLEngine(Engine):
     PARAMS = {
         "table": Param(
             _table_name, "acid", "the table holding the data", check=_check_table
-        ),  # fmt: skip
+        ),
         "pool_size": Param(Param.INT, 8, "idle connections kept", low=0, high=10_000),
         "connect_timeout": Param(
             Param.SECONDS, 10.0, "seconds to wait for a connection", low=1
@@ -322,7 +372,7 @@ class PostgreSQLEngine(Engine):
         "lock_timeout": Param(
             Param.SECONDS,
             DEFAULT_LOCK_TIMEOUT,
-            "seconds a statement waits for a row lock",  # fmt: skip
+            "seconds a statement waits for a row lock",
         ),
         **{
             name: Param(str, None, "libpq parameter", check=_check_text)
@@ -369,9 +419,10 @@ class PostgreSQLEngine(Engine):
             "connect_timeout": max(1, round(min(connect_timeout, 2**31 - 1))),
             "options": f"{info.get('options', '')} -c lock_timeout={wait_ms}".strip(),
             "autocommit": True,
-            # No automatic server-side prepared statements: after an aborted
-            # pipeline psycopg may believe a statement prepared that is not
-            # ("prepared statement _pg3_3 does not exist").
+            # No automatic server-side prepared statements: after a failed
+            # batch psycopg could believe prepared a statement that is not
+            # ("prepared statement _pg3_3 does not exist", seen with
+            # pipeline mode).
             "prepare_threshold": None,
         }
         #: Rows that recent scans used (see ``_first_page``).
@@ -401,7 +452,9 @@ class PostgreSQLEngine(Engine):
 
     def _new_connection(self) -> psycopg.Connection[Any]:
         try:
-            return psycopg.connect(**self._connect_args)
+            conn = psycopg.connect(**self._connect_args)
+            _connections.add(conn)
+            return conn
         except psycopg.Error as exc:
             raise EngineError(
                 f"{self.url}: cannot connect: {_reason(exc)}; check the host, "
@@ -508,10 +561,7 @@ class PostgreSQLEngine(Engine):
             if pool is not None:
                 pool.discard(conn)
             else:
-                try:
-                    conn.close()
-                except Exception:
-                    pass
+                _close(conn)
 
     def _give_back(
         self, ref: weakref.ref[_Base], conn: psycopg.Connection[Any]
@@ -520,10 +570,7 @@ class PostgreSQLEngine(Engine):
             self._live.pop(ref, None)
         pool = self._pool
         if pool is None:
-            try:
-                conn.close()
-            except Exception:
-                pass
+            _close(conn)
         elif conn.info.transaction_status == TransactionStatus.IDLE:
             pool.put(conn)
         else:

@@ -4,6 +4,7 @@ and a connection lost during COMMIT."""
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 import time
@@ -404,3 +405,34 @@ def test_connection_lost_during_commit_is_not_reported_committed(
         assert txn.closed
         assert engine.get(b"new") is None  # here it was not committed
         assert _all(engine) == [(b"base", b"1")]
+
+
+def test_a_forked_child_leaves_the_parents_sessions_alone(engine: Any) -> None:
+    fill(engine, {b"k": b"1"})
+    reader = engine.begin()
+    assert reader.get(b"k") == b"1"  # its session holds a snapshot now
+    engine.get(b"k")  # and an idle pooled connection exists
+    pid = os.fork()
+    if pid == 0:  # the child: uses the engine, then frees what it inherited
+        code = 1
+        try:
+            assert engine.get(b"k") == b"1"  # on a connection of its own
+            fill(engine, {b"child": b"2"})
+            try:
+                reader.get(b"k")  # the parent's session: refused
+            except EngineError:
+                code = 0
+            # What exiting would do: free every connection object, which
+            # makes libpq say goodbye on its socket.
+            for obj in gc.get_objects():
+                if isinstance(obj, psycopg.Connection):
+                    obj.close()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    fill(engine, {b"k": b"2"})
+    assert reader.get(b"k") == b"1"  # the same session, snapshot intact
+    assert reader.get(b"child") is None
+    reader.abort()
+    assert engine.get(b"child") == b"2" and engine.get(b"k") == b"2"
