@@ -24,12 +24,13 @@ PERSISTENT = {"lmdb", "leveldb", "postgresql"}
 _postgres: dict[str, object] = {"url": None, "used": 0}
 
 
-def postgres_table_url(server_url: str, key: str) -> str:
+def postgres_table_url(server_url: str, key: str, table: str | None = None) -> str:
     """A URL of ``server_url`` naming a table of its own for ``key`` (a
     test's directory), so that tests never see each other's data and a
-    test reopening its directory reopens its table."""
-    digest = hashlib.sha1(key.encode()).hexdigest()[:24]
-    return f"{server_url}?table=t_{digest}"
+    test reopening its directory reopens its table; or naming ``table``."""
+    if table is None:
+        table = "t_" + hashlib.sha1(key.encode()).hexdigest()[:24]
+    return f"{server_url}{'&' if '?' in server_url else '?'}table={table}"
 
 
 def engine_url(name: str, path: str) -> str:

@@ -136,7 +136,7 @@ def test_a_table_of_another_shape_is_refused(postgres_url: str, url: str) -> Non
 
 def test_odd_table_names_are_quoted(postgres_url: str) -> None:
     name = f'we"ird; DROP TABLE x; -- {os.getpid()}'
-    with from_url(f"{postgres_url}?table={name}") as engine:
+    with from_url(postgres_table_url(postgres_url, "", name)) as engine:
         fill(engine, {b"k": b"v"})
         assert engine.get(b"k") == b"v"
 
