@@ -191,6 +191,9 @@ def _quiet(conn: psycopg.Connection[Any]) -> bool:
     return True
 
 
+#: This process's id, kept up to date by _forked (``os.getpid()`` is a
+#: system call, and the pool asks on every transaction).
+_process = [os.getpid()]
 #: Every open connection of every engine in this process (see _forked).
 _connections: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
 
@@ -204,6 +207,7 @@ def _forked() -> None:
     each socket descriptor is pointed at ``/dev/null``: the child's copies
     then fail when used (``EngineError``), and free themselves harmlessly.
     """
+    _process[0] = os.getpid()
     try:
         null = os.open(os.devnull, os.O_RDWR)
     except OSError:
@@ -238,7 +242,7 @@ class _Pool:
         self.size = size
         self._idle: list[psycopg.Connection[Any]] = []
         self._lock = threading.Lock()
-        self._pid = os.getpid()
+        self._pid = _process[0]
         #: Connections a forked child inherited: kept referenced and never
         #: closed, since closing would end the parent's sessions.
         self._inherited: list[psycopg.Connection[Any]] = []
@@ -250,11 +254,11 @@ class _Pool:
     def get(self) -> psycopg.Connection[Any]:
         while True:
             with self._lock:
-                if self._pid != os.getpid():
+                if self._pid != _process[0]:
                     self._inherited.extend(self._idle)
                     self._idle = []
                     self._rolling.clear()
-                    self._pid = os.getpid()
+                    self._pid = _process[0]
                 if not self._idle:
                     break
                 conn = self._idle.pop()
@@ -303,7 +307,7 @@ class _Pool:
             if (
                 not self.closed
                 and len(self._idle) < self.size
-                and self._pid == os.getpid()
+                and self._pid == _process[0]
             ):
                 self._idle.append(conn)
                 self._rolling.add(conn)
@@ -326,8 +330,8 @@ class _Pool:
         """Give back a connection; one that is not idle and healthy is closed."""
         if (
             not conn.closed
-            and conn.info.transaction_status == TransactionStatus.IDLE
-            and self._pid == os.getpid()
+            and conn.pgconn.transaction_status == TransactionStatus.IDLE
+            and self._pid == _process[0]
         ):
             with self._lock:
                 if not self.closed and len(self._idle) < self.size:
@@ -336,7 +340,7 @@ class _Pool:
         self.discard(conn)
 
     def discard(self, conn: psycopg.Connection[Any]) -> None:
-        if self._pid == os.getpid():
+        if self._pid == _process[0]:
             _close(conn)
         else:
             self._inherited.append(conn)
@@ -571,7 +575,7 @@ class PostgreSQLEngine(Engine):
         pool = self._pool
         if pool is None:
             _close(conn)
-        elif conn.info.transaction_status == TransactionStatus.IDLE:
+        elif conn.pgconn.transaction_status == TransactionStatus.IDLE:
             pool.put(conn)
         else:
             pool.put_rolling_back(conn)
