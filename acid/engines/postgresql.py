@@ -584,7 +584,7 @@ class PostgreSQLEngine(Engine):
         """Rows to read first in a scan: a little more than recent scans
         used (a scan that reads 100 rows then needs one query, one that
         stops at its first row does not fetch a thousand)."""
-        return min(_MAX_PAGE, max(_FIRST_PAGE, int(self._scan_rows * 1.25) + 1))
+        return min(_MAX_PAGE, max(_FIRST_PAGE, int(self._scan_rows * 1.125) + 2))
 
     def _scanned(self, rows: int) -> None:
         # A moving average; races between threads only blur it.
