@@ -21,7 +21,9 @@ import os
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from acid import _query, encoders, keylib
+from acid import _query, _ttl, encoders, keylib
+from acid._atomic import AtomicOps
+from acid._expiry import Expiry, ExpiryOps
 from acid._layout import KIND_INDEX, KIND_TABLE, SEP, ValueCodec
 from acid._txn import run_alone
 from acid.errors import (
@@ -33,7 +35,7 @@ from acid.errors import (
     SchemaError,
     TxnError,
 )
-from acid.index import Entries, Index
+from acid.index import Entries, Index, index_meta
 from acid.store import CheckReport
 
 if TYPE_CHECKING:
@@ -55,7 +57,7 @@ def _key_kind(key_func: Any) -> str:
     return "auto" if key_func is None else "func"
 
 
-class Collection:
+class Collection(AtomicOps, ExpiryOps):
     """Records of one kind in a :class:`~acid.Store`, with their indexes.
 
     ``info`` is the collection's name. ``key_func(rec)`` makes a record's
@@ -69,6 +71,10 @@ class Collection:
     checked when it is opened again: the encoder, the counter, and whether
     keys come from a ``key_func`` or a counter. A mismatch raises
     :class:`~acid.errors.ConfigError` naming both values.
+
+    The atomic operations ``add``, ``replace``, ``cas``, ``seize``, ``incr``
+    and ``append`` come from :class:`acid._atomic.AtomicOps`, expiry from
+    :class:`acid._expiry.ExpiryOps`.
     """
 
     def __init__(
@@ -79,6 +85,8 @@ class Collection:
         encoder: encoders.Encoder | str | None = None,
         compressor: encoders.Compressor | str | None = None,
         counter_name: str | None = None,
+        *,
+        ttl: Any = None,
     ) -> None:
         name = info
         if not isinstance(name, str) or not name:
@@ -89,6 +97,7 @@ class Collection:
             not isinstance(counter_name, str) or not counter_name
         ):
             raise TypeError("counter_name must be a non-empty str")
+        _ttl.check_ttl(ttl)
         self.store = store
         self.name = name
         self.key_func = key_func
@@ -141,7 +150,12 @@ class Collection:
         stored_indexes = {n[1] for n, _ in store.index_metas(name)}
         self._undeclared: set[str] = stored_indexes
         self._update_refusal()
+        #: Expiry state (acid/_expiry.py), or None when no record can expire.
+        self.expiry: Expiry | None = None
+        self.sync_expiry(meta)
         store.schema.attach(self)
+        if ttl is not None:
+            self.declare_ttl(ttl)
 
     @property
     def encoder(self) -> encoders.Encoder:
@@ -244,6 +258,7 @@ class Collection:
             return
         self.name = info["name"]
         self._detached = None
+        self.sync_expiry(info)
         comp = self.codec.compressor
         if (
             not encoders.is_builtin(comp)
@@ -391,6 +406,7 @@ class Collection:
             "id": store.schema.allocate_id(),
             "collection": self.name,
             "uid": os.urandom(8),
+            **index_meta(func),  # token and q-gram indexes: kind and q
         }
         store.set_meta(KIND_INDEX, (self.name, name), info)
         idx = Index(self, info, func)
@@ -414,15 +430,19 @@ class Collection:
 
     # -- writes -----------------------------------------------------------
 
-    def put(self, rec: Any, key: Any = None) -> tuple[Any, ...]:
+    def put(self, rec: Any, key: Any = None, *, ttl: Any = None) -> tuple[Any, ...]:
         """Create or replace a record; return its key.
 
         ``key`` overrides the key function (a scalar becomes a 1-tuple).
+        ``ttl``: seconds until the record expires, :data:`acid.FOREVER`, or
+        ``None`` for the collection's default (see "Expiry" below).
         Index entries change in the same transaction as the record. A put
         that fails (an index function or encoder that raises, a value the
         engine rejects) changes nothing, so the caller may catch the error
         and commit the rest of the transaction.
         """
+        if ttl is not None:  # the first record that expires: see "Expiry"
+            return self.put_with_ttl(rec, key, ttl)
         txn = self._ctx_get()
         if txn is not self._ok_txn:  # the first write of this object in txn
             if txn is None or txn.ended:  # autocommit (ended: a task inherited it)
@@ -679,11 +699,20 @@ class Collection:
             self._refuse_detached()
         todo = [i for i in self._indexes if i.id not in report.checked_indexes]
         report.checked_indexes.update(i.id for i in todo)
+        expiry = self.expiry
+        if expiry is not None and expiry.space_id in report.checked_indexes:
+            expiry = None  # another object of this collection checked it
+        elif expiry is not None:
+            report.checked_indexes.add(expiry.space_id)
 
         def run() -> None:
             for idx in todo:
                 records = self.store.iter_space(self.id)
                 idx.check(records, len(self.key_prefix), self.codec.decode, report)
+            if expiry is not None:
+                skip = len(self.key_prefix)
+                keys = {k[skip:] for k, _ in self.store.iter_space(self.id)}
+                expiry.check(keys, report)
 
         self.store.in_txn(run)
         return report

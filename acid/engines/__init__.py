@@ -513,7 +513,7 @@ _SAME_THREAD = (
     "transaction that has not ended; waiting for it here would wait forever. "
     "Finish the other write transaction first (commit or abort it). In "
     "asyncio, do not let a write transaction span an await, or run it in a "
-    "thread with asyncio.to_thread (an asyncio API is planned)."
+    "thread with asyncio.to_thread, or use acid.aio."
 )
 
 
