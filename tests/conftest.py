@@ -19,6 +19,10 @@ HAVE_PSYCOPG = importlib.util.find_spec("psycopg") is not None
 #: Engine names the layer tests run on; "trace" is the trace wrapper over skiplist.
 ENGINES = ["skiplist", "lmdb", "leveldb", "trace", "postgresql"]
 PERSISTENT = {"lmdb", "leveldb", "postgresql"}
+#: Engines whose writers run at once (``concurrent_writers``): tests marked
+#: ``writers_take_turns`` (threads or tasks writing in autocommit or plain
+#: ``begin`` blocks, without ``store.transact``) are skipped on them.
+CONCURRENT_WRITERS = {"postgresql"}
 
 #: The PostgreSQL server of this run (see :func:`postgres_server`).
 _postgres: dict[str, object] = {"url": None, "used": 0}
@@ -100,6 +104,13 @@ def postgres_url(postgres_server: str) -> str:
 
 @pytest.fixture(params=ENGINES)
 def engine_name(request: pytest.FixtureRequest) -> str:
+    if request.param in CONCURRENT_WRITERS and request.node.get_closest_marker(
+        "writers_take_turns"
+    ):
+        pytest.skip(
+            "concurrent writers: this test's writers do not retry conflicts "
+            "(autocommit writes and begin() blocks are not retried)"
+        )
     if request.param == "postgresql":
         request.getfixturevalue("postgres_url")
     return request.param
