@@ -275,6 +275,7 @@ def test_a_task_shares_the_block_it_was_created_in_until_it_ends(
     run(main)
 
 
+@pytest.mark.writers_take_turns
 def test_cancelling_a_writer_aborts_it_and_frees_the_turn(
     astore: acid.aio.Store,
 ) -> None:
