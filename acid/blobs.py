@@ -35,6 +35,7 @@ the previous blob whole.
 from __future__ import annotations
 
 import io
+import operator
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -554,6 +555,7 @@ class BlobReader(io.RawIOBase):
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         self._checked()
+        offset = operator.index(offset)  # a float is no position (io's rule)
         if whence == io.SEEK_SET:
             pos = offset
         elif whence == io.SEEK_CUR:
@@ -603,6 +605,15 @@ class BlobReader(io.RawIOBase):
             self._pos += n
         return done
 
+    def read(self, size: int | None = -1) -> bytes:
+        """Up to ``size`` bytes; all the rest for ``-1`` or ``None``."""
+        if size is None:
+            size = -1
+        return super().read(size)
+
+    def write(self, b: Any) -> int:
+        raise io.UnsupportedOperation("blob files are read-only; use put()")
+
     def readall(self) -> bytes:
         out = bytearray()
         while True:
@@ -621,24 +632,32 @@ class BlobReader(io.RawIOBase):
 
 
 def _read_chunks(f: IO[bytes] | Any, cs: int) -> Iterator[bytes]:
-    """Exactly ``cs`` bytes at a time from ``f`` (the last piece shorter)."""
+    """Exactly ``cs`` bytes at a time from ``f`` (the last piece shorter).
+
+    Reads of any length are accepted: a short one need not be the end, a
+    long one (more than asked) is cut into chunks.
+    """
+    acc = bytearray()
     while True:
-        buf = f.read(cs)
-        if not buf:
-            return
+        buf = f.read(cs - len(acc) if len(acc) < cs else cs)
         if not isinstance(buf, bytes | bytearray | memoryview):
-            raise TypeError(f"file.read() returned {type(buf).__name__}, not bytes")
-        if len(buf) < cs:  # a short read need not be the end: fill the chunk
-            acc = bytearray(buf)
-            while len(acc) < cs:
-                more = f.read(cs - len(acc))
-                if not more:
-                    break
-                acc += more
-            buf = acc
-        yield bytes(buf)
-        if len(buf) < cs:
-            return
+            raise TypeError(
+                f"file.read() returned {type(buf).__name__}, not bytes; "
+                "open the file in binary mode ('rb')"
+            )
+        if not buf:
+            break
+        if not acc and len(buf) == cs:  # the usual case: no copy
+            yield bytes(buf)
+            continue
+        acc += buf
+        del buf
+        while len(acc) >= cs:
+            piece = bytes(memoryview(acc)[:cs])
+            del acc[:cs]
+            yield piece
+    if acc:
+        yield bytes(acc)
 
 
 def _undo(txn: Txn, undo: Callable[[], None]) -> None:
