@@ -427,7 +427,7 @@ class BlobStore:
             if own:
                 txn.abort()
             raise
-        return BlobReader(self, txn, head, own)
+        return BlobReader(self, txn, head, own, key)
 
     def delete(self, key: str) -> None:
         """Delete ``key`` and its data; a missing key is no error."""
@@ -512,6 +512,8 @@ class BlobStore:
         Runs in the active write transaction or one of its own. Expired blobs
         are invisible anyway; this gives their space back.
         """
+        if max is not None and (type(max) is not int or max < 0):
+            raise ValueError(f"max must be None or an int >= 0, not {max!r}")
         skip = len(self._space)
 
         def run() -> int:
@@ -534,11 +536,14 @@ class BlobStore:
 class BlobReader(io.RawIOBase):
     """The file object returned by :meth:`BlobStore.open`."""
 
-    def __init__(self, blobs: BlobStore, txn: Txn, head: _Head, own: bool) -> None:
+    def __init__(
+        self, blobs: BlobStore, txn: Txn, head: _Head, own: bool, key: str = ""
+    ) -> None:
         super().__init__()
         self._blobs = blobs
         self._txn: Txn | None = txn
         self._head = head
+        self._key = key
         self._own = own
         self._pos = 0
         self._cached: tuple[int, bytes] | None = None
@@ -592,7 +597,14 @@ class BlobReader(io.RawIOBase):
         return chunk
 
     def readinto(self, buffer: Any) -> int:
-        self._checked()
+        txn = self._checked()
+        if not self._own:  # the block may have replaced the blob since
+            raw = txn.get(self._blobs._head_key(self._key))
+            if raw is None or _Head.unpack(raw).gen != self._head.gen:
+                raise ValueError(
+                    f"blob {self._key!r} was replaced or deleted in this "
+                    "transaction after this file was opened; open it again"
+                )
         view = memoryview(buffer).cast("B")
         cs, size = self._head.chunk_size, self._head.size
         done = 0

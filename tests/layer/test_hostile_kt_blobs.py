@@ -149,6 +149,43 @@ def test_blob_file_read_none_and_write(blobs: BlobStore) -> None:
             f.write(b"x")
 
 
+def test_blob_file_in_a_block_after_the_block_replaced_the_blob(
+    bstore: acid.Store, blobs: BlobStore
+) -> None:
+    """The replaced blob's chunks are deleted in the block: reading on
+    raised CorruptionError ("chunk 1 of a blob is missing"), a false report
+    of a damaged store."""
+    blobs.put("k", data_of(3 * CS))
+    for change in (
+        lambda: blobs.put("k", b"new" * CS),
+        lambda: blobs.delete("k"),
+        lambda: blobs.copy("other", "k"),
+    ):
+        blobs.put("other", b"o")
+        with bstore.begin(write=True):
+            f = blobs.open("k")
+            assert f.read(2) == data_of(2)
+            change()
+            with pytest.raises(ValueError, match="replaced or deleted"):
+                f.read()
+            with pytest.raises(ValueError, match="replaced or deleted"):
+                f.read(1)  # even from the chunk it holds
+            acid.abort()
+        assert blobs.get("k") == data_of(3 * CS)
+    with bstore.begin(write=True):
+        f = blobs.open("k")
+        blobs.copy("k", "k2")  # other keys may change
+        blobs.put("x", b"x")
+        assert f.read() == data_of(3 * CS)
+
+
+def test_expire_max_must_be_a_count(blobs: BlobStore) -> None:
+    for bad in ("x", -1, 1.5):
+        with pytest.raises(ValueError):
+            blobs.expire(max=bad)  # type: ignore[arg-type]
+    assert blobs.expire(max=0) == 0
+
+
 # -- what held up (kept, so that it keeps holding) -----------------------------
 
 
