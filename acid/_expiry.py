@@ -242,7 +242,12 @@ class ExpiryOps:
             # read on the get path would get slower (CPython 3.11+).
             return
         exp = self.expiry
-        if exp is None or exp.space_id != space or exp.default != default:
+        if (
+            exp is None
+            or exp.space_id != space
+            or exp.default != default
+            or exp.coll_name != self.name  # renamed
+        ):
             self.expiry = Expiry(self.store, space, default, self.name)
         self.__dict__.update(
             put=self.put_with_ttl,

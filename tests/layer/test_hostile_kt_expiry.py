@@ -314,3 +314,20 @@ def test_expire_while_another_thread_rewrites_the_records(
     assert errors == []
     assert [coll.get(i) for i in range(n)] == [{"v": 1}] * n
     assert tstore.check().ok
+
+
+def test_check_names_a_renamed_collection_in_expiry_differences(
+    tstore: acid.Store,
+) -> None:
+    """The expiry state kept the collection's old name: check() reported a
+    stray deadline under a collection that no longer exists."""
+    coll = tstore.add_collection("old", ttl=10)
+    coll.put({"n": 1}, key=1)
+    tstore.rename_collection("old", "new")
+    assert coll.name == "new"
+    assert coll.expiry is not None
+    stray = keylib.pack((coll.expiry.space_id, 0), tstore.prefix) + keylib.pack((2,))
+    with tstore.begin(write=True):
+        tstore.active().put(stray, keylib.pack((5.0,)))
+    report = tstore.check()
+    assert report.stale == [("new", "(expiry)", (5.0,), (2,))]
