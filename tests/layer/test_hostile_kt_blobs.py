@@ -359,3 +359,32 @@ def test_two_stores_on_one_path_write_one_key(tmp_path: Path) -> None:
     assert a.vacuum(grace=0) == 0
     one.close()
     two.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="acid._txn treats an ended transaction as none (for tasks that "
+    "inherit a block's context), so once the engine aborts a block's "
+    "transaction (LMDB map full) the block's later writes autocommit on "
+    "their own; a fix belongs to the transaction layer",
+)
+def test_writes_after_the_engine_aborted_the_block_do_not_land_alone(
+    tmp_path: Path,
+) -> None:
+    store = acid.open(f"lmdb:{tmp_path}/db?map_size=1MiB")
+    coll = store.add_collection("c")
+    blobs = store.blobs("b")
+    with pytest.raises(acid.errors.Error), store.begin(write=True):
+        coll.put({"n": 1}, key="before")
+        with pytest.raises(acid.errors.MapFullError):
+            blobs.put("big", b"x" * (4 << 20))
+        try:
+            coll.put({"n": 2}, key="after")  # should raise: the block is dead
+        finally:
+            # whatever the put did, the block must not land in part
+            assert (coll.get("before"), coll.get("after")) in [
+                (None, None),
+                ({"n": 1}, {"n": 2}),
+            ]
+    assert coll.get("before") is None and coll.get("after") is None
+    store.close()
