@@ -100,7 +100,7 @@ class Expiry:
             return
         if when is not None:
             by_key, queue = self._by_key + rkey, self._queue_key(when, rkey)
-            before = txn.get(by_key)
+            before = None if old is None else keylib.pack((old,))
             try:
                 txn.put(by_key, keylib.pack((when,)))
                 txn.put(queue, rkey)
