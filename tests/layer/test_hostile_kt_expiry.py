@@ -331,3 +331,20 @@ def test_check_names_a_renamed_collection_in_expiry_differences(
         tstore.active().put(stray, keylib.pack((5.0,)))
     report = tstore.check()
     assert report.stale == [("new", "(expiry)", (5.0,), (2,))]
+
+
+def test_a_clock_failing_during_a_blob_put_keeps_the_old_blob(
+    tstore: acid.Store, clock: Clock
+) -> None:
+    blobs = tstore.blobs("b", chunk_size=4)
+    blobs.put("k", b"old value", ttl_secs=100)
+    clock.broken = RuntimeError("clock down")
+    with pytest.raises(RuntimeError):
+        blobs.put("k", b"x" * 100, ttl_secs=10)  # staged: several transactions
+    with tstore.begin(write=True):
+        with pytest.raises(RuntimeError):
+            blobs.put("k", b"y" * 100, ttl_secs=10)
+        clock.broken = None
+        blobs.put("other", b"o")
+    assert blobs.get("k") == b"old value" and blobs.ttl("k") == 100
+    assert blobs.keys() == ["k", "other"] and blobs.vacuum(grace=0) == 0
