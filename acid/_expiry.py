@@ -209,6 +209,7 @@ class ExpiryOps:
         name: str
         uid: bytes | None
         key_func: Callable[[Any], Any] | None
+        counter_name: str
         expiry: Expiry | None
         key_prefix: bytes
         codec: ValueCodec
@@ -313,7 +314,12 @@ class ExpiryOps:
                 try:
                     exp.set_deadline(txn, keylib.pack(k), when)
                 except BaseException:
-                    _undo(txn, lambda: type(self).delete(self, k))
+
+                    def undo() -> None:
+                        type(self).delete(self, k)
+                        self.store.bump(self.counter_name, -1, 1)
+
+                    _undo(txn, undo)
                     raise
                 return k
             rkey = keylib.pack(k if type(k) is tuple else _query.as_tuple(k))

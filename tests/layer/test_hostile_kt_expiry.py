@@ -348,3 +348,30 @@ def test_a_clock_failing_during_a_blob_put_keeps_the_old_blob(
         blobs.put("other", b"o")
     assert blobs.get("k") == b"old value" and blobs.ttl("k") == 100
     assert blobs.keys() == ["k", "other"] and blobs.vacuum(grace=0) == 0
+
+
+@pytest.mark.parametrize("keyed", [False, True])
+def test_a_deadline_write_that_fails_changes_nothing(
+    tstore: acid.Store, monkeypatch: pytest.MonkeyPatch, keyed: bool
+) -> None:
+    """Injected failure of the expiry entries' write, for a counter key
+    (record written first, then removed, counter given back) and a known
+    key (entries written first)."""
+    coll = tstore.add_collection("c")
+    coll.add_index("n", lambda r: [(r["n"],)])
+    first = coll.put({"n": 0}, ttl=100)
+    assert coll.expiry is not None
+
+    def fail(*args: Any) -> None:
+        raise OSError("injected")
+
+    with tstore.begin(write=True):
+        monkeypatch.setattr(coll.expiry, "set_deadline", fail)
+        with pytest.raises(OSError):
+            coll.put({"n": 1}, key=first if keyed else None, ttl=5)
+        monkeypatch.undo()
+        second = coll.put({"n": 2}, ttl=5)
+    assert coll.get(first) == {"n": 0} and deadline(coll, first[0]) == 1100.0
+    assert second == (first[0] + 1,)  # the counter was given back
+    assert [r["n"] for r in coll.indices["n"].values()] == [0, 2]
+    assert tstore.check().ok
