@@ -48,6 +48,9 @@ __all__ = ["Expiry", "ExpiryOps"]
 
 _DEAD: Any = object()
 
+#: The methods an expiring collection replaces on its instance.
+_EXPIRING = ("put", "delete", "get", "_scan", "put_many", "get_many", "delete_many")
+
 
 class Expiry:
     """The expiry state of one collection (``coll.expiry``)."""
@@ -194,6 +197,21 @@ class Expiry:
             )
 
 
+def _set_deadlines(txn: Txn, exp: Expiry, rkeys: Any, when: float | None) -> None:
+    """Set the deadline of each record written just before; if that fails
+    the records are written without it, so the transaction is ended whole
+    (aborted) rather than left half done."""
+    try:
+        for rkey in rkeys:
+            exp.set_deadline(txn, rkey, when)
+    except BaseException:
+        try:
+            txn.abort()
+        except Exception:  # already ended by the engine
+            pass
+        raise
+
+
 class ExpiryOps:
     """Expiry for a Collection (mixed in).
 
@@ -222,6 +240,8 @@ class ExpiryOps:
             self, rec: Any, key: Any = None, *, ttl: Any = None
         ) -> tuple[Any, ...]: ...
         def delete(self, key: Any) -> bool: ...
+        def put_many(self, records: Any) -> list[tuple[Any, ...]]: ...
+        def delete_many(self, keys: Any) -> int: ...
 
     def _gone(self) -> None:
         raise SchemaError(
@@ -236,7 +256,7 @@ class ExpiryOps:
         if space is None:
             if self.expiry is not None:  # rolled back, or another store's
                 self.expiry = None
-                for name in ("put", "delete", "get", "_scan"):
+                for name in _EXPIRING:
                     delattr(self, name)
             # Otherwise __dict__ is left alone: reading it would turn the
             # object's inline attributes into a dict, and every attribute
@@ -255,6 +275,9 @@ class ExpiryOps:
             delete=self._expiring_delete,
             get=self._expiring_get,
             _scan=self._expiring_scan,
+            put_many=self._expiring_put_many,
+            get_many=self._expiring_get_many,
+            delete_many=self._expiring_delete_many,
         )
 
     def declare_ttl(self, ttl: Any) -> None:
@@ -330,6 +353,46 @@ class ExpiryOps:
             except BaseException:
                 _undo(txn, lambda: exp.set_deadline(txn, rkey, before))
                 raise
+
+        return self.store.in_txn(run, write=True)
+
+    def _expiring_put_many(self, records: Any) -> list[tuple[Any, ...]]:
+        """``put_many``: the plain batch (all or nothing), then each record
+        gets the collection's default deadline, as ``put`` without a ttl."""
+        exp = self.expiry
+        assert exp is not None
+
+        def run() -> list[tuple[Any, ...]]:
+            keys = type(self).put_many(self, records)
+            when = _ttl.deadline(None, exp.default, self.store.clock)
+            _set_deadlines(self.store.active(), exp, map(keylib.pack, keys), when)
+            return keys
+
+        return self.store.in_txn(run, write=True)
+
+    def _expiring_get_many(self, keys: Any, default: Any = None) -> list[Any]:
+        """``get_many`` from one snapshot, expired records as ``default``."""
+        keys = list(keys)
+        return self.store.in_txn(lambda: [self.get(k, default) for k in keys])
+
+    def _expiring_delete_many(self, keys: Any) -> int:
+        """``delete_many``: the plain batch; only records still alive count."""
+        exp = self.expiry
+        assert exp is not None
+        rkeys = list(dict.fromkeys(keylib.pack(_query.as_tuple(k)) for k in keys))
+
+        def run() -> int:
+            txn = self.store.active()
+            now = self.store.clock()
+            prefix = self.key_prefix
+            alive = sum(
+                1
+                for r in rkeys
+                if txn.get(prefix + r) is not None and exp.alive(txn, r, now)
+            )
+            type(self).delete_many(self, [keylib.unpack(r) for r in rkeys])
+            _set_deadlines(txn, exp, rkeys, None)
+            return alive
 
         return self.store.in_txn(run, write=True)
 

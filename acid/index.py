@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from acid import _query, _text, keylib
+from acid._fields import declared_paths
 from acid._layout import SEP
 from acid.errors import ConfigError, CorruptionError, SchemaError
 
@@ -63,6 +64,8 @@ class Index:
         self.uid: bytes | None = info.get("uid")
         #: The index function.
         self.func = func
+        #: The record fields the function covers (``acid.field``), or None.
+        self.fields: tuple[str, ...] | None = declared_paths(func)
         self._prefix = self.store.space(self.id)
         # Why this object may no longer be used (dropped, rolled back), or None.
         self._detached: str | None = None
@@ -109,10 +112,55 @@ class Index:
             return (_pack((result,), self._prefix),)
         if kind is tuple:
             return (_pack(result, self._prefix),)
-        if kind is list:
+        return self._other_entries(result)
+
+    def _other_entries(self, result: Any) -> Entries:
+        """:meth:`entries` of a result that is neither a scalar nor a tuple."""
+        if type(result) is list:
             prefix, as_tuple = self._prefix, _query.as_tuple
             return {keylib.pack(as_tuple(x), prefix) for x in result}
         return (keylib.pack(_query.as_tuple(result), self._prefix),)
+
+    def entries_many(self, recs: list[Any]) -> list[Entries]:
+        """:meth:`entries` of each record, in one call (the bulk path)."""
+        func, prefix, scalars = self.func, self._prefix, _SCALARS
+        out: list[Entries] = []
+        append = out.append
+        for rec in recs:
+            result = None if rec is None else func(rec)
+            kind = type(result)
+            if result is None:
+                append(())
+            elif kind in scalars:
+                append((_pack((result,), prefix),))
+            elif kind is tuple:
+                append((_pack(result, prefix),))
+            else:
+                append(self._other_entries(result))
+        return out
+
+    def entry_pairs(
+        self, recs: list[Any], rkeys: list[bytes], out: list[tuple[bytes, bytes]]
+    ) -> None:
+        """Append ``(entry key, record key)`` for every entry of each record.
+
+        ``rkeys`` are the records' packed keys. The bulk path of new records:
+        one loop, no intermediate entry tuples.
+        """
+        func, prefix, scalars = self.func, self._prefix, _SCALARS
+        append = out.append
+        for rec, rkey in zip(recs, rkeys, strict=True):
+            result = None if rec is None else func(rec)
+            kind = type(result)
+            if result is None:
+                continue
+            if kind in scalars:
+                append((_pack((result,), prefix) + SEP + rkey, rkey))
+            elif kind is tuple:
+                append((_pack(result, prefix) + SEP + rkey, rkey))
+            else:
+                tail = SEP + rkey
+                out.extend((p + tail, rkey) for p in self._other_entries(result))
 
     def update(self, txn: Any, rkey: bytes, old: Entries, new: Entries) -> None:
         """Apply the difference between two entry collections for one record.
@@ -411,8 +459,7 @@ class Index:
         seq = list(func.terms(phrase))
 
         def confirm(rec: Any) -> bool:
-            text = func.text(rec)
-            return text is not None and _has_run(list(func.terms(text)), seq)
+            return any(_has_run(list(func.terms(t)), seq) for t in func.texts(rec))
 
         return self._text_query(lambda post: _all(post, set(seq)), confirm)
 
@@ -428,8 +475,7 @@ class Index:
         func = self._text_func(_text.QGrams, "contains", needle)
 
         def confirm(rec: Any) -> bool:
-            text = func.text(rec)
-            return text is not None and needle in text
+            return any(needle in t for t in func.texts(rec))
 
         if len(needle) < func.q:
             return self._text_query(lambda post: self._grams_with(needle), confirm)
@@ -492,6 +538,24 @@ class Index:
             return out
 
         return self.store.in_txn(run)
+
+    def match_prefix(self, prefix: str, max: int | None = None) -> list[tuple]:
+        """Index tuples whose first element is a str starting with ``prefix``."""
+        return _query.match_prefix(lambda lo: self.tups(lo=lo), prefix, max)
+
+    def match_regex(self, pattern: Any, max: int | None = None) -> list[tuple]:
+        """Index tuples whose first element is a str where ``pattern`` is found."""
+        return _query.match_regex(lambda lo: self.tups(lo=lo), pattern, max)
+
+    def match_similar(
+        self, origin: str, distance: int, max: int | None = None
+    ) -> list[tuple]:
+        """Index tuples whose first element is within ``distance`` edits."""
+        return _query.match_similar(lambda lo: self.tups(lo=lo), origin, distance, max)
+
+    def corrupt(self, entry: bytes, what: str) -> CorruptionError:
+        """The error for an entry that is not what it should be."""
+        return self._corrupt(entry, what)
 
     # Names from the earlier API, kept for code written against it.
     iterpairs = pairs

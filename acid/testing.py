@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from acid.engines import Engine, Txn
-from acid.errors import ConfigError, EngineError, TxnError, TxnTimeout
+from acid.errors import ConfigError, ConflictError, EngineError, TxnError, TxnTimeout
 
 __all__ = ["EngineConformance", "close_within", "fill", "longest_stall"]
 
@@ -39,6 +39,15 @@ def fill(engine: Engine, items: dict[bytes, bytes]) -> None:
     with engine.begin(write=True) as txn:
         for key, value in items.items():
             txn.put(key, value)
+
+
+def writers_take_turns(engine: Engine, close: bool = False) -> None:
+    """Skip a test of the writer lock on engines whose writers run at once
+    (``concurrent_writers``: their conflicts are tested instead)."""
+    if engine.concurrent_writers:
+        if close:
+            engine.close()
+        pytest.skip("writers run concurrently on this engine")
 
 
 def _all(engine: Engine, reverse: bool = False) -> list[tuple[bytes, bytes]]:
@@ -56,6 +65,8 @@ def _calls_after_end(txn: Txn, it: Iterator[object]) -> list[Callable[[], object
         lambda: txn.delete(b"a"),
         lambda: txn.replace(b"a", b"x"),
         lambda: txn.pop(b"a"),
+        lambda: txn.put_many([(b"a", b"x")]),
+        lambda: txn.get_many([b"a"]),
     ]
 
 
@@ -152,6 +163,46 @@ class EngineConformance:
             txn.put(b"k", b"3")
         with engine.begin() as txn:
             assert txn.get(b"k") == b"3"
+
+    def test_put_many_and_get_many(self, engine: Engine) -> None:
+        fill(engine, {b"b": b"old", b"z": b"26"})
+        with engine.begin(write=True) as txn:
+            txn.put_many([(b"a", b"1"), (b"b", b"2"), (b"a", b"3"), (b"c", b"")])
+            assert txn.get_many([b"a", b"b", b"c", b"d", b"a"]) == [
+                b"3",
+                b"2",
+                b"",
+                None,
+                b"3",
+            ]
+            txn.delete(b"z")
+            assert txn.get_many([b"z"]) == [None]
+            assert list(txn.iter(b"b")) == [(b"b", b"2"), (b"c", b"")]
+            txn.put_many([])
+            assert txn.get_many([]) == []
+        expected = [(b"a", b"3"), (b"b", b"2"), (b"c", b"")]
+        assert _all(engine) == expected
+        with engine.begin() as txn:
+            assert txn.get_many([b"c", b"a", b"q"]) == [b"", b"3", None]
+            with pytest.raises(TxnError):
+                txn.put_many([(b"q", b"1")])
+            with pytest.raises(TxnError):
+                txn.put_many([])
+        assert _all(engine) == expected
+
+    def test_put_many_refusing_a_key(self, engine: Engine) -> None:
+        # Pairs before the refused one may land (the layer above undoes
+        # them); the transaction stays usable, and nothing after it lands.
+        limit = engine.max_key_size
+        bad = b"\x01" * (limit + 1) if limit is not None else b""
+        with engine.begin(write=True) as txn:
+            with pytest.raises(EngineError, match=str(limit) if limit else "empty"):
+                txn.put_many([(b"a", b"1"), (bad, b"v"), (b"c", b"3")])
+            assert txn.get_many([bad, b"c"]) == [None, None]
+            for key in (b"a",):
+                txn.delete(key)
+            txn.put(b"b", b"2")
+        assert _all(engine) == [(b"b", b"2")]
 
     def test_empty_value_is_not_absent(self, engine: Engine) -> None:
         fill(engine, {b"k": b""})
@@ -453,6 +504,8 @@ class EngineConformance:
         engine.begin(False, float("inf")).abort()
 
     def test_a_dead_threads_writer_is_not_this_threads(self, engine: Engine) -> None:
+        writers_take_turns(engine)
+
         # Thread ids are reused as soon as a thread ends: a thread that now
         # has the id of a dead writer's thread must wait for that writer
         # (and time out), not be told that it holds the lock itself.
@@ -477,6 +530,7 @@ class EngineConformance:
             kept[0].abort()
 
     def test_infinite_timeout_waits_for_the_writer(self, engine: Engine) -> None:
+        writers_take_turns(engine)
         first = engine.begin(write=True)
         first.put(b"k", b"1")
         got: list[bytes | None] = []
@@ -494,6 +548,7 @@ class EngineConformance:
         assert got == [b"1"]
 
     def test_same_thread_second_writer_fails_at_once(self, engine: Engine) -> None:
+        writers_take_turns(engine)
         with engine.begin(write=True) as txn:
             txn.put(b"k", b"v")
             start = time.monotonic()
@@ -506,6 +561,7 @@ class EngineConformance:
         assert _all(engine) == [(b"k", b"v")]
 
     def test_asyncio_writer_spanning_an_await_fails_fast(self, engine: Engine) -> None:
+        writers_take_turns(engine)
         # Two tasks on one event loop share a thread: the second writer must
         # fail at once instead of freezing the loop for the lock timeout.
         timeout = 2.0
@@ -534,6 +590,7 @@ class EngineConformance:
         assert _all(engine) == [(b"a", b"1")]
 
     def test_second_writer_times_out(self, engine: Engine) -> None:
+        writers_take_turns(engine)
         errors: list[BaseException] = []
 
         def second() -> None:
@@ -553,6 +610,7 @@ class EngineConformance:
         assert "timeout" in str(errors[0])
 
     def test_second_writer_waits_then_proceeds(self, engine: Engine) -> None:
+        writers_take_turns(engine)
         order: list[str] = []
         first = engine.begin(write=True)
         first.put(b"k", b"1")
@@ -571,6 +629,33 @@ class EngineConformance:
         thread.join(timeout=10)
         assert order == ["first commits", "second begins"]
         assert _all(engine) == [(b"k", b"2")]
+
+    def test_concurrent_writers_on_disjoint_keys_both_land(
+        self, engine: Engine
+    ) -> None:
+        if not engine.concurrent_writers:
+            pytest.skip("writers take turns on this engine")
+        first, second = engine.begin(write=True), engine.begin(write=True)
+        first.put(b"a", b"1")
+        second.put(b"b", b"2")
+        assert second.get(b"b") == b"2" and first.get(b"b") is None
+        first.commit()
+        second.commit()
+        assert _all(engine) == [(b"a", b"1"), (b"b", b"2")]
+
+    def test_concurrent_writers_conflict_lands_nothing(self, engine: Engine) -> None:
+        if not engine.concurrent_writers:
+            pytest.skip("writers take turns on this engine")
+        fill(engine, {b"k": b"0"})
+        first, second = engine.begin(write=True), engine.begin(write=True)
+        first.put(b"k", b"1")
+        second.put(b"k", b"2")
+        second.put(b"other", b"2")
+        first.commit()
+        with pytest.raises(ConflictError) as info:
+            second.commit()
+        assert info.value.retryable and second.closed
+        assert _all(engine) == [(b"k", b"1")]
 
     def test_abandoned_writer_releases_the_lock(self, engine: Engine) -> None:
         txn = engine.begin(write=True)
@@ -620,6 +705,7 @@ class EngineConformance:
         # A thread's write transaction stays referenced by the error it got
         # (a log record, an excepthook): close() must not wait for it.
         engine = self.open_engine(tmp_path)
+        writers_take_turns(engine, close=True)
         fill(engine, {b"k": b"1"})
         errors: list[BaseException] = []
 

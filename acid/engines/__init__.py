@@ -14,7 +14,8 @@ keys and values and iterates them in byte order::
 
 Engines are named by URLs, ``scheme:path?param=value&...``, parsed once by
 :func:`parse_url` (``acid/engines/_url.py``). The built-in schemes are
-``skiplist`` (in memory), ``lmdb`` and ``leveldb``; other packages add schemes
+``memory`` (also ``skiplist``, its old name; in memory, optionally saved to a
+file), ``lmdb`` and ``leveldb``; other packages add schemes
 with :func:`register` or through the entry-point group ``acid.engines``. See
 ``docs/engines.md``.
 """
@@ -27,7 +28,7 @@ import re
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from types import MemberDescriptorType, TracebackType
 from typing import Any
 
@@ -105,7 +106,16 @@ read_only = Raiser(
     TxnError, "write in a read transaction; begin the transaction with write=True"
 )
 
-_OPERATIONS = ("get", "put", "delete", "replace", "pop", "iter")
+_OPERATIONS = (
+    "get",
+    "put",
+    "delete",
+    "replace",
+    "pop",
+    "iter",
+    "put_many",
+    "get_many",
+)
 _COMMITTED = "transaction already committed; begin a new one"
 _ABORTED = "transaction already aborted; begin a new one"
 _ENDED = "transaction already ended; begin a new one"
@@ -260,6 +270,24 @@ class Txn:
         if old is not None:
             self.delete(key)
         return old
+
+    def put_many(self, items: Sequence[tuple[bytes, bytes]]) -> None:
+        """Store every ``(key, value)`` pair, in order (a later pair wins).
+
+        Not atomic on its own: if a pair is refused, the pairs before it
+        may be stored (the layer above undoes them, as after a failed
+        ``put``). Engines with a batch path override it.
+        """
+        if not self.write:
+            read_only()
+        put = self.put
+        for key, value in items:
+            put(key, value)
+
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """The values under ``keys`` (``None`` where absent), aligned with them."""
+        get = self.get
+        return [get(key) for key in keys]
 
     # ``commit`` and ``abort`` are every transaction's path: they call the
     # hooks and give the writer lock back inline, without helper calls.
@@ -673,6 +701,11 @@ class Engine:
         finally:
             txn.abort()
 
+    def flush(self) -> None:
+        """Make every committed transaction durable now, for engines that
+        save on request (the memory engine with a file and ``sync=manual``);
+        a no-op for engines that need nothing. ``Store.sync()`` calls it."""
+
     def close(self) -> None:
         """Release the engine; further use raises ``EngineError``.
 
@@ -729,7 +762,8 @@ def _builtin(module: str, attr: str, extra: str | None = None) -> Factory:
     return factory
 
 
-register("skiplist", _builtin("acid.engines.skiplist", "SkipListEngine"))
+register("memory", _builtin("acid.engines.memory", "MemoryEngine"))
+register("skiplist", _builtin("acid.engines.memory", "MemoryEngine"))  # its old name
 register("lmdb", _builtin("acid.engines.lmdb", "LMDBEngine"))
 register("leveldb", _builtin("acid.engines.leveldb", "LevelDBEngine", "leveldb"))
 
@@ -789,6 +823,7 @@ IS_64BIT = sys.maxsize > 2**32
 #: Engine classes by the names the API documents, imported on first use so
 #: that ``import acid.engines`` never needs an optional package (plyvel).
 _LAZY = {
+    "MemoryEngine": "acid.engines.memory",
     "SkipListEngine": "acid.engines.skiplist",
     "SkiplistEngine": "acid.engines.skiplist",  # the seed API's spelling
     "LMDBEngine": "acid.engines.lmdb",
