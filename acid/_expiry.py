@@ -363,8 +363,8 @@ class ExpiryOps:
         assert exp is not None
 
         def run() -> list[tuple[Any, ...]]:
-            keys = type(self).put_many(self, records)
-            when = _ttl.deadline(None, exp.default, self.store.clock)
+            when = _ttl.deadline(None, exp.default, self.store.clock)  # first:
+            keys = type(self).put_many(self, records)  # a clock may raise
             _set_deadlines(self.store.active(), exp, map(keylib.pack, keys), when)
             return keys
 

@@ -375,3 +375,20 @@ def test_a_deadline_write_that_fails_changes_nothing(
     assert second == (first[0] + 1,)  # the counter was given back
     assert [r["n"] for r in coll.indices["n"].values()] == [0, 2]
     assert tstore.check().ok
+
+
+def test_a_clock_failing_during_put_many_changes_nothing(
+    tstore: acid.Store, clock: Clock
+) -> None:
+    """put_many read the clock after writing the batch: the caller caught
+    the error, committed, and kept records that never expire."""
+    coll = tstore.add_collection("c", ttl=10)
+    coll.put({"n": 0}, key=0)
+    with tstore.begin(write=True):
+        clock.broken = RuntimeError("clock down")
+        with pytest.raises(RuntimeError):
+            coll.put_many([{"n": 1}, {"n": 2}])
+        clock.broken = None
+    assert [k for k in coll.keys()] == [(0,)]
+    clock.now += 100
+    assert list(coll.keys()) == [] and tstore.check().ok

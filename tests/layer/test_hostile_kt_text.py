@@ -160,16 +160,20 @@ def test_case_folding_of_sharp_s(docs: acid.Collection) -> None:
     assert keys(words.search("ß")) == [3]
 
 
-def test_missing_none_and_non_text_fields(docs: acid.Collection) -> None:
+def test_missing_none_list_and_non_text_fields(docs: acid.Collection) -> None:
     docs.put({}, key=1)
     docs.put({"body": None}, key=2)
     docs.put({"body": "text"}, key=3)
-    for bad in (["text"], 5, b"text", {"a": 1}):
-        with pytest.raises(TypeError):
-            docs.put({"body": bad}, key=3)
-    assert docs.get(3) == {"body": "text"}
-    assert keys(docs.indices["grams"].contains("")) == [3]
-    assert keys(docs.indices["words"].search("text")) == [3]
+    docs.put({"body": 5}, key=4)  # no text: no entries
+    docs.put({"body": ["more text", 7, None, "cafe\u0301"]}, key=5)
+    docs.put({"body": {"text": "x"}}, key=6)
+    words, grams = docs.indices["words"], docs.indices["grams"]
+    assert keys(grams.contains("")) == [3, 5]
+    assert keys(words.search("text")) == [3, 5]
+    assert keys(words.search("café")) == [5]
+    assert keys(words.search_phrase("more text")) == [5]
+    assert keys(words.search_phrase("text café")) == []  # two texts, not one
+    assert keys(grams.contains("e t")) == [5]
     assert docs.store.check().ok
 
 
