@@ -116,6 +116,7 @@ class Collection(AtomicOps, ExpiryOps):
         self._ok_txn: object = _NO_TXN
         enc = None if encoder is None else store.resolve_encoder(encoder)
         comp = None if compressor is None else store.resolve_compressor(compressor)
+        store.schema.check_format()  # a newer layout is refused at open
         meta = store.get_meta(KIND_TABLE, name)
         if meta is None:
             meta = store.in_txn(
