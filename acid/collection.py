@@ -988,7 +988,15 @@ def _check_fields(coll: str, info: dict[str, Any], func: Any) -> None:
     if stored != given:
 
         def say(paths: tuple[str, ...]) -> str:
-            return f"acid.fields{paths!r}" if paths else "a plain function"
+            if not paths:
+                return "a plain function"
+            path = paths[0]
+            if path.startswith(_fields.TEXT):  # a token index
+                return f"acid.tokens({path[len(_fields.TEXT) :]!r})"
+            if path.startswith(_fields.GRAMS):  # "$grams:<q>:<field>"
+                q, _, field = path[len(_fields.GRAMS) :].partition(":")
+                return f"acid.qgrams({field!r}, q={q})"
+            return f"acid.fields{paths!r}"
 
         raise ConfigError(
             f"index {coll}.{info['name']} was created with {say(stored)}, but is "
