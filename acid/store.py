@@ -43,6 +43,7 @@ from acid._txn import (
     TxnContextLike,
     abort,
     active,
+    check_ended,
     context_for,
     on_abort,
     run_alone,
@@ -209,6 +210,8 @@ class Store:
         """
         txn = self.context.get()
         if txn is None or txn.ended:  # ended: inherited by a task, see _txn.active
+            if txn is not None:
+                check_ended(txn)
             return run_alone(self.engine, self.context, bool(write), func)
         if write and not txn.write:
             raise TxnError(

@@ -361,13 +361,6 @@ def test_two_stores_on_one_path_write_one_key(tmp_path: Path) -> None:
     two.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="acid._txn treats an ended transaction as none (for tasks that "
-    "inherit a block's context), so once the engine aborts a block's "
-    "transaction (LMDB map full) the block's later writes autocommit on "
-    "their own; a fix belongs to the transaction layer",
-)
 def test_writes_after_the_engine_aborted_the_block_do_not_land_alone(
     tmp_path: Path,
 ) -> None:
