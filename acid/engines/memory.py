@@ -169,6 +169,9 @@ class MemoryEngine(Engine):
             #: Keys written by recent commits, for the conflict checks.
             self._recent: list[tuple[int, list[bytes], frozenset[bytes]]] = []
             self._open: weakref.WeakSet[_OptimisticTxn] = weakref.WeakSet()
+            #: Guards ``_open``: a set iterated while another thread adds to
+            #: it raises, and a writer joins it with the snapshot it pins.
+            self._open_lock = threading.Lock()
         if path is None:
             self.url = f"{scheme}:/"
             if sync != "manual":
@@ -214,8 +217,11 @@ class MemoryEngine(Engine):
             with self._pin_lock:  # not while a commit changes the data in place
                 return _ReadTxn(self._current, self._cell, self._latest.get)
         if self.concurrent_writers:
-            txn = _OptimisticTxn(self)
-            self._open.add(txn)
+            # Pinned and registered at once: a commit in between would not
+            # be remembered for this writer's conflict check.
+            with self._open_lock:
+                txn = _OptimisticTxn(self)
+                self._open.add(txn)
             return txn
         lock = self._writer
         lock.acquire(timeout, self.lock_timeout, self.url)
@@ -244,7 +250,7 @@ class MemoryEngine(Engine):
         with file.lock:  # logged and published at once (see flush())
             file.append(keys, vals)
             self._apply(keys, vals)
-        file.compact_if_due(self._pin)
+        file.compact_if_due(self._pin)  # never raises: the commit landed
 
     def _apply(self, keys: list[bytes], vals: list[bytes]) -> None:
         with self._pin_lock:
@@ -284,7 +290,9 @@ class MemoryEngine(Engine):
     def _remember(self, seq: int, keys: list[bytes], done: _OptimisticTxn) -> None:
         """Keep the keys of commit ``seq`` while an open writer's snapshot
         is older than it; forget commits no open writer needs."""
-        oldest = min((t._seq for t in self._open if t is not done), default=seq)
+        with self._open_lock:
+            seqs = [t._seq for t in self._open if t is not done]
+        oldest = min(seqs, default=seq)
         recent = self._recent
         if recent and recent[0][0] <= oldest:
             recent[:] = [entry for entry in recent if entry[0] > oldest]
@@ -315,7 +323,9 @@ class MemoryEngine(Engine):
         if writer is not None:
             writer.close_for_engine(self.url)
         if self.concurrent_writers:
-            for txn in list(self._open):
+            with self._open_lock:
+                txns = list(self._open)
+            for txn in txns:
                 txn.close_for_engine(self.url)
         if self._file is not None:
             self._file.close(self._pin)
@@ -331,6 +341,10 @@ class _Persistence:
         #: Held while a commit is logged and published, and while a snapshot
         #: is saved, so that a snapshot never misses a logged commit.
         self.lock = threading.RLock()
+        #: The log size below which compaction is not tried again (after a
+        #: failed one), and whether close() ran.
+        self.compact_at = 0
+        self.closed = False
         make_dirs("memory", os.path.dirname(path))
         self.lock_fd = _memfile.lock_file(path)
         try:
@@ -384,12 +398,23 @@ class _Persistence:
         if log is not None:
             if log.fd < 0:
                 raise EngineError(f"memory: {self.path!r} was closed")
-            log.append(_memfile.encode_commit(keys, vals))
+            log.append(_memfile.encode_commit(keys, vals, log.checked))
 
     def compact_if_due(self, pin: Callable[[], tuple[int, _Version]]) -> None:
+        """Fold the log into a snapshot if it grew enough. A commit that
+        landed calls it: a failure (a full disk) must not make that commit
+        look failed, so it is kept quiet, and tried again once the log
+        doubled; ``flush()`` and ``close()`` still report it."""
         log = self.log
-        if log is not None and log.size > max(COMPACT_MIN, self.snapshot_size):
+        due = max(COMPACT_MIN, self.snapshot_size, self.compact_at)
+        if log is None or log.size <= due or self.closed:
+            return
+        try:
             self.save(pin)
+        except EngineError:
+            self.compact_at = 2 * log.size
+        else:
+            self.compact_at = 0
 
     def save(self, pin: Callable[[], tuple[int, _Version]]) -> None:
         """Write a snapshot of the version ``pin()`` returns (pinned while
@@ -416,6 +441,7 @@ class _Persistence:
 
     def close(self, pin: Callable[[], tuple[int, _Version]]) -> None:
         with self.lock:  # a commit in flight lands (and is saved) first
+            self.closed = True
             try:
                 self.save(pin)
             finally:
@@ -624,7 +650,9 @@ class _OptimisticTxn(_WriteTxn):
         self._version = _NO_VERSION
         self._reads = set()
         self._ranges = []
-        self._engine._open.discard(self)
+        engine = self._engine
+        with engine._open_lock:
+            engine._open.discard(self)
 
 
 _NO_PUTS: dict[bytes, bytes] = {}
