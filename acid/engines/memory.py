@@ -184,7 +184,10 @@ class MemoryEngine(Engine):
         self._path = full
         self.url = f"{scheme}:{full}"
         self.persistent = True
-        self._file = _Persistence(full, sync, self._owner)
+        # The files of the symlink's target: a snapshot renamed over the link
+        # would replace it, and another name for the file would get its own
+        # lock (two engines saving over each other).
+        self._file = _Persistence(os.path.realpath(full), sync, self._owner)
         self._current = _Version(self._file.root)
         self._latest = dict(zip(*_btree.items(self._file.root), strict=True))
 
@@ -397,7 +400,11 @@ class _Persistence:
         log = self.log
         if log is not None:
             if log.fd < 0:
-                raise EngineError(f"memory: {self.path!r} was closed")
+                if self.closed:
+                    raise EngineError(f"memory: {self.path!r} was closed")
+                # A snapshot was saved but its new log could not be started
+                # (a full disk): start it now, or land nothing.
+                log = self.log = _memfile.Log(self.path + ".log", self.generation, None)
             log.append(_memfile.encode_commit(keys, vals, log.checked))
 
     def compact_if_due(self, pin: Callable[[], tuple[int, _Version]]) -> None:
@@ -420,6 +427,8 @@ class _Persistence:
         """Write a snapshot of the version ``pin()`` returns (pinned while
         it is written) and start an empty log."""
         with self.lock:
+            if self.closed:  # a compaction that came after close()
+                raise EngineError(f"memory: {self.path!r} was closed")
             seq, version = pin()
             if seq == self.saved:
                 return
@@ -441,10 +450,10 @@ class _Persistence:
 
     def close(self, pin: Callable[[], tuple[int, _Version]]) -> None:
         with self.lock:  # a commit in flight lands (and is saved) first
-            self.closed = True
             try:
                 self.save(pin)
             finally:
+                self.closed = True
                 if self.log is not None:
                     self.log.close()
                 os.close(self.lock_fd)

@@ -232,3 +232,57 @@ def test_writers_beginning_and_ending_never_fail_a_commit() -> None:
 @pytest.mark.stress
 def test_writers_beginning_and_ending_never_fail_a_commit_long() -> None:
     assert churn_open_writers(20.0) == []
+
+
+def test_a_new_log_that_failed_to_start_is_started_by_the_next_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A snapshot saved, then its empty log could not be written (disk
+    # full): every later commit raised "was closed" until the engine was
+    # opened again.
+    path = tmp_path / "data.acid"
+    engine = MemoryEngine(path, sync="commit")
+    put(engine, b"a", b"1")
+    real = _memfile.replace_file
+
+    def no_log(target: str, parts: list[bytes]) -> None:
+        if target.endswith(".log"):
+            raise EngineError("memory: cannot write: No space left on device")
+        real(target, parts)
+
+    monkeypatch.setattr(_memfile, "replace_file", no_log)
+    with pytest.raises(EngineError, match="No space left"):
+        engine.flush()
+    with pytest.raises(EngineError, match="No space left"):
+        put(engine, b"b", b"2")  # still no room: nothing lands
+    assert everything(engine) == [(b"a", b"1")]
+    monkeypatch.undo()
+    put(engine, b"c", b"3")
+    crashed = crashed_copy(tmp_path, engine)
+    engine.close()
+    for where in (path, crashed):
+        with MemoryEngine(where) as again:
+            assert everything(again) == [(b"a", b"1"), (b"c", b"3")]
+
+
+def test_a_symlinked_file_is_written_through_and_locked_once(tmp_path: Path) -> None:
+    # The snapshot was renamed over the symlink (the target kept the old
+    # data), and the two names had two locks: two engines on one file.
+    real = tmp_path / "real.acid"
+    link = tmp_path / "link.acid"
+    with MemoryEngine(real) as engine:
+        put(engine, b"a", b"1")
+    link.symlink_to(real)
+    engine = MemoryEngine(link)
+    with pytest.raises(EngineError, match="already open"):
+        MemoryEngine(real)
+    put(engine, b"b", b"2")
+    engine.close()
+    assert link.is_symlink()
+    with MemoryEngine(real) as again:
+        assert everything(again) == [(b"a", b"1"), (b"b", b"2")]
+    dangling = tmp_path / "new.acid"
+    dangling.symlink_to(tmp_path / "target.acid")
+    with MemoryEngine(dangling, sync="commit") as engine:
+        put(engine, b"c", b"3")
+    assert dangling.is_symlink() and (tmp_path / "target.acid").is_file()
