@@ -222,6 +222,20 @@ def read_snapshot(path: str) -> tuple[int, list[bytes], list[bytes]] | None:
     return generation, keys, vals
 
 
+def snapshot_generation(path: str) -> int | None:
+    """The generation in the header of the snapshot at ``path``, or
+    ``None`` if it cannot be read (not checked beyond its magic)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_SNAP_HEADER.size)
+    except OSError:
+        return None
+    if len(head) < _SNAP_HEADER.size or head[:8] != SNAPSHOT_MAGIC:
+        return None
+    generation: int = _SNAP_HEADER.unpack(head)[4]
+    return generation
+
+
 # -- the log --------------------------------------------------------------------
 
 

@@ -434,19 +434,32 @@ class _Persistence:
                 return
             keys, vals = _btree.items(version.root)
             generation = self.generation + 1
-            _memfile.write_snapshot(self.path, generation, keys, vals)
-            self.generation = generation
-            self.saved = seq
-            self.snapshot_size = os.path.getsize(self.path)
-            log_path = self.path + ".log"
-            if self.log is not None:
-                self.log.close()
-                self.log = _memfile.Log(log_path, generation, None)
-            else:
-                try:
-                    os.unlink(log_path)  # replayed, and now in the snapshot
-                except FileNotFoundError:
-                    pass
+            try:
+                _memfile.write_snapshot(self.path, generation, keys, vals)
+            except EngineError:
+                if _memfile.snapshot_generation(self.path) != generation:
+                    raise  # the old snapshot and log stand
+                # Renamed into place, then the directory failed to sync: the
+                # old log is stale now, start the new one before reporting.
+                self._saved(seq, generation)
+                raise
+            self._saved(seq, generation)
+
+    def _saved(self, seq: int, generation: int) -> None:
+        """Bookkeeping after the snapshot ``generation`` of commit ``seq``
+        took the file's name: start its log."""
+        self.generation = generation
+        self.saved = seq
+        self.snapshot_size = os.path.getsize(self.path)
+        log_path = self.path + ".log"
+        if self.log is not None:
+            self.log.close()
+            self.log = _memfile.Log(log_path, generation, None)
+        else:
+            try:
+                os.unlink(log_path)  # replayed, and now in the snapshot
+            except FileNotFoundError:
+                pass
 
     def close(self, pin: Callable[[], tuple[int, _Version]]) -> None:
         with self.lock:  # a commit in flight lands (and is saved) first

@@ -286,3 +286,31 @@ def test_a_symlinked_file_is_written_through_and_locked_once(tmp_path: Path) -> 
     with MemoryEngine(dangling, sync="commit") as engine:
         put(engine, b"c", b"3")
     assert dangling.is_symlink() and (tmp_path / "target.acid").is_file()
+
+
+@pytest.mark.parametrize("sync", ["commit", "manual"])
+def test_a_failed_directory_sync_after_the_rename_loses_no_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sync: str
+) -> None:
+    # The snapshot of generation g + 1 took the file's name, then fsync of
+    # the directory failed: the engine kept appending to the log of
+    # generation g, which the next open ignores as stale.
+    path = tmp_path / "data.acid"
+    engine = MemoryEngine(path, sync=sync)
+    put(engine, b"a", b"1")
+
+    def broken(where: str) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(_memfile, "sync_dir", broken)
+    with pytest.raises(EngineError, match="Input/output error"):
+        engine.flush()
+    monkeypatch.undo()
+    put(engine, b"b", b"2")
+    if sync == "manual":
+        engine.flush()
+    crashed = crashed_copy(tmp_path, engine)
+    engine.close()
+    for where in (path, crashed):
+        with MemoryEngine(where) as again:
+            assert everything(again) == [(b"a", b"1"), (b"b", b"2")]
