@@ -317,9 +317,13 @@ class MemoryEngine(Engine):
         a file is saved.
 
         Read transactions keep reading the snapshot they pinned (it is plain
-        memory; nothing native is held).
+        memory; nothing native is held). If the file cannot be saved (a full
+        disk), ``EngineError`` says so and the engine keeps the data and the
+        file's lock: calling ``close()`` again tries again.
         """
         if self._closed:
+            if self._file is not None and not self._file.closed:
+                self._file.close(self._pin)  # the save failed: again
             return
         self._closed = True
         writer = self._writer.holder
@@ -465,11 +469,15 @@ class _Persistence:
         with self.lock:  # a commit in flight lands (and is saved) first
             try:
                 self.save(pin)
-            finally:
-                self.closed = True
-                if self.log is not None:
-                    self.log.close()
-                os.close(self.lock_fd)
+            except EngineError as exc:
+                raise EngineError(
+                    f"{exc}; nothing committed since the last save is lost "
+                    "yet: make room and call close() again"
+                ) from exc
+            self.closed = True
+            if self.log is not None:
+                self.log.close()
+            os.close(self.lock_fd)
 
 
 def _update(latest: dict[bytes, bytes], keys: list[bytes], vals: list[bytes]) -> None:

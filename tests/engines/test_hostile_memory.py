@@ -314,3 +314,22 @@ def test_a_failed_directory_sync_after_the_rename_loses_no_commit(
     for where in (path, crashed):
         with MemoryEngine(where) as again:
             assert everything(again) == [(b"a", b"1"), (b"b", b"2")]
+
+
+def test_close_that_cannot_save_can_be_called_again(tmp_path: Path) -> None:
+    # close() marked the engine closed before saving: when the save failed
+    # (a full disk; here a directory in the way) a second close() returned
+    # at once and everything since the last sync was lost.
+    path = tmp_path / "data.acid"
+    engine = MemoryEngine(path)
+    put(engine, b"a", b"1")
+    os.mkdir(f"{path}.tmp")
+    with pytest.raises(EngineError, match="call close\\(\\) again"):
+        engine.close()
+    with pytest.raises(EngineError, match="already open"):
+        MemoryEngine(path)  # still locked: the data are only in memory
+    os.rmdir(f"{path}.tmp")
+    engine.close()
+    engine.close()
+    with MemoryEngine(path) as again:
+        assert everything(again) == [(b"a", b"1")]
