@@ -333,3 +333,96 @@ def test_close_that_cannot_save_can_be_called_again(tmp_path: Path) -> None:
     engine.close()
     with MemoryEngine(path) as again:
         assert everything(again) == [(b"a", b"1")]
+
+
+# -- kill -9 ------------------------------------------------------------------------
+
+CHILD = r"""
+import os, sys
+from acid.engines import memory
+from acid.engines.memory import MemoryEngine
+path, sync, compact = sys.argv[1], sys.argv[2], int(sys.argv[3])
+memory.COMPACT_MIN = compact
+engine = MemoryEngine(path, sync=sync)
+with engine.begin() as txn:
+    i = int(txn.get(b"count") or b"0")
+while True:
+    i += 1
+    with engine.begin(write=True) as txn:
+        txn.put(b"count", b"%d" % i)
+        txn.put(b"k%08d" % i, os.urandom(i * 7919 % 3000))
+        if i % 5 == 0:
+            txn.delete(b"k%08d" % (i - 3))
+    if sync == "manual" and i % 7 == 0:
+        engine.flush()
+        print("synced", i, flush=True)
+    else:
+        print("committed", i, flush=True)
+"""
+
+
+def expected_keys(n: int) -> set[bytes]:
+    gone = {b"k%08d" % (i - 3) for i in range(5, n + 1, 5)}
+    return {b"k%08d" % i for i in range(1, n + 1)} - gone
+
+
+def kill_trials(tmp_path: Path, sync: str, compact: int, trials: int) -> None:
+    """Kill a committing process after a random number of commits; after
+    each restart the data must be whole transactions, a prefix of those
+    committed, holding every acknowledged (sync=commit) or synced one."""
+    import random
+    import signal
+    import subprocess
+
+    path = tmp_path / "data.acid"
+    rng = random.Random(trials * 31 + compact)
+    for _ in range(trials):
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(path), sync, str(compact)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert child.stdout is not None
+        acked = synced = 0
+        target = rng.randrange(3, 120)
+        for line in child.stdout:
+            kind, number = line.split()
+            acked = int(number)
+            if kind == "synced":
+                synced = acked
+            if acked >= target:
+                break
+        for _ in range(rng.randrange(0, 4000)):  # a random point of the next
+            pass
+        child.send_signal(signal.SIGKILL)
+        for line in child.stdout:  # printed before the kill landed
+            if not line.endswith("\n"):
+                break  # cut by the kill
+            kind, number = line.split()
+            acked = int(number)
+            if kind == "synced":
+                synced = acked
+        child.wait()
+        with MemoryEngine(path) as engine:
+            state = dict(everything(engine))
+        count = int(state.pop(b"count", b"0"))
+        assert set(state) == expected_keys(count)
+        assert all(len(v) == int(k[1:]) * 7919 % 3000 for k, v in state.items())
+        assert count >= (acked if sync == "commit" else synced)
+
+
+@pytest.mark.parametrize("compact", [1 << 22, 1 << 12])
+@pytest.mark.parametrize("sync", ["commit", "manual"])
+def test_kill_9_at_random_points_of_commits(
+    tmp_path: Path, sync: str, compact: int
+) -> None:
+    kill_trials(tmp_path, sync, compact, 3)
+
+
+@pytest.mark.stress
+@pytest.mark.parametrize("compact", [1 << 22, 1 << 12])
+@pytest.mark.parametrize("sync", ["commit", "manual"])
+def test_kill_9_at_random_points_of_commits_many(
+    tmp_path: Path, sync: str, compact: int
+) -> None:
+    kill_trials(tmp_path, sync, compact, 40)
