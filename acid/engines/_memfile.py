@@ -163,6 +163,11 @@ def _read(path: str) -> bytes | None:
     except FileNotFoundError:
         return None
     except IsADirectoryError:
+        if path.endswith(".log"):
+            raise ConfigError(
+                f"memory: {path!r}, the name of the store's log, is a "
+                "directory; move it away"
+            ) from None
         raise ConfigError(
             f"memory: {path!r} is a directory; name a file, e.g. "
             f"memory:{path.rstrip('/')}/data.acid"

@@ -426,3 +426,13 @@ def test_kill_9_at_random_points_of_commits_many(
     tmp_path: Path, sync: str, compact: int
 ) -> None:
     kill_trials(tmp_path, sync, compact, 40)
+
+
+def test_a_directory_where_the_log_goes_is_named_as_such(tmp_path: Path) -> None:
+    path = tmp_path / "data.acid"
+    os.mkdir(f"{path}.log")
+    for sync in ("manual", "commit"):
+        with pytest.raises(memory_module.ConfigError, match="the store's log"):
+            MemoryEngine(path, sync=sync)
+    with pytest.raises(memory_module.ConfigError, match="is a directory"):
+        MemoryEngine(tmp_path)
