@@ -399,10 +399,13 @@ class _Persistence:
             self.saved = 0 if empty else -1
 
     def append(self, keys: list[bytes], vals: list[bytes]) -> None:
-        """Make a commit durable before it lands (``sync=commit``); the
-        caller holds ``lock``."""
+        """Make a commit durable before it lands (``sync=commit``), or check
+        that a snapshot can hold it (``sync=manual``); the caller holds
+        ``lock``."""
         log = self.log
-        if log is not None:
+        if log is None:
+            _memfile.check_sizes(keys, vals)  # or no snapshot could hold it
+        else:
             if log.fd < 0:
                 if self.closed:
                     raise EngineError(f"memory: {self.path!r} was closed")

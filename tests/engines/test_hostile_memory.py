@@ -436,3 +436,31 @@ def test_a_directory_where_the_log_goes_is_named_as_such(tmp_path: Path) -> None
             MemoryEngine(path, sync=sync)
     with pytest.raises(memory_module.ConfigError, match="is a directory"):
         MemoryEngine(tmp_path)
+
+
+class Huge(bytes):
+    """A value that says it is 4 GiB - 1 bytes long (memory is short)."""
+
+    def __len__(self) -> int:
+        return 0xFFFFFFFF
+
+
+def test_a_value_of_4_gib_less_one_is_not_logged_as_a_delete() -> None:
+    # Its length is the log's "deleted" marker: replayed as a delete.
+    with pytest.raises(EngineError, match="4 GiB"):
+        _memfile.encode_commit([b"k"], [Huge(b"x")])
+    assert _memfile.encode_commit([b"k"], [memory_module.DELETED])
+
+
+@pytest.mark.parametrize("sync", ["manual", "commit"])
+def test_a_value_no_file_can_hold_does_not_land(tmp_path: Path, sync: str) -> None:
+    # With sync=manual it landed, and every later save failed: the store
+    # could not be saved or closed any more.
+    engine = MemoryEngine(tmp_path / "data.acid", sync=sync)
+    put(engine, b"a", b"1")
+    with pytest.raises(EngineError, match="4 GiB"):  # put() takes exact bytes
+        engine._land([b"a", b"b"], [memory_module.DELETED, Huge(b"x")])
+    assert everything(engine) == [(b"a", b"1")]
+    engine.close()
+    with MemoryEngine(tmp_path / "data.acid") as again:
+        assert everything(again) == [(b"a", b"1")]
