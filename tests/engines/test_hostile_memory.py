@@ -52,7 +52,7 @@ def logged(tmp_path: Path, commits: int = 5, sync_first: bool = False) -> Path:
     return path
 
 
-# -- the log ----------------------------------------------------------------------
+# -- the log --
 
 
 @pytest.mark.parametrize("zeros", [4, 8, 12, 16, 100, 5000])
@@ -139,7 +139,7 @@ def test_a_failed_compaction_does_not_fail_a_landed_commit(
             assert len(everything(again)) == 21
 
 
-# -- optimistic writers -------------------------------------------------------------
+# -- optimistic writers --
 
 
 def test_a_commit_between_pinning_and_registering_a_writer_conflicts() -> None:
@@ -466,7 +466,7 @@ def test_a_value_no_file_can_hold_does_not_land(tmp_path: Path, sync: str) -> No
         assert everything(again) == [(b"a", b"1")]
 
 
-# -- memory ---------------------------------------------------------------------------
+# -- memory --
 
 
 @pytest.mark.parametrize("writers", ["serial", "optimistic"])
@@ -519,7 +519,7 @@ def test_an_optimistic_transaction_leaves_no_cyclic_garbage() -> None:
     assert grown < 100
 
 
-# -- optimistic anomalies that held ---------------------------------------------------
+# -- optimistic anomalies that held --
 
 
 def on_call_trial() -> int:
@@ -608,3 +608,188 @@ def test_reads_deletes_and_reverse_scans_conflict() -> None:
     other.put(b"a", b"2")
     other.commit()
     mine.commit()  # read only: its snapshot was consistent, nothing to land
+
+
+# -- damage at every offset --
+
+
+def damage_everywhere(tmp_path: Path, bits: tuple[int, ...]) -> None:
+    """Flip bits at every offset of the snapshot and of the log, and cut
+    both at every length: each open raises CorruptionError or ConfigError,
+    or shows the state after a prefix of the logged commits (a damaged or
+    cut last record is a torn tail); never another state."""
+    from acid.errors import ConfigError
+
+    path = tmp_path / "data.acid"
+    engine = MemoryEngine(path, sync="commit")
+    put(engine, b"base", b"0")
+    engine.flush()
+    states = [dict(everything(engine))]
+    for i in range(4):
+        with engine.begin(write=True) as txn:
+            txn.put(b"k%d" % i, b"v" * i)
+            if i == 2:
+                txn.delete(b"base")
+        states.append(dict(everything(engine)))
+    snapshot = path.read_bytes()
+    log = Path(f"{path}.log").read_bytes()
+    engine.close()
+    trial = tmp_path / "trial"
+
+    def outcome(snap: bytes, logged: bytes, sync: str) -> str:
+        shutil.rmtree(trial, ignore_errors=True)
+        trial.mkdir()
+        (trial / "data.acid").write_bytes(snap)
+        (trial / "data.acid.log").write_bytes(logged)
+        try:
+            with MemoryEngine(trial / "data.acid", sync=sync) as opened:
+                state = dict(everything(opened))
+        except (CorruptionError, ConfigError) as exc:
+            return type(exc).__name__
+        assert state in states, "a state that was never committed"
+        return f"prefix {states.index(state)}"
+
+    for at in range(len(snapshot)):
+        for bit in bits:
+            damaged = bytearray(snapshot)
+            damaged[at] ^= bit
+            assert outcome(bytes(damaged), log, "manual").endswith("Error")
+    for cut in range(len(snapshot)):
+        assert outcome(snapshot[:cut], log, "manual") == "CorruptionError"
+    for at in range(len(log)):
+        for bit in bits:
+            damaged = bytearray(log)
+            damaged[at] ^= bit
+            for sync in ("manual", "commit"):
+                result = outcome(snapshot, bytes(damaged), sync)
+                assert result.endswith("Error") or result == "prefix 3", (at, result)
+    for cut in range(_memfile.LOG_HEADER_SIZE, len(log) + 1):
+        assert outcome(snapshot, log[:cut], "commit").startswith("prefix")
+
+
+def test_damage_at_every_offset(tmp_path: Path) -> None:
+    damage_everywhere(tmp_path, (0x10,))
+
+
+@pytest.mark.stress
+def test_damage_at_every_offset_every_bit(tmp_path: Path) -> None:
+    damage_everywhere(tmp_path, (1, 2, 4, 8, 0x10, 0x20, 0x40, 0x80))
+
+
+# -- threads, close, asyncio --
+
+
+@pytest.mark.parametrize("writers", ["serial", "optimistic"])
+def test_close_while_readers_and_writers_run_in_threads(
+    tmp_path: Path, writers: str
+) -> None:
+    from acid.errors import Error
+
+    path = tmp_path / "data.acid"
+    engine = MemoryEngine(path, writers=writers, sync="commit")
+    acked: list[bytes] = []
+    unexpected: list[str] = []
+    started = threading.Barrier(6)
+
+    def writer(i: int) -> None:
+        started.wait()
+        n = 0
+        while True:
+            key = b"w%d-%06d" % (i, n)
+            try:
+                put(engine, key, b"v")
+            except ConflictError:
+                continue
+            except Error:
+                return  # closed: a clear error
+            except Exception as exc:
+                unexpected.append(repr(exc))
+                return
+            acked.append(key)
+            n += 1
+
+    def reader() -> None:
+        started.wait()
+        while True:
+            try:
+                everything(engine)
+            except Error:
+                return
+            except Exception as exc:
+                unexpected.append(repr(exc))
+                return
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(3)]
+    threads += [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    started.wait()
+    while len(acked) < 5:
+        time.sleep(0.001)
+    engine.close()
+    for t in threads:
+        t.join(30)
+    assert not any(t.is_alive() for t in threads)
+    assert unexpected == []
+    with MemoryEngine(path) as again:
+        have = {k for k, _ in everything(again)}
+    assert set(acked) <= have
+
+
+def test_asyncio_tasks_over_optimistic_writers_lose_no_update(tmp_path: Path) -> None:
+    import asyncio
+
+    import acid
+    import acid.aio
+
+    async def main(url: str) -> int:
+        store = await acid.aio.open(url)
+        coll = await store.add_collection("c")
+        await coll.put({"n": 0}, key="x")
+
+        async def bump() -> None:
+            rec = await coll.get("x")
+            await asyncio.sleep(0)
+            rec["n"] += 1
+            await coll.put(rec, key="x")
+
+        async def task() -> None:
+            for _ in range(10):
+                await store.transact(
+                    bump, retries=1000, backoff=acid.Backoff(base=0.0005, cap=0.01)
+                )
+
+        await asyncio.wait_for(asyncio.gather(*[task() for _ in range(12)]), 120)
+        n: int = (await coll.get("x"))["n"]
+        report = await store.check()
+        assert report.ok
+        await store.close()
+        return n
+
+    url = f"memory:{tmp_path}/a.acid?writers=optimistic&sync=commit"
+    assert asyncio.run(main(url)) == 120
+    assert asyncio.run(main("memory:/?writers=optimistic")) == 120
+
+
+@pytest.mark.parametrize("sync", ["manual", "commit"])
+def test_empty_values_beside_deletes_round_trip(tmp_path: Path, sync: str) -> None:
+    path = tmp_path / "data.acid"
+    with MemoryEngine(path, sync=sync) as engine:
+        put(engine, b"gone", b"x")
+        with engine.begin(write=True) as txn:
+            txn.put(b"\x00", b"")
+            txn.put(b"empty", b"")
+            txn.delete(b"gone")
+            txn.put(bytes(range(256)), bytes(range(256)))
+        crashed = crashed_copy(tmp_path, engine)
+        want = everything(engine)
+    assert want == [
+        (b"\x00", b""),
+        (bytes(range(256)), bytes(range(256))),
+        (b"empty", b""),
+    ]
+    with MemoryEngine(path) as again:
+        assert everything(again) == want
+    if sync == "commit":
+        with MemoryEngine(crashed) as again:
+            assert everything(again) == want
