@@ -4,13 +4,14 @@ expired records."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import acid
-from acid.errors import NotFound, SchemaError
+from acid.errors import NotFound, QueryError, SchemaError
 
 
 @pytest.fixture
@@ -162,3 +163,27 @@ def test_slices_and_cursors_leave_out_expired_records(
     assert coll.multi_get_dict([1, 10]) == {10: {"i": 10}}
     with store.begin():  # the same inside a block
         assert [k for k, _ in coll[:]] == alive
+
+
+# -- key matching -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("pattern", [b"an", re.compile(b"an"), None, 5])
+def test_match_regex_refuses_what_cannot_search_a_str(
+    db: acid.Collection, pattern: Any
+) -> None:
+    # A bytes pattern compiled, then failed with a bare TypeError at the
+    # first key, naming neither the call nor the pattern.
+    with pytest.raises(QueryError, match="match_regex"):
+        db.match_regex(pattern)
+    idx = db.add_index("k", acid.field("k"))
+    with pytest.raises(QueryError, match="match_regex"):
+        idx.match_regex(pattern)
+
+
+def test_match_regex_keeps_the_flags_of_a_compiled_pattern(
+    db: acid.Collection,
+) -> None:
+    assert db.match_regex(re.compile("^K[13]$", re.I)) == [("k1",), ("k3",)]
+    idx = db.add_index("k", acid.field("k"))
+    assert idx.match_regex(re.compile("K4", re.I)) == [("k4",)]
