@@ -1,0 +1,102 @@
+"""Queries after another process changed the schema: an index it dropped
+must not serve a plan here (its entries are gone, so the answer would be
+empty), a collection it dropped must refuse, and an index dropped, added or
+rolled back in this process must leave plans exact."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import acid
+from acid.errors import SchemaError
+
+ELSEWHERE = """
+import sys, acid
+store = acid.open(sys.argv[1])
+coll = store.add_collection("c")
+coll.add_index("a", acid.field("a"))
+if sys.argv[2] == "drop index":
+    coll.drop_index("a")
+    coll.put({"a": 100})
+else:
+    store.drop_collection("c")
+store.close()
+"""
+
+
+def elsewhere(url: str, what: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    subprocess.run([sys.executable, "-c", ELSEWHERE, url, what], env=env, check=True)
+
+
+def fill(store: acid.Store) -> tuple[acid.Collection, acid.Query]:
+    coll = store.add_collection("c")
+    coll.add_index("a", acid.field("a"))
+    for i in range(10):
+        coll.put({"a": i})
+    q = coll.query({"a": {"$gte": 5}})
+    assert q.count() == 5 and "USING INDEX a" in q.explain()
+    return coll, q
+
+
+def test_an_index_dropped_by_another_process_no_longer_serves(tmp_path: Path) -> None:
+    url = f"lmdb:{tmp_path}/db"
+    with acid.open(url) as store:
+        coll, q = fill(store)
+        elsewhere(url, "drop index")
+        # The cached plan, a new query, a block, a write block: before, each
+        # read the dropped index's (deleted) entries and found nothing.
+        assert sorted(r["a"] for r in q) == [5, 6, 7, 8, 9, 100]
+        assert coll.query({"a": {"$gte": 5}}).count() == 6
+        with store.begin():
+            assert q.count() == 6
+        with store.begin(write=True):
+            assert q.count() == 6
+        assert q.explain().startswith("SCAN c")
+        assert q.delete() == 6
+        assert sorted(r["a"] for _, r in coll) == [0, 1, 2, 3, 4]
+
+
+def test_a_collection_dropped_by_another_process_refuses_queries(
+    tmp_path: Path,
+) -> None:
+    url = f"lmdb:{tmp_path}/db"
+    with acid.open(url) as store:
+        coll, q = fill(store)
+        elsewhere(url, "drop collection")
+        with pytest.raises(SchemaError):
+            list(q)
+        with pytest.raises(SchemaError):
+            coll.query({"a": 1}).first()
+        with store.begin(), pytest.raises(SchemaError):
+            q.count()
+
+
+def test_index_dropped_added_or_rolled_back_here(
+    open_store: Callable[..., acid.Store],
+) -> None:
+    store = open_store()
+    coll, q = fill(store)
+    it = iter(q)
+    assert next(it) == {"a": 5}
+    coll.drop_index("a")  # between the plan and the rest of the iteration
+    assert [r["a"] for r in it] == [6, 7, 8, 9]  # the snapshot of its start
+    assert q.count() == 5 and q.explain().startswith("SCAN c")
+    coll.add_index("a", acid.field("a"))  # again: a new index, a new plan
+    assert q.count() == 5 and "USING INDEX a" in q.explain()
+    with pytest.raises(RuntimeError), store.begin(write=True):
+        coll.add_index("b", acid.field("a"))
+        coll.drop_index("a")
+        assert coll.query({"a": 7}).explain().startswith("SEARCH c USING INDEX b")
+        assert coll.query({"a": 7}).count() == 1
+        raise RuntimeError
+    assert "b" not in coll.indices
+    assert coll.query({"a": 7}).explain().startswith("SEARCH c USING INDEX a")
+    assert coll.query({"a": 7}).count() == 1 and q.count() == 5
+    assert store.check().ok
