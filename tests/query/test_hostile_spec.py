@@ -272,3 +272,29 @@ def test_regex_refuses_patterns_that_cannot_search_a_str(
     with pytest.raises(QueryError, match=r"\$regex on field 's'"):
         coll.query({"s": {"$regex": pattern}})
     mem.drop_collection(coll.name)
+
+
+# -- compound $in lists -----------------------------------------------------
+
+
+@pytest.mark.parametrize("paths", [("a", "b"), ("a", "b", "c")])
+def test_two_long_in_lists_on_a_compound_index_stay_few_ranges(
+    mem: acid.Store, paths: tuple[str, ...]
+) -> None:
+    records = [{"a": i, "b": i % 7, "c": "x"} for i in range(0, 3000, 29)]
+    coll = load(mem, records, False)
+    plain = {"a": {"$in": list(range(1000))}, "b": {"$in": list(range(1000))}}
+    if len(paths) == 3:
+        plain["c"] = "x"
+    want = sorted(coll.query(plain).keys(), key=keylib.pack)
+    assert want
+    coll.add_index("compound", acid.fields(*paths))
+    q = coll.query(plain)
+    lines = q.explain().splitlines()
+    assert lines[0].startswith("SEARCH") and "USING INDEX compound" in lines[0]
+    # One range per (a, b) pair made 10**6 ranges (about 250 MB) here, and
+    # 10**8 for lists of 10,000: the b list is now filtered instead.
+    ranges = int(lines[1].split(":")[1])
+    assert ranges <= 65536, lines
+    assert sorted(q.keys(), key=keylib.pack) == want
+    mem.drop_collection(coll.name)
