@@ -110,6 +110,18 @@ class Node:
 _SYMBOLS = {"$eq": "=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<=", "$ne": "!="}
 
 
+#: Operands of a list operator shown by explain() before it abbreviates.
+_SHOWN = 10
+
+
+def _operand_words(value: Any) -> str:
+    """``repr(value)``, a long list cut to its first few operands."""
+    if isinstance(value, list) and len(value) > _SHOWN:
+        head = ", ".join(map(repr, value[:_SHOWN]))
+        return f"[{head}, ... ({len(value)} values)]"
+    return repr(value)
+
+
 def describe_cond(cond: FieldCond) -> str:
     """``age >= 30 AND age < 40`` for ``{"age": {"$gte": 30, "$lt": 40}}``."""
     out = []
@@ -120,7 +132,7 @@ def describe_cond(cond: FieldCond) -> str:
             inner = FieldCond(cond.path, cond.parts, value)
             out.append(f"NOT ({describe_cond(inner)})")
         else:
-            out.append(f"{cond.path} {op[1:].upper()} {value!r}")
+            out.append(f"{cond.path} {op[1:].upper()} {_operand_words(value)}")
     return " AND ".join(out)
 
 

@@ -298,3 +298,15 @@ def test_two_long_in_lists_on_a_compound_index_stay_few_ranges(
     assert ranges <= 65536, lines
     assert sorted(q.keys(), key=keylib.pack) == want
     mem.drop_collection(coll.name)
+
+
+def test_explain_abbreviates_a_long_in_list(mem: acid.Store) -> None:
+    coll = load(mem, [{"a": i} for i in range(5)], True)
+    text = coll.query({"a": {"$in": list(range(10_000))}}).explain()
+    # It printed all 10,000 operands (about 60 kB) on one line.
+    assert len(text) < 500, len(text)
+    assert "a IN [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, ... (10000 values)]" in text
+    assert "ranges: 10000" in text
+    short = coll.query({"a": {"$nin": [1, 2]}}).explain()
+    assert "a NIN [1, 2]" in short
+    mem.drop_collection(coll.name)
