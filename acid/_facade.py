@@ -70,7 +70,19 @@ def length(coll: Collection, name: str) -> int:
     _attached(coll)
     store = coll.store
 
+    def current() -> None:
+        # Dropped by another Store object or process? Its counter may be
+        # left behind: refuse rather than return a count of nothing.
+        if store.active().get(store.schema_key) != store.schema.token:
+            store.schema.refresh()
+            _attached(coll)
+
+    def usual() -> int:
+        current()
+        return store.bump(name, 0, COUNT_UNKNOWN)
+
     def count() -> int:
+        current()
         n = stored = store.bump(name, 0, COUNT_UNKNOWN)
         if stored < 0:  # not known yet (a store older than the counter)
             n = sum(1 for _ in store.iter_space(coll.id))
@@ -83,7 +95,7 @@ def length(coll: Collection, name: str) -> int:
 
     txn = store.txn
     if coll.expiry is None and (txn is None or not txn.write):
-        n = store.bump(name, 0, COUNT_UNKNOWN)  # the usual case: one read
+        n = store.in_txn(usual)  # the usual case: two reads
         if n >= 0:
             return n
     return store.in_txn(count, write=txn is None or txn.write)
