@@ -209,6 +209,18 @@ def fields(*paths: str) -> Field | Fields:
     return Fields(*paths)
 
 
+def describe_declared(paths: tuple[str, ...]) -> str:
+    """How an index function with these declared paths is written."""
+    if not paths:
+        return "a plain function"
+    if len(paths) == 1 and paths[0].startswith(TEXT):
+        return f"acid.tokens({paths[0][len(TEXT) :]!r})"
+    if len(paths) == 1 and paths[0].startswith(GRAMS):
+        q, _, path = paths[0][len(GRAMS) :].partition(":")
+        return f"acid.qgrams({path!r}, q={q})"
+    return f"acid.fields({', '.join(map(repr, paths))})"
+
+
 def declared_paths(func: Any) -> tuple[str, ...] | None:
     """The paths an index function declares, or ``None`` for a plain one."""
     if isinstance(func, Field | Fields):

@@ -985,10 +985,7 @@ def _check_fields(coll: str, info: dict[str, Any], func: Any) -> None:
     stored = tuple(info.get("fields") or ())
     given = _fields.declared_paths(func) or ()
     if stored != given:
-
-        def say(paths: tuple[str, ...]) -> str:
-            return f"acid.fields{paths!r}" if paths else "a plain function"
-
+        say = _fields.describe_declared
         raise ConfigError(
             f"index {coll}.{info['name']} was created with {say(stored)}, but is "
             f"declared with {say(given)}; declare it the same way, or drop_index() "

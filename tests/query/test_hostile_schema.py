@@ -145,3 +145,25 @@ def test_drop_collection_leaves_no_key_behind(
     store.drop_collection("gone")
     leftover = set(raw_keys()) - set(before)
     assert leftover == set(), leftover  # the schema token existed before
+
+
+def test_redeclared_differently_names_both_declarations(
+    open_store: Callable[..., acid.Store],
+) -> None:
+    store = open_store()
+    coll = store.add_collection("c")
+    coll.add_index("ab", acid.fields("a", "b"))
+    coll.add_index("g", acid.qgrams("a", q=3))
+    coll.add_index("w", acid.tokens("a"))
+    coll.put({"a": "x", "b": 1})
+    again = store.add_collection("c")
+    cases = [
+        ("ab", acid.fields("b", "a"), "acid.fields('a', 'b')", "acid.fields('b', 'a')"),
+        ("ab", lambda r: [], "acid.fields('a', 'b')", "a plain function"),
+        ("g", acid.qgrams("a", q=4), "acid.qgrams('a', q=3)", "acid.qgrams('a', q=4)"),
+        ("w", acid.field("a"), "acid.tokens('a')", "acid.fields('a')"),
+    ]
+    for name, func, was, now in cases:
+        with pytest.raises(acid.errors.ConfigError) as err:
+            again.add_index(name, func)
+        assert f"created with {was}, but is declared with {now}" in str(err.value)
