@@ -145,8 +145,10 @@ class Query:
         return map(keylib.unpack, map(itemgetter(0), self._run()))
 
     def first(self, default: Any = None) -> Any:
-        """The first matching record, or ``default``."""
-        return next(iter(self._copy(limit=1)), default)
+        """The first matching record (after ``offset``, within ``limit``),
+        or ``default``."""
+        one = 1 if self._limit is None else min(self._limit, 1)
+        return next(iter(self._copy(limit=one)), default)
 
     def count(self) -> int:
         """How many records match (after ``offset`` and ``limit``)."""

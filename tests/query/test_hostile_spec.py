@@ -310,3 +310,21 @@ def test_explain_abbreviates_a_long_in_list(mem: acid.Store) -> None:
     short = coll.query({"a": {"$nin": [1, 2]}}).explain()
     assert "a NIN [1, 2]" in short
     mem.drop_collection(coll.name)
+
+
+# -- windows ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("indexed", [False, True])
+def test_first_respects_limit_zero_and_offset(mem: acid.Store, indexed: bool) -> None:
+    coll = load(mem, [{"a": i} for i in range(5)], indexed)
+    q = coll.query({"a": {"$gte": 0}}).order_by("a")
+    assert list(q.limit(0)) == [] and q.limit(0).count() == 0
+    # first() replaced the limit with 1: limit(0).first() found a record.
+    assert q.limit(0).first("none") == "none"
+    assert q.offset(2).limit(0).first("none") == "none"
+    assert q.offset(2).first() == {"a": 2}
+    assert q.offset(2).limit(3).first() == {"a": 2}
+    assert q.offset(5).first("none") == "none"
+    assert q.offset(10**9).limit(10**9).first("none") == "none"
+    mem.drop_collection(coll.name)
