@@ -53,6 +53,11 @@ def getitem(coll: Collection, key: Any) -> Any:
     return rec
 
 
+def setitem(coll: Collection, key: Any, rec: Any) -> None:
+    # As a 1-tuple: put(key=None) would mean "no key given" (the key function).
+    coll.put(rec, key=_query.as_tuple(key))
+
+
 def delitem(coll: Collection, key: Any) -> None:
     if not coll.delete(key):
         raise NotFound(f"collection {coll.name!r} has no record under {key!r}")
@@ -229,7 +234,7 @@ def update(coll: Collection, items: Mapping[Any, Any] | Iterable[Any]) -> None:
     def run() -> None:
         if isinstance(items, Mapping):
             for k, rec in items.items():
-                coll.put(rec, key=k)
+                coll.put(rec, key=_query.as_tuple(k))
         else:
             for rec in items:
                 coll.put(rec)

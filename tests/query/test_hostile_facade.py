@@ -187,3 +187,33 @@ def test_match_regex_keeps_the_flags_of_a_compiled_pattern(
     assert db.match_regex(re.compile("^K[13]$", re.I)) == [("k1",), ("k3",)]
     idx = db.add_index("k", acid.field("k"))
     assert idx.match_regex(re.compile("K4", re.I)) == [("k4",)]
+
+
+# -- None as a key ----------------------------------------------------------
+
+
+def test_none_is_a_key_like_any_other(store: acid.Store) -> None:
+    coll = store.add_collection("n")
+    # coll[None] = rec went to put(rec, key=None), "no key given": the record
+    # landed under a generated key, where coll[None] never found it.
+    coll[None] = {"v": 1}
+    assert list(coll) == [((None,), {"v": 1})]
+    assert None in coll and coll[None] == {"v": 1}
+    coll.update({None: {"v": 2}, "x": {"v": 3}})
+    assert list(coll) == [((None,), {"v": 2}), (("x",), {"v": 3})]
+    assert len(coll) == 2
+    assert coll.multi_get_dict([None, "x"]) == {None: {"v": 2}, "x": {"v": 3}}
+    del coll[None]
+    assert None not in coll and len(coll) == 1
+
+
+def test_none_key_on_an_expiring_collection(
+    open_store: Callable[..., acid.Store],
+) -> None:
+    now = [0.0]
+    store = open_store(clock=lambda: now[0])
+    coll = store.add_collection("e", ttl=5)
+    coll[None] = {"v": 1}
+    assert coll[None] == {"v": 1} and len(coll) == 1
+    now[0] = 6.0
+    assert None not in coll and len(coll) == 0
