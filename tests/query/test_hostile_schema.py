@@ -167,3 +167,25 @@ def test_redeclared_differently_names_both_declarations(
         with pytest.raises(acid.errors.ConfigError) as err:
             again.add_index(name, func)
         assert f"created with {was}, but is declared with {now}" in str(err.value)
+
+
+def test_queries_after_the_store_closes(
+    open_store: Callable[..., acid.Store], engine_name: str
+) -> None:
+    store = open_store()
+    coll, q = fill(store)
+    started = iter(q)
+    assert next(started) == {"a": 5}
+    sliced = iter(coll[:])
+    assert next(sliced)[1] == {"a": 0}
+    store.close()
+    for use in (lambda: list(q), lambda: len(coll), lambda: list(coll[:])):
+        with pytest.raises(acid.errors.EngineError, match="closed"):
+            use()
+    if engine_name in ("lmdb", "leveldb"):  # their snapshots end with the engine
+        with pytest.raises(acid.errors.TxnError):
+            list(started)
+        with pytest.raises(acid.errors.TxnError):
+            list(sliced)
+    else:  # the memory engine's snapshot outlives it: the rest, unchanged
+        assert [r["a"] for r in started] == [6, 7, 8, 9]
