@@ -13,6 +13,7 @@ field (one element of a list); the field operators (``$exists``, ``$ne``,
 from __future__ import annotations
 
 import re
+import reprlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,14 +113,26 @@ _SYMBOLS = {"$eq": "=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<=", "$ne
 
 #: Operands of a list operator shown by explain() before it abbreviates.
 _SHOWN = 10
+#: How explain() writes an operand: nesting cut at a few levels (the builtin
+#: repr of a value nested thousands deep raises RecursionError).
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 6
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = 400
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 100
+
+
+def words(value: Any) -> str:
+    """``repr(value)`` for explain(): nesting cut at six levels, long
+    values shortened."""
+    return _REPR.repr(value)
 
 
 def _operand_words(value: Any) -> str:
-    """``repr(value)``, a long list cut to its first few operands."""
+    """:func:`words`, a long list cut to its first few operands."""
     if isinstance(value, list) and len(value) > _SHOWN:
-        head = ", ".join(map(repr, value[:_SHOWN]))
+        head = ", ".join(map(words, value[:_SHOWN]))
         return f"[{head}, ... ({len(value)} values)]"
-    return repr(value)
+    return words(value)
 
 
 def describe_cond(cond: FieldCond) -> str:
@@ -127,7 +140,7 @@ def describe_cond(cond: FieldCond) -> str:
     out = []
     for op, value in cond.ops:
         if op in _SYMBOLS:
-            out.append(f"{cond.path} {_SYMBOLS[op]} {value!r}")
+            out.append(f"{cond.path} {_SYMBOLS[op]} {words(value)}")
         elif op == "$not":
             inner = FieldCond(cond.path, cond.parts, value)
             out.append(f"NOT ({describe_cond(inner)})")

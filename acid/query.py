@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from acid import keylib
 from acid._fields import candidates, packed, parse_path, resolve
 from acid._plan import IndexInfo, Plan, plan
-from acid._spec import FieldCond, Node, compile_spec, element_filter
+from acid._spec import FieldCond, Node, compile_spec, element_filter, words
 from acid._txn import active
 from acid.errors import QueryError, SchemaError
 
@@ -94,7 +94,7 @@ class Query:
         return new
 
     def __repr__(self) -> str:
-        return f"<acid.Query {self.coll.name} {self.spec!r}>"
+        return f"<acid.Query {self.coll.name} {words(self.spec)}>"
 
     # -- chaining ---------------------------------------------------------
 

@@ -363,3 +363,21 @@ def test_an_index_agrees_with_the_stored_record(
     finally:
         mem.drop_collection(plain.name)
         mem.drop_collection(indexed.name)
+
+
+def test_explain_and_repr_of_a_deeply_nested_operand(mem: acid.Store) -> None:
+    coll = load(mem, [{"a": 1}, {"a": {"x": 1}}], True)
+    deep: Any = 1
+    for _ in range(5000):
+        deep = {"x": deep}
+    q = coll.query({"a": deep, "b": {"$in": [[[[[[[[1]]]]]]]]}})
+    assert q.count() == 0
+    # Both raised RecursionError (the builtin repr of the operand).
+    text = q.explain()
+    assert "a = {'x': {'x':" in text and "{...}" in text and len(text) < 500
+    assert "b IN [[[[" in text
+    assert repr(q).startswith("<acid.Query ")
+    assert coll.query({"a": {"x": 1}}).explain().splitlines()[0] == (
+        "SCAN " + coll.name + " (every record)"
+    )
+    mem.drop_collection(coll.name)
