@@ -887,7 +887,7 @@ class Collection(AtomicOps, ExpiryOps):
         return _facade.getitem(self, key)
 
     def __setitem__(self, key: Any, rec: Any) -> None:
-        self.put(rec, key=key)
+        _facade.setitem(self, key, rec)
 
     def __delitem__(self, key: Any) -> None:
         _facade.delitem(self, key)
