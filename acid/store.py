@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from acid import _layout, encoders, keylib
+from acid import _layout, _ops, encoders, keylib
 from acid._layout import (
     KIND_COUNTER,
     KIND_ENCODER,
@@ -575,6 +575,41 @@ class Store:
             txn.delete(k)
             n += 1
         return n
+
+    # -- operations: counters, statistics, backup ---------------------------
+
+    def counters(self) -> dict[str, int]:
+        """Every counter stored here, by name (acid's own ``"\\x00..."`` too)."""
+
+        def run() -> dict[str, int]:
+            out = {}
+            for k, v in self.iter_space(Space.COUNTER.value):
+                name = keylib.unpack(k, self.prefix)[1]
+                out[name] = _counter_value(name, v)
+            return out
+
+        return self.in_txn(run)
+
+    def stats(self) -> dict[str, Any]:
+        """Store and engine statistics, as plain values (JSON-friendly).
+
+        Store-level counts come from one read transaction: per collection its
+        record count and bytes, per index its entry count. ``engine`` holds
+        what the engine reports about itself (``engine.stats()``, when the
+        engine has it).
+        """
+        return _ops.stats(self)
+
+    def backup(self, dest: str, *, batch: int = 10_000) -> dict[str, Any]:
+        """Copy the whole engine, consistently, to ``dest`` while writers go on.
+
+        ``dest`` is an engine URL, or a path meaning the source's own engine
+        kind. LMDB to a path uses LMDB's compacting copy; any other pair
+        copies one read snapshot in write transactions of ``batch`` keys.
+        ``dest`` must not exist yet (or be an empty store). Returns what was
+        copied: ``{"method": ..., "keys": n}``.
+        """
+        return _ops.backup(self.engine, dest, batch=batch)
 
     # -- consistency ------------------------------------------------------
 

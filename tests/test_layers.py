@@ -16,11 +16,12 @@ LAYERS: list[set[str]] = [
     {"acid.keylib", "acid._keylib_py", "acid._keylib_groups", "acid._keylib"},
     {"acid.engines", "acid.encoders", "acid._query", "acid._txn"},
     {"acid._layout"},
-    {"acid.store", "acid._schema"},
+    {"acid.store", "acid._schema", "acid._ops"},
     {"acid.index"},
     {"acid.collection"},
     {"acid.core", "acid.testing", "acid.tools"},
     {"acid"},
+    {"acid.cli", "acid.__main__"},
 ]
 #: Upward imports the design allows: add_collection creates a Collection.
 ALLOWED_UPWARD = {("acid.store", "acid.collection")}

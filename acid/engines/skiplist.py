@@ -34,6 +34,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from itertools import chain
+from typing import Any
 
 from acid.engines import (
     DEFAULT_LOCK_TIMEOUT,
@@ -169,6 +170,15 @@ class SkipListEngine(Engine):
                 raise
         with self._pin_lock:  # not while an in-place commit applies
             return _ReadTxn(self._current)
+
+    def stats(self) -> dict[str, Any]:
+        """What memory holds: keys and bytes of the current version."""
+        with self._pin_lock:
+            data = self._current.data
+            return {
+                "keys": len(data),
+                "bytes": sum(len(k) + len(v) for k, v in data.items()),
+            }
 
     def close(self) -> None:
         """Close the engine; a write transaction still open is aborted.
