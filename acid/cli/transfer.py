@@ -114,11 +114,18 @@ def open_index(coll: Collection, name: str) -> Index:
 # -- reading ------------------------------------------------------------------
 
 
-def items(store: Store, names: Iterable[str] = ()) -> Iterator[Item]:
+def items(
+    store: Store,
+    names: Iterable[str] = (),
+    *,
+    derived: set[tuple[str, str]] = frozenset(),  # type: ignore[assignment]
+) -> Iterator[Item]:
     """The store (or the collections ``names``) as items, from one snapshot.
 
     Everything is read in one read transaction that stays open until the
-    generator is exhausted or closed.
+    generator is exhausted or closed. The entries of the indexes named in
+    ``derived`` (``(collection, index)`` pairs, which the target computes
+    with their functions) are left out.
     """
     wanted = list(names)
     with store.begin():
@@ -139,7 +146,7 @@ def items(store: Store, names: Iterable[str] = ()) -> Iterator[Item]:
                 yield ("compressor", cname, info)
         totals: dict[str, Any] = {"collections": 0, "records": 0, "entries": 0}
         for name in chosen:
-            yield from _collection_items(store, name, totals)
+            yield from _collection_items(store, name, totals, derived)
         counters = store.counters()
         own = {m["counter"] for m in metas.values() if m is not None}
         for cname, value in counters.items():
@@ -154,7 +161,7 @@ def items(store: Store, names: Iterable[str] = ()) -> Iterator[Item]:
 
 
 def _collection_items(
-    store: Store, name: str, totals: dict[str, Any]
+    store: Store, name: str, totals: dict[str, Any], derived: set[tuple[str, str]]
 ) -> Iterator[Item]:
     meta = store.get_meta(KIND_TABLE, name)
     assert meta is not None
@@ -179,6 +186,8 @@ def _collection_items(
     totals["records"] += n
     totals.setdefault("by_collection", {})[name] = n
     for iname in inames:
+        if (name, iname) in derived:
+            continue
         idx = open_index(coll, iname)
         yield ("index", iname)
         e = 0
@@ -332,6 +341,8 @@ class Loader:
         self._index: Index | None = None
         self._skip_entries = False
         self._late: list[Item] = []
+        #: What the end line of the dump said (counts per collection, index).
+        self.totals: dict[str, Any] = {}
         self._block: Any = None
         self._pending = 0
 
@@ -419,6 +430,7 @@ class Loader:
         elif tag in ("counter", "meta"):
             self._late.append(item)
         elif tag == "end":
+            self.totals = item[1]
             self._finish(item[1])
             return True
         elif tag != "header":
