@@ -34,7 +34,7 @@ from acid.cli.transfer import (
     open_index,
     to_line,
 )
-from acid.engines import from_url, parse_url
+from acid.engines import from_url, known_schemes, parse_url
 from acid.errors import (
     ConfigError,
     ConstraintError,
@@ -84,6 +84,12 @@ def _local_path(url: str) -> str | None:
 
 def open_store(url: str, *, create: bool = False, module: str | None = None) -> Store:
     """Open ``url``; unless ``create``, a store that does not exist is refused."""
+    parsed = parse_url(url)
+    if not parsed.module and parsed.scheme not in known_schemes():
+        raise ConfigError(
+            f"unknown engine scheme {parsed.scheme!r}; known schemes are "
+            f"{', '.join(known_schemes())}"
+        )
     path = _local_path(url)
     if not create and path is not None and not os.path.exists(path):
         raise Failed(
@@ -321,16 +327,24 @@ def put(url: str, coll: str, key: str | None, module: str | None) -> None:
         record = typedjson.loads(text)
     except ValueError as exc:
         raise InputError(f"standard input is not a typed JSON record: {exc}") from exc
-    with opened(url, create=True, module=module) as store:
+    # One transaction: a put that fails leaves no new collection behind.
+    with opened(url, create=True, module=module) as store, store.begin(write=True):
         if coll not in store.collections():
             store.add_collection(coll)  # a new one: JSON, counter keys
+        declared = coll in store  # by --module, with its key function
         c = open_collection(store, coll)
-        if k is None and c.key_func is not None and coll not in store:
+        if k is None and c.key_func is not None and not declared:
             raise InputError(
                 f"collection {coll!r} makes keys with a key function, which is "
                 "not stored: give --key, or --module to declare it"
             )
-        written = c.put(record, key=k)
+        try:
+            written = c.put(record, key=k)
+        except TypeError as exc:
+            raise InputError(
+                f"collection {coll!r} (encoder {c.encoder.name}) cannot store "
+                f"this record: {exc}"
+            ) from exc
     click.echo(show_key(written))
 
 

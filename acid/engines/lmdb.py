@@ -259,7 +259,7 @@ class LMDBEngine(Engine):
             "stat": dict(stat),
             "info": dict(info),
             "map_used_bytes": used,
-            "map_use": round(used / info["map_size"], 6),
+            "map_use": used / info["map_size"],
         }
 
     def backup(self, path: str) -> int:
