@@ -87,7 +87,9 @@ def main() -> None:
     print(f"built {args.records:,} records in {time.perf_counter() - t0:.1f}s")
     runs: dict[str, list[float]] = {"acid copy": [], "hand loop": []}
     for rep in range(args.repeats):
-        order = ["acid copy", "hand loop"] if rep % 2 == 0 else ["hand loop", "acid copy"]
+        order = ["acid copy", "hand loop"]
+        if rep % 2:
+            order.reverse()
         for name in order:
             dst_path = root / f"dst-{rep}-{name.replace(' ', '-')}"
             dst = f"leveldb:{dst_path}?sync=false"
@@ -103,8 +105,8 @@ def main() -> None:
     for name, times in runs.items():
         med = statistics.median(times)
         print(
-            f"{name:10s} median {med:7.2f}s CPU  "
-            f"{args.records / med:10,.0f} records/s  runs {[round(t, 2) for t in times]}"
+            f"{name:10s} median {med:7.2f}s CPU  {args.records / med:10,.0f} "
+            f"records/s  runs {[round(t, 2) for t in times]}"
         )
     print(f"acid copy speed / hand loop speed = {loop_t / copy_t:.2f} (goal >= 0.50)")
     shutil.rmtree(root)

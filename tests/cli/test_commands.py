@@ -125,7 +125,7 @@ def test_ls_get_put_delete(acid_cmd: Run, engine: str, tmp_path: Path) -> None:
     events = store.add_collection("events")
     assert list(events.keys()) == [(1,)]
     when = events.get(1)["when"]
-    assert when == datetime.datetime(2024, 1, 2, 2, 4, 5, tzinfo=datetime.timezone.utc)
+    assert when == datetime.datetime(2024, 1, 2, 2, 4, 5, tzinfo=datetime.UTC)
     store.close()
 
 

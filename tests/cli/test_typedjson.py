@@ -82,7 +82,7 @@ def test_encoded_form_is_plain_json_data(value: Any) -> None:
 
 def test_documented_forms() -> None:
     u = uuid.UUID(int=5)
-    when = datetime.datetime(2024, 5, 1, 12, 0, 0, 1, datetime.timezone.utc)
+    when = datetime.datetime(2024, 5, 1, 12, 0, 0, 1, datetime.UTC)
     assert typedjson.encode(b"\x00\x01") == {"$bytes": "AAE="}
     assert typedjson.encode(u) == {"$uuid": str(u)}
     assert typedjson.encode(when) == {"$datetime": "2024-05-01T12:00:00.000001+00:00"}
