@@ -363,12 +363,23 @@ class Loader:
         return self.counts
 
     def _check_target(self) -> None:
-        names = self.store.collections()
-        declared = {c.name for c in self.store.schema.newest()}
-        if names and not self.force and set(names) - declared:
+        """Refuse a target holding records (empty declared collections, as
+        ``--module`` makes, are fine) unless ``force``."""
+        store = self.store
+
+        def holding() -> list[str]:
+            return [
+                n[0]
+                for n, info in store.iter_meta(KIND_TABLE)
+                if next(store.iter_space(info["id"]), None) is not None
+            ]
+
+        names = store.in_txn(holding)
+        if names and not self.force:
             raise NameInUse(
-                f"the target store is not empty (collections: {', '.join(names)}); "
-                "load into an empty store, or pass --force to add to this one"
+                f"the target store is not empty (collections with records: "
+                f"{', '.join(names)}); load into an empty store, or pass --force "
+                "to add new collections to this one"
             )
 
     def _run(self, stream: Iterable[Item], lineno: Callable[[], int]) -> None:
@@ -384,13 +395,18 @@ class Loader:
             first = False
             try:
                 ended = self._apply(item)
-            except DumpError:
-                raise
             except (Error, TypeError, ValueError) as exc:
-                raise type(exc)(f"{where}{exc}") from exc
+                try:
+                    again = type(exc)(f"{where}{exc}")
+                except Exception:  # an exception class with other arguments
+                    raise exc from None
+                raise again from exc
         if not ended:
             where = f"line {lineno()}: " if lineno() else ""
             raise DumpError(f"{where}the dump ends without its end line (truncated?)")
+        self._end_block(ok=True)  # counters and metadata land with the last batch
+        if self.progress is not None and self._pending:
+            self.progress(self._pending)
 
     def _apply(self, item: Item) -> bool:
         tag = item[0]
@@ -522,9 +538,6 @@ class Loader:
                     f"the end line counts {totals.get(field)} {field}, the dump "
                     f"held {self.counts[field]}: it is damaged"
                 )
-        self._end_block(ok=True)
-        if self.progress is not None and self._pending:
-            self.progress(self._pending)
 
     def _set_counter(self, name: str, value: int) -> None:
         current = self.store.counters().get(name)
