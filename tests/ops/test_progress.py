@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import acid
-from tests.cli.conftest import Run
+from tests.ops.conftest import Run
 
 
 def make(url: str) -> None:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import acid
-from tests.cli.conftest import Run, disk_url
+from tests.ops.conftest import Run, disk_url
 
 
 def fill(url: str, module: str | None = None) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 import acid
 from acid.errors import ConfigError
-from tests.cli.conftest import Run, disk_url
+from tests.ops.conftest import Run, disk_url
 
 PREFILL = 3000
 

@@ -14,8 +14,8 @@ import pytest
 import acid
 from acid.cli.transfer import DumpError, DumpReader, Loader, items, to_line
 from acid.errors import NameInUse, NotFound
-from tests.cli.conftest import Run, disk_url
-from tests.cli.test_typedjson import same
+from tests.ops.conftest import Run, disk_url
+from tests.ops.test_typedjson import same
 from tests.conftest import HAVE_PLYVEL
 
 ENGINES = ["skiplist", "lmdb", "leveldb"]
