@@ -21,7 +21,7 @@ import os
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from acid import _query, encoders, keylib
+from acid import _online, _query, encoders, keylib
 from acid._layout import KIND_INDEX, KIND_TABLE, SEP, ValueCodec
 from acid._txn import run_alone
 from acid.errors import (
@@ -321,14 +321,33 @@ class Collection:
 
     # -- indexes ----------------------------------------------------------
 
-    def add_index(self, name: str, func: Callable[[Any], Any]) -> Index:
+    def add_index(
+        self,
+        name: str,
+        func: Callable[[Any], Any],
+        *,
+        build: str = "now",
+        batch: int = 1000,
+        progress: Callable[[int, int | None], None] | None = None,
+    ) -> Index:
         """Declare the index ``name`` computed by ``func(record)``.
 
         The index's metadata persists; the function does not, so declare it
         again each time the collection is opened. A new index on a collection
         that already has records is filled in the same transaction; if that
         fails (the function raises on a record), nothing of it is left.
+
+        With ``build="online"`` a new index is filled in transactions of
+        ``batch`` records instead, while writers go on, reporting
+        ``progress(done, total)``; an interrupted build resumes when this is
+        called again (see :mod:`acid._online`).
         """
+        if build == "online":
+            return _online.add_index_online(
+                self, name, func, batch=batch, progress=progress
+            )
+        if build != "now":
+            raise ValueError(f"build is 'now' or 'online', not {build!r}")
         if not isinstance(name, str) or not name:
             raise TypeError("an index name must be a non-empty str")
         if not callable(func):
@@ -353,6 +372,25 @@ class Collection:
                 other._undeclared.add(name)  # they must declare it before writing
                 other._update_refusal()
         return idx
+
+    def build_index(
+        self,
+        name: str,
+        *,
+        batch: int = 1000,
+        progress: Callable[[int, int | None], None] | None = None,
+    ) -> Index:
+        """Finish the online build of the declared index ``name`` (from its
+        stored cursor); a no-op for an index that is ready."""
+        idx = self.indices.get(name)
+        if idx is None:
+            raise NotFound(
+                f"collection {self.name!r} has no declared index {name!r}; "
+                "declare it with add_index() first"
+            )
+        if not idx.building:
+            return idx
+        return _online.backfill(self, idx, batch=batch, progress=progress)
 
     def drop_index(self, name: str) -> None:
         """Delete the index ``name``: its entries and its metadata.
@@ -677,7 +715,11 @@ class Collection:
         report = CheckReport() if report is None else report
         if self._detached is not None:
             self._refuse_detached()
-        todo = [i for i in self._indexes if i.id not in report.checked_indexes]
+        todo = [  # a building index is incomplete by design: unchecked
+            i
+            for i in self._indexes
+            if i.id not in report.checked_indexes and not i.building
+        ]
         report.checked_indexes.update(i.id for i in todo)
 
         def run() -> None:

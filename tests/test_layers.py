@@ -18,7 +18,7 @@ LAYERS: list[set[str]] = [
     {"acid._layout"},
     {"acid.store", "acid._schema", "acid._ops"},
     {"acid.index"},
-    {"acid.collection"},
+    {"acid.collection", "acid._online"},
     {"acid.core", "acid.testing", "acid.tools"},
     {"acid"},
     {"acid.cli", "acid.__main__"},

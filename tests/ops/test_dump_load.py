@@ -14,9 +14,9 @@ import pytest
 import acid
 from acid.cli.transfer import DumpError, DumpReader, Loader, items, to_line
 from acid.errors import NameInUse, NotFound
+from tests.conftest import HAVE_PLYVEL
 from tests.ops.conftest import Run, disk_url
 from tests.ops.test_typedjson import same
-from tests.conftest import HAVE_PLYVEL
 
 ENGINES = ["skiplist", "lmdb", "leveldb"]
 
