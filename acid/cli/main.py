@@ -693,6 +693,65 @@ def _repair(store: Store, report: Any) -> list[str]:
     return done
 
 
+def load_function(spec: str) -> Callable[[Any], Any]:
+    """``module:function`` or ``path/to/file.py:function``."""
+    where, sep, attr = spec.rpartition(":")
+    if not sep or not where or not attr:
+        raise InputError(f"{spec!r}: give the function as MODULE:FUNCTION")
+    try:
+        if where.endswith(".py") or os.sep in where:
+            mspec = importlib.util.spec_from_file_location("acid_index_fn", where)
+            if mspec is None or mspec.loader is None:
+                raise ImportError(f"cannot import {where!r}")
+            mod = importlib.util.module_from_spec(mspec)
+            mspec.loader.exec_module(mod)
+        else:
+            mod = importlib.import_module(where)
+    except (ImportError, OSError, SyntaxError) as exc:
+        raise InputError(f"{spec!r}: cannot import {where!r} ({exc})") from exc
+    func = getattr(mod, attr, None)
+    if not callable(func):
+        raise InputError(f"{spec!r}: {where!r} has no function {attr!r}")
+    return func
+
+
+@cli.command("build-index")
+@click.argument("url")
+@click.argument("coll")
+@click.argument("name")
+@click.argument("function")
+@click.option(
+    "--batch",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Records per backfill transaction.",
+)
+@NO_PROGRESS
+def build_index(
+    url: str, coll: str, name: str, function: str, batch: int, no_progress: bool
+) -> None:
+    """Add the index NAME computed by FUNCTION (MODULE:FUNCTION or
+    FILE.py:FUNCTION) online: writers go on, the backfill runs in bounded
+    transactions, and an interrupted build resumes where it stopped."""
+    func = load_function(function)
+    with opened(url) as store:
+        c = open_collection(store, coll)
+        total = None if no_progress else store.stats()["collections"][coll]["records"]
+        with output.progress("build-index", total, enabled=not no_progress) as adv:
+            last = [0]
+
+            def progress(done: int, _total: int | None) -> None:
+                adv(done - last[0])
+                last[0] = done
+
+            idx = c.add_index(
+                name, func, build="online", batch=batch, progress=progress
+            )
+            entries = idx.count()
+    click.echo(f"index {coll}.{name} is ready: {entries} entries", err=True)
+
+
 @cli.command()
 @click.argument("trace", type=click.Path())
 @click.argument("url")

@@ -6,6 +6,8 @@ import datetime
 import json
 from pathlib import Path
 
+import pytest
+
 import acid
 from tests.ops.conftest import Run, disk_url
 
@@ -193,6 +195,7 @@ def test_every_command_has_help(acid_cmd: Run) -> None:
         "restore",
         "check",
         "replay",
+        "build-index",
     ]
     for name in commands:
         assert name in proc.stdout
@@ -244,4 +247,43 @@ def test_replay_under_the_same_roof(acid_cmd: Run, tmp_path: Path) -> None:
     proc = acid_cmd("replay", str(trace), "skiplist:/")
     assert proc.returncode == 2 and "line" in proc.stderr
     proc = acid_cmd("replay", str(tmp_path / "none"), "skiplist:/")
+    assert proc.returncode == 2
+
+
+def test_build_index_online_and_resume_after_kill(
+    acid_cmd: Run, engine: str, tmp_path: Path
+) -> None:
+    url = disk_url(engine, tmp_path / "db")
+    store = acid.open(url)
+    coll = store.add_collection("people")
+    with store.begin(write=True):
+        for i in range(300):
+            coll.put({"name": f"p{i}", "city": ["Oslo", "Lima", "Pune"][i % 3]})
+    fns = tmp_path / "fns.py"
+    fns.write_text("def city(p):\n    return p['city']\n")
+
+    # Interrupt a build after its first batches, as a kill would.
+    def stop(done: int, total: int | None) -> None:
+        if done >= 100:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        coll.add_index(
+            "city", lambda p: p["city"], build="online", batch=50, progress=stop
+        )
+    store.close()
+    proc = acid_cmd("ls", url, "people", "--index", "city")
+    assert proc.returncode == 1 and "being built online" in proc.stderr
+    proc = acid_cmd(
+        "build-index", url, "people", "city", f"{fns}:city", "--batch", "64"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "index people.city is ready: 300 entries" in proc.stderr
+    proc = acid_cmd(
+        "ls", url, "people", "--index", "city", "--prefix", '["Lima"]', "--keys-only"
+    )
+    assert len(proc.stdout.splitlines()) == 100
+    proc = acid_cmd("build-index", url, "people", "city", f"{fns}:nope")
+    assert proc.returncode == 2 and "no function 'nope'" in proc.stderr
+    proc = acid_cmd("build-index", url, "people", "city", "nocolon")
     assert proc.returncode == 2
