@@ -189,6 +189,11 @@ def _collection_items(
         if (name, iname) in derived:
             continue
         idx = open_index(coll, iname)
+        if idx.building:
+            raise ConstraintError(
+                f"index {name}.{iname} is being built online; finish the build "
+                "(acid build-index) before dumping or copying"
+            )
         yield ("index", iname)
         e = 0
         for tup, key in idx.pairs():

@@ -281,3 +281,18 @@ def test_cli_dump_load_and_copy(acid_cmd: Run, tmp_path: Path, module: str) -> N
     proc = acid_cmd("load", f"lmdb:{tmp_path / 'bad'}", input="\xff\xfe garbage\n")
     assert proc.returncode == 2 and "line 1:" in proc.stderr
     a.close()
+
+
+def test_a_building_index_is_not_dumped_half_built() -> None:
+    a = acid.open("skiplist:/")
+    fill(a)
+    things = a["things"]
+
+    def stop(done: int, total: int | None) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        things.add_index("n", lambda t: t["n"], build="online", batch=1, progress=stop)
+    with pytest.raises(acid.errors.ConstraintError, match="being built online"):
+        dump_text(a)
+    assert dump_text(a, "people")  # the other collections still dump
