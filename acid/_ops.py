@@ -17,15 +17,28 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from acid._layout import KIND_INDEX, KIND_TABLE
+from acid._layout import KIND_INDEX, KIND_STRUCT, KIND_TABLE
 from acid.engines import from_url, parse_url
-from acid.errors import ConfigError, Error
+from acid.errors import ConfigError, Error, TxnError
 
 if TYPE_CHECKING:
     from acid.engines import Engine
     from acid.store import Store
 
-__all__ = ["backup", "copy_engine", "dest_url", "engine_is_empty", "stats"]
+__all__ = [
+    "DROPS",
+    "backup",
+    "copy_engine",
+    "dest_url",
+    "engine_is_empty",
+    "finish_drops",
+    "pending_drops",
+    "refuse_in_txn",
+    "stats",
+]
+
+#: The struct metadata listing key spaces dropped online but not purged yet.
+DROPS = "\x00drops"
 
 #: ``progress(n)`` is told how many more keys were copied.
 Progress = Callable[[int], None]
@@ -197,3 +210,54 @@ def backup(
     finally:
         target.close()
     return {"method": "snapshot copy", "keys": keys, "dest": url}
+
+
+# -- online drops --------------------------------------------------------------
+
+
+def refuse_in_txn(store: Store, what: str) -> None:
+    if store.txn is not None:
+        raise TxnError(
+            f"{what} runs its own bounded transactions; call it outside a transaction"
+        )
+
+
+def pending_drops(store: Store, spaces: list[int]) -> None:
+    """Remember, in the active write txn, key spaces left to purge."""
+    info = store.get_meta(KIND_STRUCT, DROPS) or {}
+    known = list(info.get("spaces", ()))
+    store.set_meta(KIND_STRUCT, DROPS, {"spaces": tuple(known + spaces)})
+
+
+def finish_drops(store: Store, *, batch: int = 10_000) -> int:
+    """Purge the key spaces of online drops, ``batch`` keys per transaction."""
+    if type(batch) is not int or batch < 1:
+        raise ValueError(f"batch must be a positive int, got {batch!r}")
+    refuse_in_txn(store, "finishing online drops")
+    total = 0
+
+    def step() -> bool:
+        nonlocal total
+        info = store.get_meta(KIND_STRUCT, DROPS)
+        spaces = list(info.get("spaces", ())) if info else []
+        if not spaces:
+            if info is not None:
+                store.set_meta(KIND_STRUCT, DROPS, None)
+            return True
+        txn = store.active()
+        keys = [
+            k for k, _ in zip(store.iter_space(spaces[0]), range(batch), strict=False)
+        ]
+        for k, _v in keys:
+            txn.delete(k)
+        total += len(keys)
+        if len(keys) < batch:
+            spaces.pop(0)
+            store.set_meta(
+                KIND_STRUCT, DROPS, {"spaces": tuple(spaces)} if spaces else None
+            )
+        return False
+
+    while not store.in_txn(step, write=True):
+        pass
+    return total

@@ -21,7 +21,7 @@ import os
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from acid import _online, _query, encoders, keylib
+from acid import _online, _ops, _query, encoders, keylib
 from acid._layout import KIND_INDEX, KIND_TABLE, SEP, ValueCodec
 from acid._txn import run_alone
 from acid.errors import (
@@ -392,13 +392,29 @@ class Collection:
             return idx
         return _online.backfill(self, idx, batch=batch, progress=progress)
 
-    def drop_index(self, name: str) -> None:
+    def drop_index(
+        self, name: str, *, online: bool = False, batch: int = 10_000
+    ) -> None:
         """Delete the index ``name``: its entries and its metadata.
 
         One transaction; entries are deleted as they are read. Index objects
         for it refuse further use. Raises :class:`NotFound` when there is no
-        such stored index.
+        such stored index. With ``online=True`` the entries are deleted
+        afterwards in transactions of ``batch`` keys (see
+        :meth:`Store.drop_collection`).
         """
+        if online:
+            if self.store.txn is not None:
+                raise TxnError(
+                    "an online drop runs its own bounded transactions; call it "
+                    "outside a transaction"
+                )
+            self._drop_index(name, True)
+            self.store.finish_drops(batch=batch)
+            return
+        self._drop_index(name, False)
+
+    def _drop_index(self, name: str, online: bool) -> None:
 
         def run() -> None:
             store = self.store
@@ -409,7 +425,10 @@ class Collection:
             if info is None:
                 raise NotFound(f"collection {self.name!r} has no index {name!r}")
             store.schema.changed()
-            store.delete_range(info["id"])
+            if online:
+                _ops.pending_drops(store, [info["id"]])
+            else:
+                store.delete_range(info["id"])
             store.set_meta(KIND_INDEX, (self.name, name), None)
             store.schema.reconcile_peers()
 

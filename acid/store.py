@@ -337,24 +337,39 @@ class Store:
 
         self.in_txn(run, write=True)
 
-    def drop_collection(self, name: str) -> None:
+    def drop_collection(
+        self, name: str, *, online: bool = False, batch: int = 10_000
+    ) -> None:
         """Delete collection ``name``: its records, index entries and metadata.
 
         One transaction (the active one, or its own); records are deleted as
         they are read, so a large collection never loads into memory. Live
         Collection objects for it refuse further use. Raises
         :class:`NotFound` when there is no such collection.
+
+        With ``online=True`` (outside any transaction) the collection
+        disappears in one short transaction and its keys are then deleted
+        in transactions of ``batch`` keys; an interrupted purge is finished
+        by :meth:`finish_drops`.
         """
+        if online:
+            _ops.refuse_in_txn(self, "an online drop")
 
         def run() -> None:
             info = self.get_meta(KIND_TABLE, name)
             if info is None:
                 raise NotFound(f"no collection named {name!r}")
             self.schema.changed()
+            spaces = [info["id"]]
             for (_, iname), iinfo in self.index_metas(name):
-                self.delete_range(iinfo["id"])
+                spaces.append(iinfo["id"])
+                if not online:
+                    self.delete_range(iinfo["id"])
                 self.set_meta(KIND_INDEX, (name, iname), None)
-            self.delete_range(info["id"])
+            if online:
+                _ops.pending_drops(self, spaces)
+            else:
+                self.delete_range(info["id"])
             self.set_meta(KIND_TABLE, name, None)
             counter = info.get("counter")
             others = [i for _, i in self.iter_meta(KIND_TABLE)]
@@ -363,6 +378,13 @@ class Store:
             self.schema.reconcile_peers()
 
         self.in_txn(run, write=True)
+        if online:
+            self.finish_drops(batch=batch)
+
+    def finish_drops(self, *, batch: int = 10_000) -> int:
+        """Delete the keys of collections and indexes dropped online, in
+        transactions of ``batch`` keys; returns how many were deleted."""
+        return _ops.finish_drops(self, batch=batch)
 
     def index_metas(self, coll_name: str) -> list[tuple[tuple[Any, ...], dict]]:
         """``((collection, index), info)`` of every stored index of a collection."""

@@ -155,7 +155,8 @@ def items(
         if not wanted:
             for kind in _META_KINDS:
                 for mname, dct in store.iter_meta(kind):
-                    if (kind, mname) != (KIND_STRUCT, (_FORMAT_META,)):
+                    internal = isinstance(mname[0], str) and mname[0][:1] == "\x00"
+                    if not (kind == KIND_STRUCT and internal):
                         yield ("meta", kind, list(mname), dct)
         yield ("end", totals)
 
