@@ -31,6 +31,7 @@ the backfill writes the same entries again (the same keys, the same values).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,10 @@ if TYPE_CHECKING:
     from acid.index import Index
 
 __all__ = ["BUILDING", "READY", "add_index_online", "backfill"]
+
+#: Seconds the backfill sleeps between batches, so foreground writers
+#: waiting for the writer lock get it.
+PAUSE = 0.001
 
 BUILDING = "building"
 READY = "ready"
@@ -135,6 +140,9 @@ def backfill(
         if finished:
             idx.building = False
             return idx
+        # Let a waiting writer in: the writer lock is not fair, and without
+        # a pause this thread would take it again at once (see the bench).
+        time.sleep(PAUSE)
 
 
 def _step(coll: Collection, idx: Index, batch: int) -> tuple[int, bool]:
