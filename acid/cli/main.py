@@ -11,6 +11,7 @@ import importlib
 import importlib.util
 import json
 import os
+import stat
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -458,9 +459,15 @@ def load(
                     f"{', '.join(names)}); load into an empty store, or pass --force"
                 )
             declare(store, module)
-        reader = DumpReader(file)
-        with output.progress("load", None, enabled=not no_progress) as advance:
-            loader = Loader(store, batch=batch, force=force, progress=advance)
+        size = _file_size(file)
+        label = "load (bytes)" if size is not None else "load"
+        with output.progress(label, size, enabled=not no_progress) as advance:
+            if size is None:  # a pipe: count records, no ETA
+                reader = DumpReader(file)
+                loader = Loader(store, batch=batch, force=force, progress=advance)
+            else:  # a file: bytes read against its size give the ETA
+                reader = DumpReader(_advancing(file, advance))
+                loader = Loader(store, batch=batch, force=force)
             counts = loader.run(reader, lambda: reader.lineno)
     finally:
         store.close()
@@ -469,6 +476,26 @@ def load(
         f"{counts['entries']} index entries",
         err=True,
     )
+
+
+def _file_size(file: Any) -> int | None:
+    """The size of a regular file, or None (a pipe, a terminal)."""
+    try:
+        st = os.fstat(file.fileno())
+    except (OSError, AttributeError, ValueError):
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
+def _advancing(lines: Any, advance: Callable[[int], None]) -> Iterator[bytes]:
+    pending = 0
+    for line in lines:
+        pending += len(line)
+        if pending >= 1 << 16:
+            advance(pending)
+            pending = 0
+        yield line
+    advance(pending)
 
 
 def _verify(dst: Store, totals: dict[str, Any], module: str | None) -> None:

@@ -60,6 +60,12 @@ def test_progress_on_a_terminal_only(acid_cmd: Run, tmp_path: Path) -> None:
     assert "dump" in err and "/s" in err and "eta" in err and "3000/3000" in err
     code, _, err = run_on_terminal(["copy", url, f"lmdb:{tmp_path / 'c'}"], tmp_path)
     assert code == 0 and "copy" in err and "3000/3000" in err
+    (tmp_path / "d.jsonl").write_text(out)
+    code, _, err = run_on_terminal(
+        ["load", f"lmdb:{tmp_path / 'l'}", str(tmp_path / "d.jsonl")], tmp_path
+    )
+    size = (tmp_path / "d.jsonl").stat().st_size
+    assert code == 0 and "load (bytes)" in err and f"{size}/{size}" in err
     code, _, err = run_on_terminal(["dump", "--no-progress", url], tmp_path)
     assert code == 0 and "eta" not in err
     piped = acid_cmd("dump", url)
