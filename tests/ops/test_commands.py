@@ -287,3 +287,17 @@ def test_build_index_online_and_resume_after_kill(
     assert proc.returncode == 2 and "no function 'nope'" in proc.stderr
     proc = acid_cmd("build-index", url, "people", "city", "nocolon")
     assert proc.returncode == 2
+
+
+def test_copy_onto_itself_is_refused(
+    acid_cmd: Run, engine: str, tmp_path: Path
+) -> None:
+    url = disk_url(engine, tmp_path / "db")
+    fill(url)
+    proc = acid_cmd("copy", url, url)
+    assert proc.returncode in (1, 2)
+    one_line_error(proc)
+    proc = acid_cmd("backup", url, str(tmp_path / "db"))
+    assert proc.returncode == 2 and "not empty" in proc.stderr
+    proc = acid_cmd("ls", url, "people", "--keys-only")
+    assert proc.stdout.split() == ["[1]", "[2]", "[3]", "[4]"]
