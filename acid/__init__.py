@@ -16,6 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 from acid import encoders, errors, keylib
+from acid._text import qgrams, tokens
+from acid._ttl import FOREVER
+from acid.blobs import BlobStore
 from acid.collection import CheckReport, Collection, add_index, check
 from acid.index import Index
 from acid.keylib import Desc, Key
@@ -25,17 +28,25 @@ from acid.store import (
     KIND_INDEX,
     KIND_STRUCT,
     KIND_TABLE,
+    Backoff,
     Store,
     TxnContext,
     abort,
+    transactional,
+)
+from acid.store import (
+    open_url as _open_url,
 )
 
 __all__ = [
+    "FOREVER",
     "KIND_COUNTER",
     "KIND_ENCODER",
     "KIND_INDEX",
     "KIND_STRUCT",
     "KIND_TABLE",
+    "Backoff",
+    "BlobStore",
     "CheckReport",
     "Collection",
     "Desc",
@@ -50,6 +61,9 @@ __all__ = [
     "errors",
     "keylib",
     "open",
+    "qgrams",
+    "tokens",
+    "transactional",
 ]
 
 __version__ = "0.1.0"
@@ -61,6 +75,7 @@ def open(  # shadows the builtin: the seed API names it so
     txn_context: Any = None,
     *,
     prefix: bytes | str = b"",
+    clock: Any = None,
 ) -> Store:
     """Open the engine at ``url`` and return a :class:`Store` over it.
 
@@ -69,18 +84,16 @@ def open(  # shadows the builtin: the seed API names it so
     it can register its engine. With ``trace_path`` every engine call is
     logged there (see ``docs/engines.md``); a path that cannot be opened for
     appending raises ``ConfigError``, a value that is not a path
-    ``TypeError``. Whatever fails, the engine is closed again (a LevelDB
-    directory stays unlocked).
+    ``TypeError``. ``clock()`` returns the time in seconds (a float) that
+    expiry compares deadlines with; it defaults to ``time.time``. Whatever
+    fails, the engine is closed again (a LevelDB directory stays unlocked).
     """
-    from acid import engines
+    return _open_url(url, trace_path, txn_context, prefix=prefix, clock=clock)
 
-    engine = engines.from_url(url)
-    try:
-        if trace_path is not None:
-            from acid.engines.trace import TraceEngine
 
-            engine = TraceEngine(engine, trace_path)
-        return Store(engine, txn_context=txn_context, prefix=prefix)
-    except BaseException:
-        engine.close()
-        raise
+def __getattr__(name: str) -> Any:
+    if name == "aio":  # imported on first use: it brings in asyncio
+        import importlib
+
+        return importlib.import_module("acid.aio")
+    raise AttributeError(f"module 'acid' has no attribute {name!r}")

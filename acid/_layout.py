@@ -37,6 +37,7 @@ __all__ = [
     "FORMAT_VERSION",
     "ID_COUNTER",
     "KINDS",
+    "KIND_BLOBS",
     "KIND_COUNTER",
     "KIND_ENCODER",
     "KIND_INDEX",
@@ -77,7 +78,8 @@ KIND_INDEX = "index"
 KIND_ENCODER = "encoder"
 KIND_COUNTER = "counter"
 KIND_STRUCT = "struct"
-KINDS = (KIND_TABLE, KIND_INDEX, KIND_ENCODER, KIND_COUNTER, KIND_STRUCT)
+KIND_BLOBS = "blobs"
+KINDS = (KIND_TABLE, KIND_INDEX, KIND_ENCODER, KIND_COUNTER, KIND_STRUCT, KIND_BLOBS)
 
 #: The byte between the index tuple and the record key inside an entry.
 SEP: bytes = keylib.packs([(), ()])

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from acid._layout import KIND_INDEX
 from acid.errors import NameInUse, SchemaError
+from acid.index import index_meta
 
 if TYPE_CHECKING:
     from acid.collection import Collection
@@ -94,6 +95,7 @@ def add_index_online(
             "collection": coll.name,
             "uid": os.urandom(8),
             "state": BUILDING,
+            **index_meta(func),  # token and q-gram indexes: kind and q
         }
         store.set_meta(KIND_INDEX, (coll.name, name), info)
 

@@ -18,10 +18,13 @@ byte naming the compressor, then the compressed encoder output.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from acid import _online, _ops, _query, encoders, keylib
+from acid import _online, _ops, _query, _ttl, encoders, keylib
+from acid._atomic import AtomicOps
+from acid._bulk import Batch, changes
+from acid._expiry import Expiry, ExpiryOps
 from acid._layout import KIND_INDEX, KIND_TABLE, SEP, ValueCodec
 from acid._txn import run_alone
 from acid.errors import (
@@ -33,7 +36,7 @@ from acid.errors import (
     SchemaError,
     TxnError,
 )
-from acid.index import Entries, Index
+from acid.index import Entries, Index, index_meta
 from acid.store import CheckReport
 
 if TYPE_CHECKING:
@@ -55,7 +58,7 @@ def _key_kind(key_func: Any) -> str:
     return "auto" if key_func is None else "func"
 
 
-class Collection:
+class Collection(AtomicOps, ExpiryOps):
     """Records of one kind in a :class:`~acid.Store`, with their indexes.
 
     ``info`` is the collection's name. ``key_func(rec)`` makes a record's
@@ -69,6 +72,10 @@ class Collection:
     checked when it is opened again: the encoder, the counter, and whether
     keys come from a ``key_func`` or a counter. A mismatch raises
     :class:`~acid.errors.ConfigError` naming both values.
+
+    The atomic operations ``add``, ``replace``, ``cas``, ``seize``, ``incr``
+    and ``append`` come from :class:`acid._atomic.AtomicOps`, expiry from
+    :class:`acid._expiry.ExpiryOps`.
     """
 
     def __init__(
@@ -79,6 +86,8 @@ class Collection:
         encoder: encoders.Encoder | str | None = None,
         compressor: encoders.Compressor | str | None = None,
         counter_name: str | None = None,
+        *,
+        ttl: Any = None,
     ) -> None:
         name = info
         if not isinstance(name, str) or not name:
@@ -89,6 +98,7 @@ class Collection:
             not isinstance(counter_name, str) or not counter_name
         ):
             raise TypeError("counter_name must be a non-empty str")
+        _ttl.check_ttl(ttl)
         self.store = store
         self.name = name
         self.key_func = key_func
@@ -141,7 +151,12 @@ class Collection:
         stored_indexes = {n[1] for n, _ in store.index_metas(name)}
         self._undeclared: set[str] = stored_indexes
         self._update_refusal()
+        #: Expiry state (acid/_expiry.py), or None when no record can expire.
+        self.expiry: Expiry | None = None
+        self.sync_expiry(meta)
         store.schema.attach(self)
+        if ttl is not None:
+            self.declare_ttl(ttl)
 
     @property
     def encoder(self) -> encoders.Encoder:
@@ -244,6 +259,7 @@ class Collection:
             return
         self.name = info["name"]
         self._detached = None
+        self.sync_expiry(info)
         comp = self.codec.compressor
         if (
             not encoders.is_builtin(comp)
@@ -448,6 +464,7 @@ class Collection:
             "id": store.schema.allocate_id(),
             "collection": self.name,
             "uid": os.urandom(8),
+            **index_meta(func),  # token and q-gram indexes: kind and q
         }
         store.set_meta(KIND_INDEX, (self.name, name), info)
         idx = Index(self, info, func)
@@ -471,15 +488,19 @@ class Collection:
 
     # -- writes -----------------------------------------------------------
 
-    def put(self, rec: Any, key: Any = None) -> tuple[Any, ...]:
+    def put(self, rec: Any, key: Any = None, *, ttl: Any = None) -> tuple[Any, ...]:
         """Create or replace a record; return its key.
 
         ``key`` overrides the key function (a scalar becomes a 1-tuple).
+        ``ttl``: seconds until the record expires, :data:`acid.FOREVER`, or
+        ``None`` for the collection's default (see "Expiry" below).
         Index entries change in the same transaction as the record. A put
         that fails (an index function or encoder that raises, a value the
         engine rejects) changes nothing, so the caller may catch the error
         and commit the rest of the transaction.
         """
+        if ttl is not None:  # the first record that expires: see "Expiry"
+            return self.put_with_ttl(rec, key, ttl)
         txn = self._ctx_get()
         if txn is not self._ok_txn:  # the first write of this object in txn
             if txn is None or txn.ended:  # autocommit (ended: a task inherited it)
@@ -525,10 +546,17 @@ class Collection:
                     for p in entries:
                         put(p + tail, rkey)
                 return key
-            old_rec = self.codec.decode(old_value)
+            old_rec = self._decode(old_value)  # the one decode of the old record
+            if len(indexes) == 1:  # no list comprehension frame, no zip
+                o = indexes[0].entries(old_rec)
+                old = [o]
+                if o != new[0]:  # equal entries: nothing to change
+                    indexes[0].update(txn, rkey, o, new[0])
+                return key
             old = [idx.entries(old_rec) for idx in indexes]
             for idx, o, n in zip(indexes, old, new, strict=True):
-                idx.update(txn, rkey, o, n)
+                if o != n:
+                    idx.update(txn, rkey, o, n)
         except BaseException:
 
             def undo() -> None:
@@ -565,7 +593,7 @@ class Collection:
             return False
         old: list[Entries] | None = None
         try:
-            old_rec = self.codec.decode(old_value)
+            old_rec = self._decode(old_value)
             old = [idx.entries(old_rec) for idx in indexes]
             for idx, entries in zip(indexes, old, strict=True):
                 idx.update(txn, rkey, entries, _NONE)
@@ -581,6 +609,159 @@ class Collection:
             _roll_back(txn, undo)
             raise
         return True
+
+    def _decode(self, value: bytes) -> Any:
+        """``codec.decode(value)`` with the plain case inlined (the hot path)."""
+        if value and value[0] == 0:
+            try:
+                return self._unpack(value[1:])
+            except Exception as exc:
+                raise self.codec.corrupt(exc) from exc
+        return self.codec.decode(value)
+
+    # -- bulk -------------------------------------------------------------
+
+    def put_many(self, records: Iterable[Any]) -> list[tuple[Any, ...]]:
+        """Create or replace many records; return their keys, in order.
+
+        The same as ``put`` on each record in turn (a later record under the
+        same key wins), but all or nothing: if one record fails (its
+        encoder, key function or an index function raises, the engine
+        refuses a value), none is written, and an enclosing transaction
+        keeps its earlier writes. Uses the engine's batch path.
+
+        >>> import acid
+        >>> people = acid.open("skiplist:/").add_collection("people")
+        >>> people.put_many([{"name": "Ann"}, {"name": "Bob"}])
+        [(1,), (2,)]
+        """
+        recs = records if type(records) is list else list(records)
+        txn = self._ctx_get()
+        if txn is not self._ok_txn:
+            if txn is None or txn.ended:  # autocommit
+                return run_alone(self._engine, self._ctx, True, self.put_many, recs)
+            self._writable(txn)
+        if not recs:
+            return []
+        # Everything that can fail without writing comes first.
+        if self._cid:
+            values = [self.codec.encode(r) for r in recs]
+        else:
+            pack = self._pack
+            values = [b"\x00" + pack(r) for r in recs]
+        key_func = self.key_func
+        if key_func is None:
+            first = self.store.bump(self.counter_name, 0, 1)  # bumped below
+            keys: list[tuple[Any, ...]] = [
+                (i,) for i in range(first, first + len(recs))
+            ]
+        else:
+            keys = [
+                k if type(k) is tuple else (k,) if type(k) in _SCALARS else _as_key(k)
+                for k in map(key_func, recs)
+            ]
+        rkeys = [_pack(k) for k in keys]
+        kp = self.key_prefix
+        fulls = [kp + k for k in rkeys]
+        if key_func is None or len(set(rkeys)) == len(rkeys):  # no key twice
+            last: Sequence[int] = range(len(rkeys))
+        else:  # the last record under each key is the one that lands
+            last = list(dict(zip(rkeys, range(len(rkeys)), strict=True)).values())
+            fulls = [fulls[j] for j in last]
+        olds = txn.get_many(fulls)
+        batch = Batch(txn, fulls, olds)
+        if len(fulls) == len(recs) and olds.count(None) == len(olds):
+            # Only new keys (a load): the pairs are all there is to write.
+            pairs = batch.written = list(zip(fulls, values, strict=True))
+            for idx in self._indexes:
+                idx.entry_pairs(recs, rkeys, pairs)
+        else:
+            pairs = [(f, values[j]) for f, j in zip(fulls, last, strict=True)]
+            news = [idx.entries_many(recs) for idx in self._indexes]
+            batch.changed = changes(news, self._entries_of(olds), rkeys, last)
+        try:
+            if key_func is None:
+                self.store.bump(self.counter_name, len(recs), 1)
+                batch.uncount = lambda: self.store.bump(self.counter_name, -len(recs))
+            for _, tail, rkey, old, new in batch.changed:
+                if old:
+                    for p in set(old) - set(new):
+                        txn.delete(p + tail)
+                    new = set(new) - set(old)
+                pairs.extend((p + tail, rkey) for p in new)
+            txn.put_many(pairs)
+        except BaseException:
+            _roll_back(txn, batch.undo)
+            raise
+        return keys
+
+    def get_many(self, keys: Iterable[Any], default: Any = None) -> list[Any]:
+        """The records under ``keys`` (``default`` where none), in order.
+
+        One transaction (the active one, or a read of its own), so the
+        records come from one snapshot.
+        """
+        if self._detached is not None:
+            self._refuse_detached()
+        kp, as_tuple = self.key_prefix, _query.as_tuple
+        fulls = [_pack(k if type(k) is tuple else as_tuple(k), kp) for k in keys]
+        store = self.store
+        values = store.in_txn(lambda: store.active().get_many(fulls))
+        decode = self.codec.decode
+        return [default if v is None else decode(v) for v in values]
+
+    def delete_many(self, keys: Iterable[Any]) -> int:
+        """Delete the records under ``keys``; return how many existed.
+
+        All or nothing, as :meth:`put_many`: if one fails (an index function
+        raises on a stored record), none is deleted.
+        """
+        kp, as_tuple = self.key_prefix, _query.as_tuple
+        fulls = list(dict.fromkeys(_pack(as_tuple(k), kp) for k in keys))
+        txn = self._ctx_get()
+        if txn is not self._ok_txn:
+            if txn is None or txn.ended:  # autocommit
+                return run_alone(
+                    self._engine, self._ctx, True, self._delete_packed, fulls
+                )
+            self._writable(txn)
+        return self._delete_packed(fulls)
+
+    def _delete_packed(self, fulls: list[bytes]) -> int:
+        txn = self._ctx_get()
+        if txn is not self._ok_txn:  # only after run_alone began a new one
+            self._writable(txn)
+        olds = txn.get_many(fulls)
+        before = self._entries_of(olds)  # may raise: nothing written yet
+        batch = Batch(txn, fulls, olds)
+        skip = len(self.key_prefix)
+        try:
+            for i, col in enumerate(before):
+                for full, old in zip(fulls, col, strict=True):
+                    if old:
+                        rkey = full[skip:]
+                        tail = SEP + rkey
+                        batch.changed.append((i, tail, rkey, old, ()))
+                        for p in old:
+                            txn.delete(p + tail)
+            n = 0
+            for full, value in zip(fulls, olds, strict=True):
+                if value is not None:
+                    txn.delete(full)
+                    n += 1
+        except BaseException:
+            _roll_back(txn, batch.undo)
+            raise
+        return n
+
+    def _entries_of(self, values: list[bytes | None]) -> list[list[Entries]]:
+        """Each index's entries of the stored ``values`` (``()`` for none)."""
+        indexes = self._indexes
+        if not indexes or values.count(None) == len(values):
+            return []
+        decode = self.codec.decode
+        recs = [None if v is None else decode(v) for v in values]
+        return [idx.entries_many(recs) for idx in indexes]
 
     # -- reads ------------------------------------------------------------
 
@@ -740,14 +921,29 @@ class Collection:
             if i.id not in report.checked_indexes and not i.building
         ]
         report.checked_indexes.update(i.id for i in todo)
+        expiry = self.expiry
+        if expiry is not None and expiry.space_id in report.checked_indexes:
+            expiry = None  # another object of this collection checked it
+        elif expiry is not None:
+            report.checked_indexes.add(expiry.space_id)
 
         def run() -> None:
             for idx in todo:
                 records = self.store.iter_space(self.id)
                 idx.check(records, len(self.key_prefix), self.codec.decode, report)
+            if expiry is not None:
+                skip = len(self.key_prefix)
+                keys = {k[skip:] for k, _ in self.store.iter_space(self.id)}
+                expiry.check(keys, report)
 
         self.store.in_txn(run)
         return report
+
+
+def _as_key(key: Any) -> tuple[Any, ...]:
+    if type(key) is tuple:
+        return key
+    return (key,) if type(key) in _SCALARS else _query.as_tuple(key)
 
 
 def _roll_back(txn: Txn, undo: Callable[[], Any]) -> None:

@@ -65,9 +65,13 @@ class TxnError(Error):
 
 
 class TxnTimeout(TxnError):
-    """A writer waited too long for another writer to finish."""
+    """A writer waited too long for another writer to finish.
+
+    ``attempts`` is set by a retry loop that gave up: how many times it ran.
+    """
 
     retryable = True
+    attempts: int | None = None
 
 
 class ConflictError(TxnError):

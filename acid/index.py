@@ -22,15 +22,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from acid import _query, keylib
+from acid import _query, _text, keylib
 from acid._layout import KIND_INDEX, SEP
-from acid.errors import CorruptionError, IndexNotReady, SchemaError
+from acid.errors import ConfigError, CorruptionError, IndexNotReady, SchemaError
 
 if TYPE_CHECKING:
     from acid.collection import Collection
     from acid.store import CheckReport
 
-__all__ = ["Index"]
+__all__ = ["Index", "index_meta"]
 
 #: What Index.entries() returns: packed index tuples, without duplicates.
 Entries = tuple[bytes, ...] | set[bytes]
@@ -66,6 +66,7 @@ class Index:
         self._prefix = self.store.space(self.id)
         # Why this object may no longer be used (dropped, rolled back), or None.
         self._detached: str | None = None
+        _check_text_meta(coll.name, info, func)
         #: True while an online build fills it (see :mod:`acid._online`):
         #: writes maintain it, queries raise IndexNotReady.
         self.building: bool = info.get("state") == "building"
@@ -123,10 +124,55 @@ class Index:
             return (_pack((result,), self._prefix),)
         if kind is tuple:
             return (_pack(result, self._prefix),)
-        if kind is list:
+        return self._other_entries(result)
+
+    def _other_entries(self, result: Any) -> Entries:
+        """:meth:`entries` of a result that is neither a scalar nor a tuple."""
+        if type(result) is list:
             prefix, as_tuple = self._prefix, _query.as_tuple
             return {keylib.pack(as_tuple(x), prefix) for x in result}
         return (keylib.pack(_query.as_tuple(result), self._prefix),)
+
+    def entries_many(self, recs: list[Any]) -> list[Entries]:
+        """:meth:`entries` of each record, in one call (the bulk path)."""
+        func, prefix, scalars = self.func, self._prefix, _SCALARS
+        out: list[Entries] = []
+        append = out.append
+        for rec in recs:
+            result = None if rec is None else func(rec)
+            kind = type(result)
+            if result is None:
+                append(())
+            elif kind in scalars:
+                append((_pack((result,), prefix),))
+            elif kind is tuple:
+                append((_pack(result, prefix),))
+            else:
+                append(self._other_entries(result))
+        return out
+
+    def entry_pairs(
+        self, recs: list[Any], rkeys: list[bytes], out: list[tuple[bytes, bytes]]
+    ) -> None:
+        """Append ``(entry key, record key)`` for every entry of each record.
+
+        ``rkeys`` are the records' packed keys. The bulk path of new records:
+        one loop, no intermediate entry tuples.
+        """
+        func, prefix, scalars = self.func, self._prefix, _SCALARS
+        append = out.append
+        for rec, rkey in zip(recs, rkeys, strict=True):
+            result = None if rec is None else func(rec)
+            kind = type(result)
+            if result is None:
+                continue
+            if kind in scalars:
+                append((_pack((result,), prefix) + SEP + rkey, rkey))
+            elif kind is tuple:
+                append((_pack(result, prefix) + SEP + rkey, rkey))
+            else:
+                tail = SEP + rkey
+                out.extend((p + tail, rkey) for p in self._other_entries(result))
 
     def update(self, txn: Any, rkey: bytes, old: Entries, new: Entries) -> None:
         """Apply the difference between two entry collections for one record.
@@ -209,6 +255,9 @@ class Index:
         if self.building:
             self._not_ready()
         start, stop = self._range(args, lo, hi, prefix, include)
+        expiry = self.coll.expiry
+        if expiry is not None:  # entries of expired records are skipped
+            return expiry.scan(start, stop, reverse, max, fn, _record_key)
         return _query.scan(self.store, start, stop, reverse, max, fn)
 
     def _split(self, k: bytes) -> list[tuple[Any, ...]]:
@@ -391,9 +440,122 @@ class Index:
         start = keylib.pack(_query.as_tuple(x), self._prefix) + SEP
         stop = keylib.prefix_bound(start)
         assert stop is not None
+        expiry = self.coll.expiry
+        if expiry is not None:
+            rows = expiry.scan(start, stop, False, 1, lambda t, k, v: True, _record_key)
+            return next(rows, False)
         return next(
             _query.scan(self.store, start, stop, False, 1, lambda t, k, v: True), False
         )
+
+    # -- text search (token and q-gram indexes, acid/_text.py) ----------------
+
+    def search(self, words: str) -> list[tuple[tuple, Any]]:
+        """``(key, record)`` of the records holding every word of ``words``
+        (kt's FTS_ALL), in key order; a token index only. No words, none."""
+        func = self._text_func(_text.Tokens, "search")
+        terms = set(func.terms(words))
+        return self._text_query(lambda post: _all(post, terms), None)
+
+    def search_any(self, words: str) -> list[tuple[tuple, Any]]:
+        """``(key, record)`` of the records holding any word of ``words``
+        (kt's FTS_ANY), in key order; a token index only."""
+        func = self._text_func(_text.Tokens, "search_any")
+        terms = set(func.terms(words))
+        return self._text_query(lambda post: _any(post, terms), None)
+
+    def search_phrase(self, phrase: str) -> list[tuple[tuple, Any]]:
+        """``(key, record)`` of the records whose words include those of
+        ``phrase`` adjacent and in order (kt's FTS_PHRASE), in key order.
+
+        Candidates hold every word (the index); each is then confirmed by
+        tokenizing its text again. A token index only.
+        """
+        func = self._text_func(_text.Tokens, "search_phrase")
+        seq = list(func.terms(phrase))
+
+        def confirm(rec: Any) -> bool:
+            text = func.text(rec)
+            return text is not None and _has_run(list(func.terms(text)), seq)
+
+        return self._text_query(lambda post: _all(post, set(seq)), confirm)
+
+    def contains(self, needle: str) -> list[tuple[tuple, Any]]:
+        """``(key, record)`` of the records whose field contains ``needle``
+        (kt's STR_CONTAINS, case-sensitive), in key order; a q-gram index only.
+
+        The postings of the needle's q-grams are intersected, then each
+        candidate's text is checked, so there are never false positives. A
+        needle shorter than ``q`` has no gram of its own: then every distinct
+        gram of the index is scanned for it (cost: the index's size).
+        """
+        func = self._text_func(_text.QGrams, "contains")
+        if not isinstance(needle, str):
+            raise TypeError(f"contains() takes a str, not {type(needle).__name__}")
+
+        def confirm(rec: Any) -> bool:
+            text = func.text(rec)
+            return text is not None and needle in text
+
+        if len(needle) < func.q:
+            return self._text_query(lambda post: self._grams_with(needle), confirm)
+        grams = set(func.terms(needle))
+        return self._text_query(lambda post: _all(post, grams), confirm)
+
+    def _text_func(self, kind: type[_text.TextFunction], what: str) -> Any:
+        if self._detached is not None:
+            self._refuse()
+        if not isinstance(self.func, kind):
+            made = "acid.tokens()" if kind is _text.Tokens else "acid.qgrams()"
+            raise TypeError(
+                f"index {self.coll.name}.{self.name}: {what}() needs an index "
+                f"declared with {made}"
+            )
+        return self.func
+
+    def _postings(self, term: str) -> set[bytes]:
+        """The packed record keys of the entries of ``term`` (active txn)."""
+        start = keylib.pack((term,), self._prefix) + SEP
+        stop = keylib.prefix_bound(start)
+        assert stop is not None
+        txn = self.store.active()
+        out = set()
+        for k, v in txn.iter(start):
+            if k >= stop:
+                break
+            out.add(v)
+        return out
+
+    def _grams_with(self, needle: str) -> set[bytes]:
+        """Record keys of every entry whose gram contains ``needle``."""
+        out: set[bytes] = set()
+        for k, v in self.store.iter_space(self.id):
+            tup = keylib.unpacks(k, self._prefix)[0]
+            if tup and isinstance(tup[0], str) and needle in tup[0]:
+                out.add(v)
+        return out
+
+    def _text_query(
+        self,
+        candidates: Callable[[Callable[[str], set[bytes]]], set[bytes]],
+        confirm: Callable[[Any], bool] | None,
+    ) -> list[tuple[tuple, Any]]:
+        fetch = self._fetcher(False, True)
+        expiry = self.coll.expiry
+
+        def run() -> list[tuple[tuple, Any]]:
+            txn = self.store.active()
+            now = self.store.clock()
+            out = []
+            for rkey in sorted(candidates(self._postings)):  # bytes: key order
+                if expiry is not None and not expiry.alive(txn, rkey, now):
+                    continue
+                key, rec = fetch(txn, rkey, rkey)
+                if confirm is None or confirm(rec):
+                    out.append((key, rec))
+            return out
+
+        return self.store.in_txn(run)
 
     # Names from the earlier API, kept for code written against it.
     iterpairs = pairs
@@ -401,3 +563,49 @@ class Index:
     iterkeys = keys
     iteritems = items
     itervalues = values
+
+
+def _record_key(k: bytes, v: bytes) -> bytes:
+    """The packed record key of an entry: its value."""
+    return v
+
+
+def index_meta(func: Any) -> dict[str, Any]:
+    """What an index's metadata records about its function (text kind, q)."""
+    return func.meta() if isinstance(func, _text.TextFunction) else {}
+
+
+def _check_text_meta(coll: str, info: dict[str, Any], func: Any) -> None:
+    stored = {k: info[k] for k in ("text", "q") if k in info}
+    given = index_meta(func)
+    if stored != given:
+        raise ConfigError(
+            f"index {coll}.{info['name']} was created with "
+            f"{stored or 'a plain function'}, but is declared with "
+            f"{given or 'a plain function'}; declare it as it was created"
+        )
+
+
+def _all(postings: Callable[[str], set[bytes]], terms: set[str]) -> set[bytes]:
+    found: set[bytes] | None = None
+    for term in terms:
+        post = postings(term)
+        found = post if found is None else found & post
+        if not found:
+            return set()
+    return found or set()
+
+
+def _any(postings: Callable[[str], set[bytes]], terms: set[str]) -> set[bytes]:
+    found: set[bytes] = set()
+    for term in terms:
+        found |= postings(term)
+    return found
+
+
+def _has_run(words: list[str], seq: list[str]) -> bool:
+    """Whether ``seq`` occurs in ``words`` as adjacent items, in order."""
+    n = len(seq)
+    if n == 0:
+        return False
+    return any(words[i : i + n] == seq for i in range(len(words) - n + 1))

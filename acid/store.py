@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -26,6 +27,14 @@ from acid._layout import (
     KIND_TABLE,
     KINDS,
     Space,
+)
+from acid._retry import (
+    Backoff,
+    check_fn,
+    check_result,
+    check_retries,
+    retrying,
+    transactional,
 )
 from acid._schema import Schema
 from acid._txn import (
@@ -48,6 +57,7 @@ from acid.errors import (
 )
 
 if TYPE_CHECKING:
+    from acid.blobs import BlobStore
     from acid.collection import Collection
     from acid.engines import Engine, Txn
 
@@ -60,8 +70,10 @@ __all__ = [
     "CheckReport",
     "Space",
     "Store",
+    "Backoff",
     "TxnContext",
     "abort",
+    "transactional",
 ]
 
 T = TypeVar("T")
@@ -117,6 +129,8 @@ class Store:
         engine: Engine,
         txn_context: TxnContextLike | None = None,
         prefix: bytes | str = b"",
+        *,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         if not callable(getattr(engine, "begin", None)):
             raise TypeError(
@@ -127,8 +141,12 @@ class Store:
             prefix = prefix.encode()
         if not isinstance(prefix, bytes | bytearray | memoryview):
             raise TypeError(f"prefix must be bytes or str, not {type(prefix).__name__}")
+        if clock is not None and not callable(clock):
+            raise TypeError(f"clock must be callable, not {type(clock).__name__}")
         self.engine = engine
         self.prefix = bytes(prefix)
+        #: Seconds as a float, for expiry (``time.time`` unless given).
+        self.clock: Callable[[], float] = clock or time.time
         #: Where the active transaction lives (shared by stores on one engine).
         self.context: TxnContextLike = txn_context or context_for(engine)
         #: The encoders and compressors this store knows.
@@ -186,6 +204,57 @@ class Store:
                 "active; use store.begin(write=True)"
             )
         return func()
+
+    def transact(
+        self,
+        fn: Callable[..., T],
+        /,
+        *args: Any,
+        retries: int = 10,
+        backoff: Backoff | None = None,
+        **kwargs: Any,
+    ) -> T:
+        """Run ``fn(*args, **kwargs)`` in a write transaction; return its value.
+
+        When the transaction fails with a retryable error (``ConflictError``
+        from an engine with concurrent writers, ``TxnTimeout`` waiting for
+        the writer lock), it runs again, up to ``retries`` more times,
+        waiting as ``backoff`` says (an :class:`acid.Backoff`); then the last
+        error propagates with ``attempts`` set. Any other error aborts and
+        propagates at once; :func:`acid.abort` aborts and returns ``None``.
+        Inside an active write transaction ``fn`` simply joins it, once: a
+        part of a transaction is never retried.
+
+        ``fn`` may run several times, so it must not have effects outside the
+        store (or they must be safe to repeat).
+
+        >>> import acid
+        >>> store = acid.open("skiplist:/")
+        >>> store.transact(lambda: store.count("n", 5))
+        1
+        >>> store.count("n", 0)
+        6
+        """
+        policy = check_retries(retries, backoff)
+        check_fn(fn)
+        txn = active(self.context)
+        if txn is not None:
+            if not txn.write:
+                raise TxnError(
+                    "transact() needs a write transaction, but a read transaction "
+                    "is active; call it outside the block or use begin(write=True)"
+                )
+            result = fn(*args, **kwargs)
+            check_result(fn, result)
+            return result
+        return retrying(lambda: self._attempt(fn, args, kwargs), retries, policy)
+
+    def _attempt(self, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
+        result = None
+        with self.begin(write=True):
+            result = fn(*args, **kwargs)
+            check_result(fn, result)
+        return result  # type: ignore[return-value]  # None after acid.abort()
 
     def active(self) -> Txn:
         """The active transaction; only for code running inside :meth:`in_txn`."""
@@ -289,6 +358,12 @@ class Store:
 
         return Collection(self, name, **kwargs)
 
+    def blobs(self, name: str, **kwargs: Any) -> BlobStore:
+        """Shorthand for ``acid.blobs.BlobStore(self, name, **kwargs)``."""
+        from acid.blobs import BlobStore  # upward, as add_collection
+
+        return BlobStore(self, name, **kwargs)
+
     def collections(self) -> list[str]:
         """Names of the collections stored here, in order."""
         return [n[0] for n, _ in self.iter_meta(KIND_TABLE)]
@@ -366,10 +441,14 @@ class Store:
                 if not online:
                     self.delete_range(iinfo["id"])
                 self.set_meta(KIND_INDEX, (name, iname), None)
+            if info.get("expiry") is not None:  # deadlines (acid/_expiry.py)
+                spaces.append(info["expiry"])
             if online:
                 _ops.pending_drops(self, spaces)
             else:
                 self.delete_range(info["id"])
+                if info.get("expiry") is not None:  # deadlines (acid/_expiry.py)
+                    self.delete_range(info["expiry"])
             self.set_meta(KIND_TABLE, name, None)
             counter = info.get("counter")
             others = [i for _, i in self.iter_meta(KIND_TABLE)]
@@ -633,6 +712,27 @@ class Store:
         """
         return _ops.backup(self.engine, dest, batch=batch)
 
+    # -- expiry -----------------------------------------------------------
+
+    def expire(self, batch: int = 1000) -> int:
+        """Delete the expired records of every collection declared in this
+        process (``coll.expire()`` each) and the expired blobs of every blob
+        store (``blobs.expire()``, which reads every header); return how many.
+
+        Outside a block each collection is swept in transactions of at most
+        ``batch`` records; the cost is O(expired), not O(records). Expired
+        records are invisible anyway: this gives their space back.
+        """
+        self.schema.refresh()
+        n = sum(
+            coll.expire(batch)
+            for coll in self.schema.newest()
+            if coll.attached and coll.expiry is not None
+        )
+        for (name,), _ in self.iter_meta(_layout.KIND_BLOBS):
+            n += self.blobs(name).expire()
+        return n
+
     # -- consistency ------------------------------------------------------
 
     def check(self) -> CheckReport:
@@ -654,3 +754,29 @@ class Store:
             if info["id"] not in report.checked_indexes:
                 report.unchecked.append((cname, iname))
         return report
+
+
+def open_url(
+    url: str,
+    trace_path: Any = None,
+    txn_context: Any = None,
+    *,
+    prefix: bytes | str = b"",
+    clock: Callable[[], float] | None = None,
+) -> Store:
+    """Open the engine at ``url`` (wrapped in the trace engine when
+    ``trace_path`` is given) and return a Store over it; :func:`acid.open`
+    and :func:`acid.aio.open` both come here. Whatever fails, the engine is
+    closed again (a LevelDB directory stays unlocked)."""
+    from acid import engines
+
+    engine = engines.from_url(url)
+    try:
+        if trace_path is not None:
+            from acid.engines.trace import TraceEngine
+
+            engine = TraceEngine(engine, trace_path)
+        return Store(engine, txn_context=txn_context, prefix=prefix, clock=clock)
+    except BaseException:
+        engine.close()
+        raise

@@ -56,6 +56,8 @@ def _calls_after_end(txn: Txn, it: Iterator[object]) -> list[Callable[[], object
         lambda: txn.delete(b"a"),
         lambda: txn.replace(b"a", b"x"),
         lambda: txn.pop(b"a"),
+        lambda: txn.put_many([(b"a", b"x")]),
+        lambda: txn.get_many([b"a"]),
     ]
 
 
@@ -152,6 +154,46 @@ class EngineConformance:
             txn.put(b"k", b"3")
         with engine.begin() as txn:
             assert txn.get(b"k") == b"3"
+
+    def test_put_many_and_get_many(self, engine: Engine) -> None:
+        fill(engine, {b"b": b"old", b"z": b"26"})
+        with engine.begin(write=True) as txn:
+            txn.put_many([(b"a", b"1"), (b"b", b"2"), (b"a", b"3"), (b"c", b"")])
+            assert txn.get_many([b"a", b"b", b"c", b"d", b"a"]) == [
+                b"3",
+                b"2",
+                b"",
+                None,
+                b"3",
+            ]
+            txn.delete(b"z")
+            assert txn.get_many([b"z"]) == [None]
+            assert list(txn.iter(b"b")) == [(b"b", b"2"), (b"c", b"")]
+            txn.put_many([])
+            assert txn.get_many([]) == []
+        expected = [(b"a", b"3"), (b"b", b"2"), (b"c", b"")]
+        assert _all(engine) == expected
+        with engine.begin() as txn:
+            assert txn.get_many([b"c", b"a", b"q"]) == [b"", b"3", None]
+            with pytest.raises(TxnError):
+                txn.put_many([(b"q", b"1")])
+            with pytest.raises(TxnError):
+                txn.put_many([])
+        assert _all(engine) == expected
+
+    def test_put_many_refusing_a_key(self, engine: Engine) -> None:
+        # Pairs before the refused one may land (the layer above undoes
+        # them); the transaction stays usable, and nothing after it lands.
+        limit = engine.max_key_size
+        bad = b"\x01" * (limit + 1) if limit is not None else b""
+        with engine.begin(write=True) as txn:
+            with pytest.raises(EngineError, match=str(limit) if limit else "empty"):
+                txn.put_many([(b"a", b"1"), (bad, b"v"), (b"c", b"3")])
+            assert txn.get_many([bad, b"c"]) == [None, None]
+            for key in (b"a",):
+                txn.delete(key)
+            txn.put(b"b", b"2")
+        assert _all(engine) == [(b"b", b"2")]
 
     def test_empty_value_is_not_absent(self, engine: Engine) -> None:
         fill(engine, {b"k": b""})

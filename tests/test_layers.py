@@ -14,17 +14,18 @@ PACKAGE = Path(__file__).resolve().parents[1] / "acid"
 LAYERS: list[set[str]] = [
     {"acid.errors"},
     {"acid.keylib", "acid._keylib_py", "acid._keylib_groups", "acid._keylib"},
-    {"acid.engines", "acid.encoders", "acid._query", "acid._txn"},
-    {"acid._layout"},
+    {"acid.engines", "acid.encoders", "acid._query", "acid._txn", "acid._retry"},
+    {"acid._layout", "acid._ttl", "acid._text"},
     {"acid.store", "acid._schema", "acid._ops"},
-    {"acid.index"},
-    {"acid.collection", "acid._online"},
+    {"acid.index", "acid._atomic", "acid._expiry"},
+    {"acid.collection", "acid.blobs", "acid._bulk", "acid._online"},
+    {"acid.aio", "acid._aio_threads"},
     {"acid.core", "acid.testing", "acid.tools"},
     {"acid"},
     {"acid.cli", "acid.__main__"},
 ]
 #: Upward imports the design allows: add_collection creates a Collection.
-ALLOWED_UPWARD = {("acid.store", "acid.collection")}
+ALLOWED_UPWARD = {("acid.store", "acid.collection"), ("acid.store", "acid.blobs")}
 
 
 def layer_of(module: str) -> int:

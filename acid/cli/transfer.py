@@ -25,11 +25,19 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from acid import encoders, keylib
+from acid._text import TextFunction
 from acid.cli import typedjson
 from acid.collection import Collection
 from acid.errors import ConstraintError, Error, NameInUse, NotFound
 from acid.index import Index
-from acid.store import KIND_COUNTER, KIND_ENCODER, KIND_STRUCT, KIND_TABLE, Store
+from acid.store import (
+    KIND_COUNTER,
+    KIND_ENCODER,
+    KIND_INDEX,
+    KIND_STRUCT,
+    KIND_TABLE,
+    Store,
+)
 
 __all__ = [
     "DUMP_VERSION",
@@ -81,6 +89,31 @@ def _no_entries(rec: Any) -> None:
     return None  # entries are copied as data by the Loader
 
 
+#: Metadata fields that describe an index's function (token and q-gram
+#: indexes); a placeholder must carry them, and dumps keep them.
+_FUNC_META = ("text", "q")
+
+
+class _TextPlaceholder(TextFunction):
+    """Stands for a token or q-gram index function that is not declared
+    here: it carries the stored kind and ``q``, and its field is ``func``."""
+
+    def __init__(self, meta: dict[str, Any], func: Callable[[Any], Any]) -> None:
+        super().__init__(func)
+        self.kind = str(meta["text"])
+        self._meta = dict(meta)
+
+    def meta(self) -> dict[str, Any]:
+        return dict(self._meta)
+
+
+def placeholder(meta: dict[str, Any], func: Callable[[Any], Any]) -> Any:
+    """``func``, or a text placeholder calling it when ``meta`` says the
+    index is a token or q-gram index."""
+    extra = {k: meta[k] for k in _FUNC_META if k in meta}
+    return _TextPlaceholder(extra, func) if "text" in extra else func
+
+
 def open_collection(store: Store, name: str) -> Collection:
     """The live collection ``name`` (declared by a module), or one opened for
     reading and key-given writes without its Python functions."""
@@ -108,7 +141,8 @@ def open_index(coll: Collection, name: str) -> Index:
             f"collection {coll.name!r} has no index {name!r} "
             f"(indexes: {have or 'none'})"
         )
-    return coll.add_index(name, _undeclared(coll.name, name))
+    info = coll.store.get_meta(KIND_INDEX, (coll.name, name)) or {}
+    return coll.add_index(name, placeholder(info, _undeclared(coll.name, name)))
 
 
 # -- reading ------------------------------------------------------------------
@@ -167,7 +201,13 @@ def _collection_items(
     meta = store.get_meta(KIND_TABLE, name)
     assert meta is not None
     coll = open_collection(store, name)
-    inames = [n[1] for n, _ in store.index_metas(name)]
+    metas = store.index_metas(name)
+    inames = [n[1] for n, _ in metas]
+    extra = {
+        n[1]: {k: info[k] for k in _FUNC_META if k in info}
+        for n, info in metas
+        if any(k in info for k in _FUNC_META)
+    }
     yield (
         "collection",
         {
@@ -177,6 +217,7 @@ def _collection_items(
             "counter": meta["counter"],
             "keys": meta.get("keys", "auto"),
             "indexes": inames,
+            **({"index_meta": extra} if extra else {}),
         },
     )
     n = 0
@@ -271,6 +312,12 @@ def _parse(obj: Any) -> Item:
         names = _want(obj, "indexes", list)
         if not all(isinstance(n, str) and n for n in names):
             raise ValueError("'indexes' holds index names (strings)")
+        extra = obj.get("index_meta", {})
+        if type(extra) is not dict or not all(
+            type(v) is dict and set(v) <= set(_FUNC_META) and "text" in v
+            for v in extra.values()
+        ):
+            raise ValueError("'index_meta' maps index names to {'text', 'q'}")
         return ("collection", obj)
     if "index" in obj:
         return ("index", _want(obj, "index", str))
@@ -527,7 +574,8 @@ class Loader:
             if iname in coll.indices:
                 self.derived.add(iname)  # a module declared its function
             else:
-                coll.add_index(iname, _no_entries)
+                meta = spec.get("index_meta", {}).get(iname, {})
+                coll.add_index(iname, placeholder(meta, _no_entries))
         self._coll, self._index = coll, None
         self.counts["collections"] += 1
 

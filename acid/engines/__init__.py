@@ -27,7 +27,7 @@ import re
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from types import MemberDescriptorType, TracebackType
 from typing import Any
 
@@ -105,7 +105,16 @@ read_only = Raiser(
     TxnError, "write in a read transaction; begin the transaction with write=True"
 )
 
-_OPERATIONS = ("get", "put", "delete", "replace", "pop", "iter")
+_OPERATIONS = (
+    "get",
+    "put",
+    "delete",
+    "replace",
+    "pop",
+    "iter",
+    "put_many",
+    "get_many",
+)
 _COMMITTED = "transaction already committed; begin a new one"
 _ABORTED = "transaction already aborted; begin a new one"
 _ENDED = "transaction already ended; begin a new one"
@@ -260,6 +269,24 @@ class Txn:
         if old is not None:
             self.delete(key)
         return old
+
+    def put_many(self, items: Sequence[tuple[bytes, bytes]]) -> None:
+        """Store every ``(key, value)`` pair, in order (a later pair wins).
+
+        Not atomic on its own: if a pair is refused, the pairs before it
+        may be stored (the layer above undoes them, as after a failed
+        ``put``). Engines with a batch path override it.
+        """
+        if not self.write:
+            read_only()
+        put = self.put
+        for key, value in items:
+            put(key, value)
+
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """The values under ``keys`` (``None`` where absent), aligned with them."""
+        get = self.get
+        return [get(key) for key in keys]
 
     # ``commit`` and ``abort`` are every transaction's path: they call the
     # hooks and give the writer lock back inline, without helper calls.
@@ -513,7 +540,7 @@ _SAME_THREAD = (
     "transaction that has not ended; waiting for it here would wait forever. "
     "Finish the other write transaction first (commit or abort it). In "
     "asyncio, do not let a write transaction span an await, or run it in a "
-    "thread with asyncio.to_thread (an asyncio API is planned)."
+    "thread with asyncio.to_thread, or use acid.aio."
 )
 
 

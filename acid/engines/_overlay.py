@@ -15,7 +15,15 @@ from collections.abc import Callable, Iterator
 from acid.engines._sortedkeys import SortedKeys
 from acid.errors import EngineError, TxnError
 
-__all__ = ["DELETED", "Overlay", "OverlayWrites", "live_iter", "merge", "ordered"]
+__all__ = [
+    "DELETED",
+    "Overlay",
+    "OverlayWrites",
+    "bad_put",
+    "live_iter",
+    "merge",
+    "ordered",
+]
 
 
 class _Deleted(bytes):
@@ -153,7 +161,7 @@ class OverlayWrites:
 
     def put(self, key: bytes, value: bytes) -> None:
         if type(key) is not bytes or type(value) is not bytes or not key:
-            _bad_put(key, value)
+            bad_put(key, value)
         # _buffer(key, value) inlined: this is every buffered put.
         puts = self._puts
         if key not in puts:
@@ -193,7 +201,7 @@ def ordered(txn: OverlayWrites) -> Overlay:
     return overlay
 
 
-def _bad_put(key: object, value: object) -> None:
+def bad_put(key: object, value: object) -> None:
     if type(key) is not bytes or type(value) is not bytes:
         raise TypeError("keys and values must be bytes")
     # Every engine refuses the empty key, as LMDB must, so that a session

@@ -1,11 +1,12 @@
 """``leveldb:/path`` - LevelDB through plyvel (``pip install 'acid[leveldb]'``).
 
 LevelDB has no transactions, so this engine builds them: a read
-transaction reads one LevelDB snapshot; a write transaction reads a snapshot
-too, buffers its puts and deletes in an overlay that its own reads and
-scans see, and lands them in one atomic ``WriteBatch`` on commit. Writers
-are serialized by a lock. LevelDB locks its directory: one process, and one
-engine object, at a time.
+transaction reads one LevelDB snapshot; a write transaction buffers its puts
+and deletes in an overlay that its own reads and scans see, and lands them
+in one atomic ``WriteBatch`` on commit. Writers are serialized by a lock, and
+LevelDB locks its directory (one process, and one engine object, at a time),
+so a writer reads the database itself: nothing else can write to it before
+the writer ends, and a snapshot would only cost its making.
 
 Closing never frees the database under a call in flight. plyvel's calls
 release the GIL, and ``plyvel.DB.close()`` frees the native database (and
@@ -36,7 +37,7 @@ import os
 import sys
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import plyvel
@@ -60,6 +61,7 @@ from acid.engines._overlay import (
     DELETED,
     Overlay,
     OverlayWrites,
+    bad_put,
     live_iter,
     merge,
     ordered,
@@ -187,7 +189,10 @@ class LevelDBEngine(Engine):
             lock = self._writer
             lock.acquire(timeout, self.lock_timeout, self.url)
             try:
-                txn = _LevelDBTxn(self, self._snapshot(), lock)
+                # The writer reads the database itself, not a snapshot: it
+                # holds the writer lock, so nothing else writes until it ends,
+                # and a snapshot would only cost its making (issue 8).
+                txn = _LevelDBTxn(self, self._live_db(), lock)
             except BaseException:
                 lock.release()
                 raise
@@ -205,6 +210,12 @@ class LevelDBEngine(Engine):
             raise closed_engine(self.url) from None
         except (plyvel.Error, RuntimeError) as exc:
             raise EngineError(f"LevelDB error on {self.url}: {_text(exc)}") from exc
+
+    def _live_db(self) -> Any:
+        db = self._db
+        if db is None:
+            raise closed_engine(self.url)
+        return db
 
     def _snapshot(self) -> Any:
         db = self._db
@@ -384,6 +395,13 @@ class _LevelDBReader(_Base):
     def iter(self, key: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
         return self._scan_native(key, reverse, True)
 
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        try:
+            get = self._snapshot.get
+            return [get(key) for key in keys]
+        except (plyvel.Error, RuntimeError) as exc:
+            raise self._fail(exc) from exc
+
     def _release(self) -> None:
         self._engine._forget(self._ref)
         _Base._release(self)
@@ -415,6 +433,45 @@ class _LevelDBTxn(OverlayWrites, _Base):
 
     def iter(self, key: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
         return live_iter(self, self._scan, key, reverse)
+
+    def replace(self, key: bytes, value: bytes) -> bytes | None:
+        old = self._puts.get(key)
+        if old is None:
+            try:
+                old = self._snapshot.get(key)
+            except (plyvel.Error, RuntimeError) as exc:
+                raise self._fail(exc) from exc
+        elif old is DELETED:
+            old = None
+        self.put(key, value)
+        return old
+
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        puts = self._puts
+        try:
+            get = self._snapshot.get
+            out = []
+            for key in keys:
+                value = puts.get(key)
+                if value is None:
+                    out.append(get(key))
+                else:
+                    out.append(None if value is DELETED else value)
+            return out
+        except (plyvel.Error, RuntimeError) as exc:
+            raise self._fail(exc) from exc
+
+    def put_many(self, items: Sequence[tuple[bytes, bytes]]) -> None:
+        puts, overlay = self._puts, self._overlay
+        try:
+            for key, value in items:
+                if type(key) is not bytes or type(value) is not bytes or not key:
+                    bad_put(key, value)
+                if overlay is not None and key not in puts:
+                    overlay.note(key)
+                puts[key] = value
+        finally:
+            self._writes += 1
 
     def _scan(
         self, key: bytes, reverse: bool, inclusive: bool

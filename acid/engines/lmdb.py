@@ -28,7 +28,7 @@ import os
 import stat
 import sys
 import threading
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterator, Sequence
 from typing import Any
 
 import lmdb
@@ -499,6 +499,13 @@ class _LMDBReader(Txn):
             raise _translate(exc, self._engine, key) from exc
         return self._iter(cur, key, reverse)
 
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        try:
+            get = self._native.get
+            return [get(key) for key in keys]
+        except lmdb.Error:  # a key LMDB refuses: the careful path says which
+            return [self.get(key) for key in keys]
+
     def _iter(
         self, cur: lmdb.Cursor, key: bytes, reverse: bool
     ) -> Iterator[tuple[bytes, bytes]]:
@@ -594,6 +601,24 @@ class _LMDBTxn(Txn):
         except lmdb.Error as exc:
             raise self._fail(exc, key) from exc
         return self._iter(cur, key, reverse)
+
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        try:
+            get = self._native.get
+            return [get(key) for key in keys]
+        except lmdb.Error:  # a key LMDB refuses: the careful path says which
+            return [self.get(key) for key in keys]
+
+    def put_many(self, items: Sequence[tuple[bytes, bytes]]) -> None:
+        # One native loop (Cursor.putmulti) instead of a call per pair.
+        try:
+            self._native.cursor().putmulti(items)
+        except lmdb.Error as exc:
+            limit = LMDBEngine.max_key_size
+            bad = next((k for k, _ in items if not 0 < len(k) <= limit), b"?")
+            raise self._fail(exc, bad) from exc
+        finally:
+            self._writes += 1
 
     def _iter(
         self, cur: lmdb.Cursor, key: bytes, reverse: bool

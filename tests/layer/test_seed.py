@@ -147,11 +147,14 @@ def test_rename_collection(store: acid.Store) -> None:
 def test_exports_pinned() -> None:
     assert acid.__all__ == sorted(acid.__all__, key=lambda s: (not s.isupper(), s))
     assert set(acid.__all__) == {
+        "FOREVER",
         "KIND_COUNTER",
         "KIND_ENCODER",
         "KIND_INDEX",
         "KIND_STRUCT",
         "KIND_TABLE",
+        "Backoff",
+        "BlobStore",
         "CheckReport",
         "Collection",
         "Desc",
@@ -166,6 +169,9 @@ def test_exports_pinned() -> None:
         "errors",
         "keylib",
         "open",
+        "transactional",
+        "qgrams",
+        "tokens",
     }
     for name in acid.__all__:
         assert getattr(acid, name) is not None

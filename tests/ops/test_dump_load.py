@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import io
+import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -296,3 +297,38 @@ def test_a_building_index_is_not_dumped_half_built() -> None:
     with pytest.raises(acid.errors.ConstraintError, match="being built online"):
         dump_text(a)
     assert dump_text(a, "people")  # the other collections still dump
+
+
+def test_token_and_qgram_indexes_travel_with_their_kind() -> None:
+    from acid.cli.transfer import open_collection, open_index
+
+    a, b = acid.open("skiplist:/"), acid.open("skiplist:/")
+    docs = a.add_collection("docs")
+    docs.add_index("words", acid.tokens("body"))
+    docs.add_index("grams", acid.qgrams("body", q=2))
+    with a.begin(write=True):
+        docs.put({"body": "green tea"})
+        docs.put({"body": "black coffee"})
+    text = dump_text(a)
+    header = json.loads(text.splitlines()[1])
+    assert header["index_meta"] == {
+        "grams": {"text": "qgrams", "q": 2},
+        "words": {"text": "tokens"},
+    }
+    load_text(b, text)
+    # Read through them without their functions, as the command line does.
+    reader = acid.Store(b.engine)
+    words = open_index(open_collection(reader, "docs"), "words")
+    assert [t for t, _ in words.pairs()] == [
+        ("black",),
+        ("coffee",),
+        ("green",),
+        ("tea",),
+    ]
+    # Declared again with the same kind: they check out and answer queries.
+    again = acid.Store(b.engine).add_collection("docs")
+    w = again.add_index("words", acid.tokens("body"))
+    again.add_index("grams", acid.qgrams("body", q=2))
+    assert [r["body"] for _, r in w.search("tea")] == ["green tea"]
+    report = again.store.check()
+    assert report.ok and not report.unchecked

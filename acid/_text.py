@@ -1,0 +1,147 @@
+"""Index functions for text: words (tokens) and q-grams of one field.
+
+``tokens(field)`` and ``qgrams(field, q)`` are index functions: declared
+with ``coll.add_index(name, acid.tokens("body"))`` they give an index whose
+entries are the distinct words (or q-grams) of the field, and whose
+:class:`~acid.Index` answers ``search``, ``search_any``, ``search_phrase``
+(tokens) and ``contains`` (q-grams).
+
+>>> tokens("body")({"body": "The cat, the HAT!"})
+['cat', 'hat', 'the']
+>>> qgrams("title", q=3)({"title": "banana"})
+['ana', 'ban', 'nan']
+>>> qgrams("title", q=3)({"title": "ab"})  # shorter than q: the whole text
+['ab']
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+__all__ = ["QGrams", "TextFunction", "Tokens", "default_tokenizer", "qgrams", "tokens"]
+
+_WORD = re.compile(r"[^\W_]+")
+
+
+def default_tokenizer(text: str) -> list[str]:
+    """Runs of Unicode letters and digits, case-folded; the rest separates.
+
+    >>> default_tokenizer("Straße-Nr. 42_b")
+    ['strasse', 'nr', '42', 'b']
+    """
+    return [m.casefold() for m in _WORD.findall(text)]
+
+
+class TextFunction:
+    """An index function over the text in one field of a record.
+
+    ``field`` is a key of dict records, or a function ``field(record)``
+    returning the text. A record without the field (or ``None`` there)
+    gives no entries; a value that is not a ``str`` raises ``TypeError``,
+    so the put that brought it changes nothing.
+    """
+
+    #: Stored with the index and compared when it is declared again.
+    kind = ""
+
+    def __init__(self, field: str | Callable[[Any], Any]) -> None:
+        if not (isinstance(field, str) and field) and not callable(field):
+            raise TypeError("field must be a non-empty str or a callable")
+        self.field = field
+
+    def text(self, rec: Any) -> str | None:
+        """The field's text in ``rec``, or ``None`` when it has none."""
+        if callable(self.field):
+            value = self.field(rec)
+        elif isinstance(rec, dict):
+            value = rec.get(self.field)
+        else:
+            value = None
+        if value is None or isinstance(value, str):
+            return value
+        raise TypeError(
+            f"a {self.kind} index reads text, but field {self.field!r} holds a "
+            f"{type(value).__name__}"
+        )
+
+    def meta(self) -> dict[str, Any]:
+        """What the index's metadata records about this function."""
+        return {"text": self.kind}
+
+    def __call__(self, rec: Any) -> list[str]:
+        text = self.text(rec)
+        return [] if text is None else sorted(set(self.terms(text)))
+
+    def terms(self, text: str) -> Iterable[str]:
+        raise NotImplementedError
+
+
+class Tokens(TextFunction):
+    """The words of a field (see :func:`tokens`)."""
+
+    kind = "tokens"
+
+    def __init__(
+        self,
+        field: str | Callable[[Any], Any],
+        tokenizer: Callable[[str], Iterable[str]] | None = None,
+    ) -> None:
+        super().__init__(field)
+        if tokenizer is not None and not callable(tokenizer):
+            raise TypeError("tokenizer must be callable")
+        self.tokenizer = tokenizer or default_tokenizer
+
+    def terms(self, text: str) -> list[str]:
+        words = list(self.tokenizer(text))
+        for w in words:
+            if not isinstance(w, str):
+                raise TypeError(f"the tokenizer returned a {type(w).__name__}")
+        return words
+
+    def __repr__(self) -> str:
+        return f"acid.tokens({self.field!r})"
+
+
+class QGrams(TextFunction):
+    """The q-grams of a field (see :func:`qgrams`)."""
+
+    kind = "qgrams"
+
+    def __init__(self, field: str | Callable[[Any], Any], q: int = 3) -> None:
+        super().__init__(field)
+        if type(q) is not int or q < 1:
+            raise ValueError(f"q must be a positive int, not {q!r}")
+        self.q = q
+
+    def meta(self) -> dict[str, Any]:
+        return {"text": self.kind, "q": self.q}
+
+    def terms(self, text: str) -> list[str]:
+        q = self.q
+        if len(text) < q:  # no gram fits: the whole text stands for them
+            return [text]
+        return [text[i : i + q] for i in range(len(text) - q + 1)]
+
+    def __repr__(self) -> str:
+        return f"acid.qgrams({self.field!r}, q={self.q})"
+
+
+def tokens(
+    field: str | Callable[[Any], Any],
+    tokenizer: Callable[[str], Iterable[str]] | None = None,
+) -> Tokens:
+    """An index function giving the distinct words of ``field``.
+
+    By default a word is a run of Unicode letters and digits, case-folded
+    (:func:`default_tokenizer`); ``tokenizer(text)`` replaces that. The
+    tokenizer is not stored: declare the index with the same one each time.
+    """
+    return Tokens(field, tokenizer)
+
+
+def qgrams(field: str | Callable[[Any], Any], q: int = 3) -> QGrams:
+    """An index function giving the distinct ``q``-character substrings of
+    ``field`` (case-sensitive); a text shorter than ``q`` gives itself."""
+    return QGrams(field, q)

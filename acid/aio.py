@@ -1,0 +1,611 @@
+"""asyncio: the same names as the blocking API, awaitable, and never blocking
+the event loop.
+
+>>> import asyncio, acid.aio
+>>> async def main():
+...     store = await acid.aio.open("skiplist:/")
+...     people = await store.add_collection("people")
+...     await people.add_index("name", lambda p: p["name"])
+...     async with store.begin(write=True):
+...         await people.put({"name": "Ada"})
+...         await people.put({"name": "Alan"})
+...     names = [p["name"] async for p in people.values()]
+...     ada = await people.indices["name"].get("Ada")
+...     await store.close()
+...     return names, ada
+>>> asyncio.run(main())
+(['Ada', 'Alan'], {'name': 'Ada'})
+
+Every engine call runs on a thread, never on the loop's:
+
+- A transaction (``async with store.begin():``) gets a thread of its own for
+  its whole life, because LMDB binds a write transaction to the thread that
+  began it. Its operations run there one after another, in the order they
+  were awaited; iterators fetch their rows from there in batches.
+- An operation outside any transaction (autocommit) runs on a small pool.
+- Readers run at once, side by side. Writers take turns on an
+  :class:`asyncio.Lock` (waiting without blocking the loop) unless the
+  engine declares ``concurrent_writers``; then they run side by side, and
+  :meth:`Store.transact` retries the losers of conflicts.
+- The active transaction lives in a :class:`contextvars.ContextVar`, so each
+  task has its own. A task created inside a block shares the block's
+  transaction while the block lasts.
+- Cancelling a task inside a block aborts its transaction: the abort runs on
+  the transaction's thread after the call in flight, and the writer turn is
+  given back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import itertools
+import threading
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, TypeVar
+
+from acid._aio_threads import Worker
+from acid._retry import (
+    Backoff,
+    check_fn,
+    check_result,
+    check_retries,
+    retrying_async,
+)
+from acid.collection import Collection as BlockingCollection
+from acid.engines import DEFAULT_LOCK_TIMEOUT, check_timeout
+from acid.errors import AbortError, EngineError, TxnError, TxnTimeout
+from acid.index import Index as BlockingIndex
+from acid.store import CheckReport, open_url
+from acid.store import Store as BlockingStore
+
+__all__ = ["BATCH", "Collection", "Index", "Store", "Transaction", "open"]
+
+T = TypeVar("T")
+
+#: Rows an iterator fetches per trip to its transaction's thread.
+BATCH = 256
+#: Idle transaction threads a store keeps for the next transactions.
+_IDLE_WORKERS = 8
+
+
+async def open(  # shadows the builtin, as acid.open does
+    url: str,
+    trace_path: Any = None,
+    txn_context: Any = None,
+    *,
+    prefix: bytes | str = b"",
+    clock: Any = None,
+    pool_size: int = 4,
+) -> Store:
+    """Open the engine at ``url`` (on a thread) and return an async :class:`Store`.
+
+    Arguments as for :func:`acid.open`; ``pool_size`` threads run the
+    operations made outside any transaction.
+    """
+    opener = functools.partial(
+        open_url, url, trace_path, txn_context, prefix=prefix, clock=clock
+    )
+    blocking = await asyncio.to_thread(opener)
+    try:
+        return Store(blocking, pool_size=pool_size)
+    except BaseException:
+        blocking.close()
+        raise
+
+
+class Transaction:
+    """An asynchronous transaction; ``store.begin()`` returns one.
+
+    Use it as ``async with store.begin(write=True):``. The block commits
+    when it ends normally; an exception (cancellation included) aborts and
+    propagates; :func:`acid.abort` aborts and leaves the block quietly.
+    """
+
+    def __init__(self, store: Store, write: bool, timeout: float | None) -> None:
+        self.store = store
+        self.write = write
+        self._timeout = timeout
+        self._block = store.blocking.begin(write, timeout=timeout)
+        self._worker: Worker | None = None
+        self._turn: asyncio.Lock | None = None  # the writers' turn it holds
+        self._token: contextvars.Token[Transaction | None] | None = None
+        #: ``True`` once the block began ending (no more calls join it).
+        self.ended = False
+        self._used = False
+
+    def __repr__(self) -> str:
+        state = "ended" if self.ended else "active" if self._worker else "new"
+        return f"<acid.aio.Transaction {'write' if self.write else 'read'} {state}>"
+
+    async def __aenter__(self) -> Transaction:
+        current = self.store.txn
+        if current is not None:
+            raise TxnError(
+                "a transaction is already active in this task; nested begin() is "
+                "not supported (await store.transact(fn) joins the active one)"
+            )
+        await self.start()
+        self._token = self.store._current.set(self)
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        if self._token is not None:
+            try:
+                self.store._current.reset(self._token)
+            except ValueError:  # exited in another context than entered
+                self.store._current.set(None)
+            self._token = None
+        return await self.finish(exc_type, exc, tb)
+
+    async def start(self) -> None:
+        """Take the writer turn and a thread, and begin there (no ambient)."""
+        if self._used:
+            raise TxnError("this begin() block was already used; call begin() again")
+        self._used = True
+        store = self.store
+        store._check_open()
+        if self.write:
+            self._turn = await store._take_turn(self._timeout)
+        try:
+            store._check_open()
+            self._worker = store._take_worker()
+        except BaseException:
+            self._give_back()
+            raise
+        try:
+            await self._worker.submit(self._block.__enter__)
+        except BaseException:
+            # Failed or cancelled: end whatever began, then give back.
+            self.ended = True
+            self._end_in_thread(self._abort_if_begun)
+            raise
+
+    async def finish(
+        self, exc_type: Any = None, exc: Any = None, tb: Any = None
+    ) -> bool:
+        """Commit (or, with an exception, abort) on the transaction's thread."""
+        if self.ended:
+            return False
+        self.ended = True
+        done = self._end_in_thread(lambda: self._block.__exit__(exc_type, exc, tb))
+        # Shielded: a second cancellation must not leave the writer turn held;
+        # the thread ends the transaction and gives everything back anyway.
+        return bool(await asyncio.shield(done))
+
+    def _end_in_thread(self, fn: Callable[[], Any]) -> asyncio.Future[Any]:
+        assert self._worker is not None
+        done = self._worker.submit(fn)
+        done.add_done_callback(lambda _: self._give_back())
+        return done
+
+    def _abort_if_begun(self) -> None:
+        if self._block.txn is not None:
+            self._block.__exit__(AbortError, AbortError(), None)
+
+    def _give_back(self) -> None:
+        turn, self._turn = self._turn, None
+        if turn is not None:
+            turn.release()
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            self.store._give_worker(worker)
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        """``fn()`` on this transaction's thread, with it active there."""
+        if self.ended or self._worker is None:
+            raise TxnError("transaction already ended; begin a new one")
+        self.store._check_open()
+        return await self._worker.submit(fn)
+
+
+class Store:
+    """The asynchronous face of an :class:`acid.Store` (``blocking``).
+
+    Methods that touch the engine are coroutines; ``begin`` returns an
+    async context manager; iteration methods of collections and indexes
+    return async iterators.
+    """
+
+    def __init__(self, store: BlockingStore, *, pool_size: int = 4) -> None:
+        if not isinstance(store, BlockingStore):
+            raise TypeError(f"expected an acid.Store, not {type(store).__name__}")
+        if isinstance(pool_size, bool) or not isinstance(pool_size, int):
+            raise TypeError("pool_size must be an int")
+        if pool_size < 1:
+            raise ValueError(f"pool_size must be >= 1, got {pool_size}")
+        self.blocking = store
+        self.engine = store.engine
+        # The active Transaction of each task.
+        self._current: contextvars.ContextVar[Transaction | None] = (
+            contextvars.ContextVar("acid_aio_txn", default=None)
+        )
+        self._pool = Worker(pool_size, "acid-aio-auto")
+        self._idle: list[Worker] = []
+        # An unclosed store's parked threads end when it is collected.
+        weakref.finalize(self, _stop_all, self._idle, self._pool)
+        self._workers_lock = threading.Lock()
+        self._concurrent = bool(getattr(store.engine, "concurrent_writers", False))
+        # The writers' turn, one per event loop (an asyncio.Lock serves one).
+        self._turns: weakref.WeakKeyDictionary[Any, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<acid.aio.Store over {self.blocking!r}>"
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    # -- the machinery (for Transaction, Collection and Index) -------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise EngineError("this acid.aio store is closed; open it again")
+
+    async def _take_turn(self, timeout: float | None) -> asyncio.Lock | None:
+        """Wait (without blocking the loop) for the writers' turn; return the
+        lock to release (``None`` when the engine has concurrent writers)."""
+        if self._concurrent:
+            return None
+        loop = asyncio.get_running_loop()
+        turn = self._turns.get(loop)
+        if turn is None:
+            turn = self._turns[loop] = asyncio.Lock()
+        if timeout is None:
+            timeout = getattr(self.engine, "lock_timeout", DEFAULT_LOCK_TIMEOUT)
+        wait = None if timeout == float("inf") else timeout
+        try:
+            async with asyncio.timeout(wait):
+                await turn.acquire()
+        except TimeoutError:
+            raise TxnTimeout(
+                f"{self.engine.url}: another write transaction of this asyncio "
+                f"store held the writers' turn for {timeout:g} s; commit it "
+                "sooner, or pass a longer begin(write=True, timeout=...)"
+            ) from None
+        return turn
+
+    def _take_worker(self) -> Worker:
+        with self._workers_lock:
+            if self._idle:
+                return self._idle.pop()
+        return Worker()
+
+    def _give_worker(self, worker: Worker) -> None:
+        with self._workers_lock:
+            if not self._closed and len(self._idle) < _IDLE_WORKERS:
+                self._idle.append(worker)
+                return
+        worker.stop()
+
+    async def _call(self, write: bool, fn: Callable[[], T]) -> T:
+        """``fn()`` (a blocking call) in the task's transaction, or autocommit."""
+        txn = self.txn
+        if txn is not None:
+            return await txn.run(fn)
+        self._check_open()
+        if not write or self._concurrent:
+            return await self._pool.submit(fn)
+        turn = await self._take_turn(None)
+        assert turn is not None
+        try:
+            self._check_open()
+            future = self._pool.submit(fn)
+        except BaseException:
+            turn.release()
+            raise
+        future.add_done_callback(lambda _: turn.release())  # when it really ends
+        return await asyncio.shield(future)
+
+    async def _rows(self, make: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
+        """The rows of the blocking iterator ``make()`` returns, in batches
+        fetched on the task's transaction thread (or a read transaction of
+        the iterator's own, ended when it is exhausted or closed)."""
+        txn = self.txn
+        own = txn is None
+        if txn is None:
+            txn = Transaction(self, False, None)
+            await txn.start()
+        try:
+            it = await txn.run(make)
+            take = functools.partial(_take, it)
+            while True:
+                batch = await txn.run(take)
+                for row in batch:
+                    yield row
+                if len(batch) < BATCH:
+                    return
+        finally:
+            if own:
+                await txn.finish()
+
+    # -- transactions ------------------------------------------------------
+
+    def begin(
+        self, write: bool = False, *, timeout: float | None = None
+    ) -> Transaction:
+        """An async context manager running its block in a new transaction.
+
+        ``timeout`` bounds the wait for the writers' turn, as in
+        :meth:`acid.Store.begin`.
+        """
+        if timeout is not None:
+            timeout = check_timeout(timeout)
+        return Transaction(self, bool(write), timeout)
+
+    @property
+    def txn(self) -> Transaction | None:
+        """The active transaction of the calling task, or ``None``."""
+        txn = self._current.get()
+        return None if txn is None or txn.ended else txn
+
+    async def transact(
+        self,
+        fn: Callable[..., Any],
+        /,
+        *args: Any,
+        retries: int = 10,
+        backoff: Backoff | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Run ``fn(*args, **kwargs)`` in a write transaction; return its value.
+
+        As :meth:`acid.Store.transact`: retryable errors run it again (after
+        ``await asyncio.sleep``), others propagate, :func:`acid.abort`
+        returns ``None``, and inside an active write transaction ``fn``
+        joins it once. ``fn`` is either a coroutine function (awaited in
+        this task, using this API) or a plain function (run on the
+        transaction's thread, using the blocking API).
+        """
+        policy = check_retries(retries, backoff)
+        check_fn(fn, asynchronous=True)
+        body = functools.partial(fn, *args, **kwargs)
+        txn = self.txn
+        if txn is not None:
+            if not txn.write:
+                raise TxnError(
+                    "transact() needs a write transaction, but a read transaction "
+                    "is active; call it outside the block or use begin(write=True)"
+                )
+            return await self._body(txn, fn, body)
+
+        async def attempt() -> Any:
+            result = None
+            async with self.begin(write=True) as txn:
+                result = await self._body(txn, fn, body)
+            return result
+
+        return await retrying_async(attempt, retries, policy)
+
+    @staticmethod
+    async def _body(txn: Transaction, fn: Any, body: Callable[[], Any]) -> Any:
+        if inspect.iscoroutinefunction(fn):
+            result = await body()
+            check_result(fn, result, asynchronous=True)
+            return result
+
+        def run() -> Any:
+            result = body()
+            check_result(fn, result)
+            return result
+
+        return await txn.run(run)
+
+    async def close(self) -> None:
+        """Close the engine (on a thread). Open transactions are aborted: their
+        next call raises ``TxnError``; new calls raise ``EngineError``."""
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.to_thread(self.blocking.close)
+        with self._workers_lock:
+            idle, self._idle = self._idle, []
+        for worker in idle:
+            worker.stop()
+        self._pool.stop()
+
+    # -- the blocking Store's methods, awaitable ----------------------------
+
+    async def in_txn(self, func: Callable[[], T], write: bool = False) -> T:
+        """:meth:`acid.Store.in_txn`: the plain function ``func`` (using the
+        blocking API) in the active transaction, or in a new one, on the
+        transaction's thread."""
+        return await self._call(write, lambda: self.blocking.in_txn(func, write))
+
+    async def iter_meta(self, kind: str) -> list[tuple[tuple[Any, ...], dict]]:
+        """:meth:`acid.Store.iter_meta`."""
+        return await self._call(False, lambda: self.blocking.iter_meta(kind))
+
+    async def get_encoder(self, name: str) -> Any:
+        """:meth:`acid.Store.get_encoder`."""
+        return await self._call(False, lambda: self.blocking.get_encoder(name))
+
+    async def train_compressor(self, name: str, samples: Any, **kwargs: Any) -> Any:
+        """:meth:`acid.Store.train_compressor`."""
+        train = self.blocking.train_compressor
+        return await self._call(True, lambda: train(name, samples, **kwargs))
+
+    async def count(self, name: str, n: int | None = 1, init: int = 1) -> int:
+        """:meth:`acid.Store.count`."""
+        return await self._call(bool(n), lambda: self.blocking.count(name, n, init))
+
+    async def get_meta(self, kind: str, name: Any) -> dict[str, Any] | None:
+        """:meth:`acid.Store.get_meta`."""
+        return await self._call(False, lambda: self.blocking.get_meta(kind, name))
+
+    async def set_meta(self, kind: str, name: Any, dct: dict[str, Any] | None) -> None:
+        """:meth:`acid.Store.set_meta`."""
+        await self._call(True, lambda: self.blocking.set_meta(kind, name, dct))
+
+    async def add_encoder(self, encoder: Any) -> None:
+        """:meth:`acid.Store.add_encoder`."""
+        await self._call(True, lambda: self.blocking.add_encoder(encoder))
+
+    async def add_collection(self, name: str, **kwargs: Any) -> Collection:
+        """:meth:`acid.Store.add_collection`, returning an async Collection."""
+        coll = await self._call(
+            True, lambda: self.blocking.add_collection(name, **kwargs)
+        )
+        return Collection(self, coll)
+
+    async def collections(self) -> list[str]:
+        """:meth:`acid.Store.collections`."""
+        return await self._call(False, self.blocking.collections)
+
+    def __getitem__(self, name: str) -> Collection:
+        """The newest live collection declared for ``name`` (no I/O)."""
+        return Collection(self, self.blocking[name])
+
+    async def rename_collection(self, old: str, new: str) -> None:
+        """:meth:`acid.Store.rename_collection`."""
+        await self._call(True, lambda: self.blocking.rename_collection(old, new))
+
+    async def drop_collection(self, name: str) -> None:
+        """:meth:`acid.Store.drop_collection`."""
+        await self._call(True, lambda: self.blocking.drop_collection(name))
+
+    async def check(self) -> CheckReport:
+        """:meth:`acid.Store.check`."""
+        return await self._call(False, self.blocking.check)
+
+
+def _stop_all(idle: list[Worker], pool: Worker) -> None:
+    for worker in [*idle, pool]:
+        worker.stop()
+
+
+def _take(it: Iterator[T]) -> list[T]:
+    return list(itertools.islice(it, BATCH))
+
+
+class Collection:
+    """The asynchronous face of an :class:`acid.Collection` (``blocking``)."""
+
+    def __init__(self, store: Store, coll: BlockingCollection) -> None:
+        self.store = store
+        self.blocking = coll
+
+    def __repr__(self) -> str:
+        return f"<acid.aio.Collection {self.blocking.name!r}>"
+
+    @property
+    def name(self) -> str:
+        return self.blocking.name
+
+    @property
+    def indices(self) -> dict[str, Index]:
+        """The declared indexes, by name, as async :class:`Index` objects."""
+        return {n: Index(self.store, i) for n, i in self.blocking.indices.items()}
+
+    async def add_index(self, name: str, func: Callable[[Any], Any]) -> Index:
+        """:meth:`acid.Collection.add_index`."""
+        idx = await self.store._call(True, lambda: self.blocking.add_index(name, func))
+        return Index(self.store, idx)
+
+    async def drop_index(self, name: str) -> None:
+        """:meth:`acid.Collection.drop_index`."""
+        await self.store._call(True, lambda: self.blocking.drop_index(name))
+
+    async def put(self, rec: Any, key: Any = None) -> tuple[Any, ...]:
+        """:meth:`acid.Collection.put`."""
+        return await self.store._call(True, lambda: self.blocking.put(rec, key))
+
+    async def delete(self, key: Any) -> bool:
+        """:meth:`acid.Collection.delete`."""
+        return await self.store._call(True, lambda: self.blocking.delete(key))
+
+    async def get(self, key: Any, default: Any = None, raw: bool = False) -> Any:
+        """:meth:`acid.Collection.get`."""
+        return await self.store._call(
+            False, lambda: self.blocking.get(key, default, raw)
+        )
+
+    async def find(self, *args: Any, **kwargs: Any) -> Any:
+        """:meth:`acid.Collection.find`."""
+        return await self.store._call(
+            False, lambda: self.blocking.find(*args, **kwargs)
+        )
+
+    async def findkey(self, *args: Any, **kwargs: Any) -> Any:
+        """:meth:`acid.Collection.findkey`."""
+        fn = self.blocking.findkey
+        return await self.store._call(False, lambda: fn(*args, **kwargs))
+
+    def items(self, *args: Any, **kwargs: Any) -> AsyncIterator[tuple[Any, Any]]:
+        """:meth:`acid.Collection.items`, as an async iterator."""
+        return self.store._rows(lambda: self.blocking.items(*args, **kwargs))
+
+    def keys(self, *args: Any, **kwargs: Any) -> AsyncIterator[tuple[Any, ...]]:
+        """:meth:`acid.Collection.keys`, as an async iterator."""
+        return self.store._rows(lambda: self.blocking.keys(*args, **kwargs))
+
+    def values(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        """:meth:`acid.Collection.values`, as an async iterator."""
+        return self.store._rows(lambda: self.blocking.values(*args, **kwargs))
+
+    async def check(self) -> CheckReport:
+        """:meth:`acid.Collection.check`."""
+        return await self.store._call(False, self.blocking.check)
+
+
+class Index:
+    """The asynchronous face of an :class:`acid.Index` (``blocking``)."""
+
+    def __init__(self, store: Store, index: BlockingIndex) -> None:
+        self.store = store
+        self.blocking = index
+
+    def __repr__(self) -> str:
+        return f"<acid.aio.Index {self.blocking.name!r}>"
+
+    @property
+    def name(self) -> str:
+        return self.blocking.name
+
+    async def get(self, x: Any, default: Any = None, raw: bool = False) -> Any:
+        """:meth:`acid.Index.get`."""
+        return await self.store._call(False, lambda: self.blocking.get(x, default, raw))
+
+    async def has(self, x: Any) -> bool:
+        """:meth:`acid.Index.has`."""
+        return await self.store._call(False, lambda: self.blocking.has(x))
+
+    async def find(self, *args: Any, **kwargs: Any) -> Any:
+        """:meth:`acid.Index.find`."""
+        return await self.store._call(
+            False, lambda: self.blocking.find(*args, **kwargs)
+        )
+
+    async def count(self, *args: Any, **kwargs: Any) -> int:
+        """:meth:`acid.Index.count`."""
+        return await self.store._call(
+            False, lambda: self.blocking.count(*args, **kwargs)
+        )
+
+    def pairs(self, *args: Any, **kwargs: Any) -> AsyncIterator[tuple]:
+        """:meth:`acid.Index.pairs`, as an async iterator."""
+        return self.store._rows(lambda: self.blocking.pairs(*args, **kwargs))
+
+    def tups(self, *args: Any, **kwargs: Any) -> AsyncIterator[tuple]:
+        """:meth:`acid.Index.tups`, as an async iterator."""
+        return self.store._rows(lambda: self.blocking.tups(*args, **kwargs))
+
+    def keys(self, *args: Any, **kwargs: Any) -> AsyncIterator[tuple]:
+        """:meth:`acid.Index.keys`, as an async iterator."""
+        return self.store._rows(lambda: self.blocking.keys(*args, **kwargs))
+
+    def items(self, *args: Any, **kwargs: Any) -> AsyncIterator[tuple]:
+        """:meth:`acid.Index.items`, as an async iterator."""
+        return self.store._rows(lambda: self.blocking.items(*args, **kwargs))
+
+    def values(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        """:meth:`acid.Index.values`, as an async iterator."""
+        return self.store._rows(lambda: self.blocking.values(*args, **kwargs))
