@@ -25,7 +25,9 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from acid import encoders, keylib
-from acid._text import TextFunction
+from acid._fields import GRAMS, TEXT
+from acid._fields import fields as field_function
+from acid._text import TextFunction, qgrams, tokens
 from acid.cli import typedjson
 from acid.collection import Collection
 from acid.errors import ConstraintError, Error, NameInUse, NotFound
@@ -90,8 +92,28 @@ def _no_entries(rec: Any) -> None:
 
 
 #: Metadata fields that describe an index's function (token and q-gram
-#: indexes); a placeholder must carry them, and dumps keep them.
-_FUNC_META = ("text", "q")
+#: kinds, declared record fields); placeholders carry them, dumps keep them.
+_FUNC_META = ("text", "q", "fields")
+
+
+def function_from_meta(meta: dict[str, Any]) -> Callable[[Any], Any] | None:
+    """The index function its metadata describes, when it is declarative
+    (``acid.field(s)``, a default token or q-gram index of a field), else
+    None: such indexes need no module to be read, written or rebuilt."""
+    paths = tuple(meta.get("fields") or ())
+    kind = meta.get("text")
+    if not paths:
+        return None
+    if kind is None:
+        return field_function(*paths)
+    (path,) = paths if len(paths) == 1 else ("",)
+    if kind == "tokens" and path.startswith(TEXT):
+        return tokens(path[len(TEXT) :])
+    if kind == "qgrams" and path.startswith(GRAMS):
+        q, _, name = path[len(GRAMS) :].partition(":")
+        if q.isdigit():
+            return qgrams(name, int(q))
+    return None
 
 
 class _TextPlaceholder(TextFunction):
@@ -110,7 +132,7 @@ class _TextPlaceholder(TextFunction):
 def placeholder(meta: dict[str, Any], func: Callable[[Any], Any]) -> Any:
     """``func``, or a text placeholder calling it when ``meta`` says the
     index is a token or q-gram index."""
-    extra = {k: meta[k] for k in _FUNC_META if k in meta}
+    extra: dict[str, Any] = {k: meta[k] for k in ("text", "q") if k in meta}
     return _TextPlaceholder(extra, func) if "text" in extra else func
 
 
@@ -142,7 +164,8 @@ def open_index(coll: Collection, name: str) -> Index:
             f"(indexes: {have or 'none'})"
         )
     info = coll.store.get_meta(KIND_INDEX, (coll.name, name)) or {}
-    return coll.add_index(name, placeholder(info, _undeclared(coll.name, name)))
+    func = function_from_meta(info) or placeholder(info, _undeclared(coll.name, name))
+    return coll.add_index(name, func)
 
 
 # -- reading ------------------------------------------------------------------
@@ -314,10 +337,9 @@ def _parse(obj: Any) -> Item:
             raise ValueError("'indexes' holds index names (strings)")
         extra = obj.get("index_meta", {})
         if type(extra) is not dict or not all(
-            type(v) is dict and set(v) <= set(_FUNC_META) and "text" in v
-            for v in extra.values()
+            type(v) is dict and set(v) <= set(_FUNC_META) for v in extra.values()
         ):
-            raise ValueError("'index_meta' maps index names to {'text', 'q'}")
+            raise ValueError("'index_meta' maps index names to {'text', 'q', 'fields'}")
         return ("collection", obj)
     if "index" in obj:
         return ("index", _want(obj, "index", str))
@@ -575,7 +597,12 @@ class Loader:
                 self.derived.add(iname)  # a module declared its function
             else:
                 meta = spec.get("index_meta", {}).get(iname, {})
-                coll.add_index(iname, placeholder(meta, _no_entries))
+                func = function_from_meta(meta)
+                if func is not None:  # declarative: recomputed, like --module
+                    self.derived.add(iname)
+                    coll.add_index(iname, func)
+                else:
+                    coll.add_index(iname, placeholder(meta, _no_entries))
         self._coll, self._index = coll, None
         self.counts["collections"] += 1
 

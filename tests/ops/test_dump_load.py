@@ -306,16 +306,20 @@ def test_token_and_qgram_indexes_travel_with_their_kind() -> None:
     docs = a.add_collection("docs")
     docs.add_index("words", acid.tokens("body"))
     docs.add_index("grams", acid.qgrams("body", q=2))
+    docs.add_index("custom", acid.tokens("body", tokenizer=str.split))
     with a.begin(write=True):
         docs.put({"body": "green tea"})
         docs.put({"body": "black coffee"})
     text = dump_text(a)
     header = json.loads(text.splitlines()[1])
     assert header["index_meta"] == {
-        "grams": {"text": "qgrams", "q": 2},
-        "words": {"text": "tokens"},
+        "grams": {"text": "qgrams", "q": 2, "fields": {"$tuple": ["$grams:2:body"]}},
+        "words": {"text": "tokens", "fields": {"$tuple": ["$text:body"]}},
+        "custom": {"text": "tokens"},  # a tokenizer of its own: not rebuilt
     }
-    load_text(b, text)
+    counts = load_text(b, text)
+    # Declarative indexes are recomputed; the custom one is copied as data.
+    assert counts["entries"] == len(list(docs.indices["custom"].pairs()))
     # Read through them without their functions, as the command line does.
     reader = acid.Store(b.engine)
     words = open_index(open_collection(reader, "docs"), "words")
@@ -329,6 +333,14 @@ def test_token_and_qgram_indexes_travel_with_their_kind() -> None:
     again = acid.Store(b.engine).add_collection("docs")
     w = again.add_index("words", acid.tokens("body"))
     again.add_index("grams", acid.qgrams("body", q=2))
+    again.add_index("custom", acid.tokens("body", tokenizer=str.split))
+    custom = open_index(open_collection(reader, "docs"), "custom")
+    assert [t for t, _ in custom.pairs()] == [
+        ("black",),
+        ("coffee",),
+        ("green",),
+        ("tea",),
+    ]
     assert [r["body"] for _, r in w.search("tea")] == ["green tea"]
     report = again.store.check()
     assert report.ok and not report.unchecked
