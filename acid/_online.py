@@ -99,7 +99,7 @@ def add_index_online(
         }
         store.set_meta(KIND_INDEX, (coll.name, name), info)
 
-    store.in_txn(create, write=True)
+    store.transact(create, retries=100)
     idx = coll.add_index(name, func)  # stored now: declared, not filled
     if idx.building:
         backfill(coll, idx, batch=batch, progress=progress)
@@ -135,7 +135,9 @@ def backfill(
     total = _count(coll) if progress is not None else None
     done = 0
     while True:
-        walked, finished = store.in_txn(lambda: _step(coll, idx, batch), write=True)
+        # transact: on an engine with concurrent writers a batch that lost a
+        # conflict runs again (it is idempotent: the cursor moves with it).
+        walked, finished = store.transact(_step, coll, idx, batch, retries=100)
         done += walked
         if progress is not None:
             progress(done, total)

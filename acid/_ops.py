@@ -258,6 +258,6 @@ def finish_drops(store: Store, *, batch: int = 10_000) -> int:
             )
         return False
 
-    while not store.in_txn(step, write=True):
+    while not store.transact(step, retries=100):
         pass
     return total

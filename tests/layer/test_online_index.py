@@ -135,13 +135,19 @@ def test_writer_threads_during_the_build_keep_it_exact(
         rng = random.Random(seed)
         try:
             while not stop.is_set():
-                with store.begin(write=True):
-                    for _ in range(5):
-                        n = rng.randrange(800)
-                        if rng.random() < 0.3:
+                ops = [
+                    (rng.randrange(800), rng.random(), rng.randrange(9))
+                    for _ in range(5)
+                ]
+
+                def write(ops: list[tuple[int, float, int]] = ops) -> None:
+                    for n, p, g in ops:
+                        if p < 0.3:
                             coll.delete(n)
                         else:
-                            coll.put({"n": n, "g": rng.randrange(9)}, key=(n,))
+                            coll.put({"n": n, "g": g}, key=(n,))
+
+                store.transact(write, retries=100)  # conflicts: run again
         except BaseException as exc:
             errors.append(exc)
 
