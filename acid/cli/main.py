@@ -78,7 +78,7 @@ def _local_path(url: str) -> str | None:
     path = parsed.path
     if parsed.scheme in ("skiplist", "memory") and path in ("", "/"):
         return None
-    if not path or path in ("/",) or path.startswith("//"):
+    if parsed.netloc or not path or path == "/":  # a server, or no path
         return None
     return path
 

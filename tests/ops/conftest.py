@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from tests import conftest as top
 from tests.conftest import HAVE_PLYVEL
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
 #: The engines whose stores outlive a process (the CLI runs one per command).
-DISK_ENGINES = ["lmdb", "leveldb"]
+DISK_ENGINES = ["lmdb", "leveldb", "postgresql"]
 
 DECLARE = """
 import datetime
@@ -28,14 +29,25 @@ def declare(store):
 """
 
 
+#: Where the ``engine`` fixture leaves the PostgreSQL server's URL (the test
+#: modules import this file under another name than pytest does, so a
+#: module global would not be shared).
+_SERVER = "ACID_TEST_OPS_POSTGRES_URL"
+
+
 def disk_url(engine: str, path: Path) -> str:
+    """A store of its own for ``path``: a directory, or a PostgreSQL table."""
     if engine == "leveldb" and not HAVE_PLYVEL:
         pytest.skip("plyvel is not installed")
+    if engine == "postgresql":
+        return top.postgres_table_url(os.environ[_SERVER], str(path))
     return f"{engine}:{path}"
 
 
 @pytest.fixture(params=DISK_ENGINES)
 def engine(request: pytest.FixtureRequest) -> str:
+    if request.param == "postgresql":  # starts the server, or skips
+        os.environ[_SERVER] = request.getfixturevalue("postgres_url")
     return str(request.param)
 
 

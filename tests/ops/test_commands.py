@@ -34,6 +34,8 @@ def one_line_error(proc: object) -> str:
 def test_missing_store_is_refused_not_created(
     acid_cmd: Run, engine: str, tmp_path: Path
 ) -> None:
+    if engine == "postgresql":
+        pytest.skip("a server database always exists; its table is made on open")
     url = disk_url(engine, tmp_path / "nothing")
     for args in (
         ["info", url],
@@ -69,6 +71,8 @@ def test_info_and_stats(acid_cmd: Run, engine: str, tmp_path: Path) -> None:
     if engine == "lmdb":
         assert st["engine_stats"]["stat"]["psize"] > 0
         assert 0 < st["engine_stats"]["map_use"] < 1
+    elif engine == "postgresql":
+        assert isinstance(st["engine_stats"], dict)
     else:
         assert "leveldb.stats" in st["engine_stats"]
         assert len(st["engine_stats"]["files_per_level"]) == 7
@@ -160,7 +164,7 @@ def test_bad_input_is_exit_2_on_one_line(
         (["put", url, "people"], "{not json"),
         (["put", url, "people"], '{"$float": "big"}'),
         (["info", "nosuch:/x"], None),
-        (["info", f"{url}?bogus=1"], None),
+        (["info", f"{url}{'&' if '?' in url else '?'}bogus=1"], None),
     ]:
         proc = acid_cmd(*args, input=stdin)
         assert proc.returncode == 2, (args, proc.stderr)
@@ -297,7 +301,11 @@ def test_copy_onto_itself_is_refused(
     proc = acid_cmd("copy", url, url)
     assert proc.returncode in (1, 2)
     one_line_error(proc)
-    proc = acid_cmd("backup", url, str(tmp_path / "db"))
-    assert proc.returncode == 2 and "not empty" in proc.stderr
+    if engine != "postgresql":  # a path naming the store itself
+        proc = acid_cmd("backup", url, str(tmp_path / "db"))
+        assert proc.returncode == 2 and "not empty" in proc.stderr
+    proc = acid_cmd("backup", url, url)
+    assert proc.returncode in (1, 2)
+    one_line_error(proc)
     proc = acid_cmd("ls", url, "people", "--keys-only")
     assert proc.stdout.split() == ["[1]", "[2]", "[3]", "[4]"]
