@@ -179,3 +179,10 @@ class ValueCodec:
             f"a stored value does not decode with encoder "
             f"{self.encoder.name!r} ({type(exc).__name__}: {exc})"
         )
+
+
+def len_counter(meta: dict[str, Any]) -> str:
+    """The name of the counter holding the record count of the collection
+    whose ``"table"`` metadata is ``meta`` (reserved: it starts with NUL)."""
+    uid = meta.get("uid")
+    return "\x00len:" + (uid.hex() if isinstance(uid, bytes) else str(meta["id"]))

@@ -25,7 +25,7 @@ from acid import _facade, _fields, _online, _ops, _query, _ttl, encoders, keylib
 from acid._atomic import AtomicOps
 from acid._bulk import Batch, changes
 from acid._expiry import Expiry, ExpiryOps
-from acid._layout import KIND_INDEX, KIND_TABLE, SEP, ValueCodec
+from acid._layout import KIND_INDEX, KIND_TABLE, SEP, ValueCodec, len_counter
 from acid._txn import check_ended, inherited, run_alone
 from acid.errors import (
     ConfigError,
@@ -135,7 +135,7 @@ class Collection(AtomicOps, ExpiryOps):
         #: with its transaction may come back, the uid never does.
         self.uid: bytes | None = meta.get("uid")
         self.counter_name: str = meta["counter"]
-        self._len_name = _len_counter(meta)
+        self._len_name = len_counter(meta)
         self._len_key = store.counter_key(self._len_name)
         #: The stored-value codec: every read and write of a value uses it.
         self.codec = ValueCodec(enc, comp, store.compressor_by_id)
@@ -192,7 +192,7 @@ class Collection(AtomicOps, ExpiryOps):
                 "uid": os.urandom(8),
             }
             store.set_meta(KIND_TABLE, self.name, meta)
-            store.bump(_len_counter(meta), 1, -1)  # a new collection: 0 records
+            store.bump(len_counter(meta), 1, -1)  # a new collection: 0 records
         return meta
 
     def _check_config(self, meta: dict[str, Any], enc: Any, counter: Any) -> None:
@@ -1067,12 +1067,6 @@ def _check_fields(coll: str, info: dict[str, Any], func: Any) -> None:
             f"{_fields.describe(given)}; declare it the same way, or drop_index() "
             "and add it again"
         )
-
-
-def _len_counter(meta: dict[str, Any]) -> str:
-    """The name of the counter holding a collection's record count."""
-    uid = meta.get("uid")
-    return "\x00len:" + (uid.hex() if isinstance(uid, bytes) else str(meta["id"]))
 
 
 def _roll_back(txn: Txn, undo: Callable[[], Any]) -> None:

@@ -477,6 +477,7 @@ class Store:
                 if info.get("expiry") is not None:  # deadlines (acid/_expiry.py)
                     self.delete_range(info["expiry"])
             self.set_meta(KIND_TABLE, name, None)
+            self._drop_counter(_layout.len_counter(info))
             counter = info.get("counter")
             others = [i for _, i in self.iter_meta(KIND_TABLE)]
             if counter and all(i.get("counter") != counter for i in others):

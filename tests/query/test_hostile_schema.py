@@ -119,11 +119,6 @@ def test_len_of_a_collection_dropped_by_another_process(tmp_path: Path) -> None:
         assert len(fresh) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="drop_collection deletes the key counter but not the record-count "
-    "counter (acid/store.py; its name is made in acid/collection.py)",
-)
 def test_drop_collection_leaves_no_key_behind(
     open_store: Callable[..., acid.Store],
 ) -> None:
