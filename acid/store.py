@@ -94,7 +94,8 @@ def _counter_value(name: str, raw: bytes) -> int:
 
 class _Counts:
     """Counter additions of one write transaction, written when it commits
-    (a hook of :func:`acid._txn.before_commit`)."""
+    (a hook of :func:`acid._txn.before_commit`). One per transaction, shared
+    by every store writing in it: stores over one engine may share keys."""
 
     __slots__ = ("cells", "txn")
 
@@ -336,7 +337,7 @@ class Store:
 
         def run() -> int:
             txn = self.active()
-            counts = pending_hook(txn, self)
+            counts = pending_hook(txn, _Counts)
             if counts is not None:  # writes deferred by counter_add land first
                 counts.settle(key)
             raw = txn.get(key)
@@ -369,7 +370,7 @@ class Store:
             return
         counts = self._counts
         if counts is None or counts.txn is not txn:
-            counts = self._counts = before_commit(txn, self, _Counts)
+            counts = self._counts = before_commit(txn, _Counts, _Counts)
         cells = counts.cells
         cell = cells.get(key)
         if cell is None:
@@ -380,7 +381,7 @@ class Store:
     def _drop_counter(self, name: str) -> None:
         txn = self.active()
         key = keylib.pack((name,), self._counter_prefix)
-        counts = pending_hook(txn, self)
+        counts = pending_hook(txn, _Counts)
         if counts is not None:
             counts.cells.pop(key, None)
         txn.delete(key)
