@@ -150,6 +150,7 @@ class Collection(AtomicOps, ExpiryOps):
         self._schema_key = store.schema_key
         self._engine_get = store.engine.get
         self._pack = enc.pack
+        self._packer = enc.packer
         self._unpack = enc.unpack
         self._cid = self.codec.cid
         stored_indexes = {n[1] for n, _ in store.index_metas(name)}
@@ -599,7 +600,7 @@ class Collection(AtomicOps, ExpiryOps):
         if self._cid:
             values = [self.codec.encode(r) for r in recs]
         else:
-            pack = self._pack
+            pack = self._packer()
             values = [b"\x00" + pack(r) for r in recs]
         key_func = self.key_func
         if key_func is None:
