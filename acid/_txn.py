@@ -223,7 +223,14 @@ def run_alone(
         raise
     alone[0] = None
     ctx.reset(token)
-    _commit(txn)
+    if _undo or _before:
+        _commit(txn)
+        return result
+    try:  # _commit(txn), inlined for the usual case: no hooks
+        txn.commit()
+    except BaseException:
+        _quiet_abort(txn)
+        raise
     return result
 
 

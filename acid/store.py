@@ -119,8 +119,20 @@ class _Counts:
     def _write(self, key: bytes, n: int, init: int) -> None:
         txn = self.txn
         raw = txn.get(key)
-        value = init if raw is None else _counter_value(key.hex(), raw)
+        value = init if raw is None else _counter_at(key, raw)
         txn.put(key, keylib.pack((value + n,)))
+
+
+def _counter_at(key: bytes, raw: bytes) -> int:
+    """The value of the counter at raw ``key``: :func:`_counter_value`
+    with the usual case first and its name made only for an error."""
+    try:
+        value = keylib.unpack(raw)
+    except (ValueError, TypeError):
+        value = None
+    if type(value) is tuple and len(value) == 1 and type(value[0]) is int:
+        return value[0]
+    return _counter_value(key.hex(), raw)
 
 
 def _name_tuple(name: Any) -> tuple[Any, ...]:
@@ -365,7 +377,7 @@ class Store:
         """
         if txn is alone[0]:
             raw = txn.get(key)
-            value = init if raw is None else _counter_value(key.hex(), raw)
+            value = init if raw is None else _counter_at(key, raw)
             txn.put(key, keylib.pack((value + n,)))
             return
         counts = self._counts

@@ -12,7 +12,8 @@ import pytest
 
 import acid
 from acid import store as store_module
-from acid.errors import TxnError
+from acid._layout import Space
+from acid.errors import CorruptionError, TxnError
 
 
 def users(store: acid.Store) -> acid.Collection:
@@ -174,3 +175,29 @@ def test_writers_in_threads_count_exactly(store: acid.Store) -> None:
     assert not errors
     assert len(coll) == count_stored(coll) == 3 * (5 * 9 + 1)
     assert acid.check(store).ok
+
+
+@pytest.mark.parametrize("garbage", [b"\xff\xfe\x00", acid.keylib.pack(("x",))])
+def test_garbled_count_is_corruption_and_nothing_lands(
+    store: acid.Store, garbage: bytes
+) -> None:
+    coll = users(store)
+    coll.put(rec(0))
+    prefix = acid.keylib.pack((Space.COUNTER.value,), store.prefix)
+    with store.engine.begin(write=True) as txn:
+        (key,) = [
+            k
+            for k, _ in txn.iter(prefix)
+            if k.startswith(prefix)
+            and str(acid.keylib.unpack(k[len(prefix) :])[0]).startswith("\x00len:")
+        ]
+        txn.put(key, garbage)
+    with pytest.raises(CorruptionError, match="counter"):
+        coll.put(rec(1))  # autocommit: counted at once
+    with pytest.raises(CorruptionError, match="counter"), store.begin(write=True):
+        coll.put(rec(2))  # counted at commit
+    with pytest.raises(CorruptionError, match="counter"), store.begin(write=True):
+        coll.put(rec(3))
+        len(coll)  # a read inside the transaction writes the pending count
+    assert [coll.get(i) for i in (1, 2, 3)] == [None, None, None]
+    assert coll.get(0) == rec(0)
