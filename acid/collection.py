@@ -26,7 +26,7 @@ from acid._atomic import AtomicOps
 from acid._bulk import Batch, changes
 from acid._expiry import Expiry, ExpiryOps
 from acid._layout import KIND_INDEX, KIND_TABLE, SEP, ValueCodec
-from acid._txn import run_alone
+from acid._txn import check_ended, inherited, run_alone
 from acid.errors import (
     ConfigError,
     ConstraintError,
@@ -457,6 +457,8 @@ class Collection(AtomicOps, ExpiryOps):
         txn = self._ctx_get()
         if txn is not self._ok_txn:  # the first write of this object in txn
             if txn is None or txn.ended:  # autocommit (ended: a task inherited it)
+                if txn is not None:
+                    check_ended(txn)
                 return run_alone(self._engine, self._ctx, True, self.put, rec, key)
             self._writable(txn)
         # Everything that can fail without writing comes first.
@@ -480,7 +482,7 @@ class Collection(AtomicOps, ExpiryOps):
             full = self.key_prefix + rkey
             old_value = txn.replace(full, value)
         except BaseException:
-            if txn.ended:  # a task inherited it from a block that ended since
+            if txn.ended and inherited(txn):  # its block ended since
                 if counted:
                     self.store.bump(self.counter_name, -1, 1)
                 return run_alone(self._engine, self._ctx, True, self.put, rec, key)
@@ -529,6 +531,8 @@ class Collection(AtomicOps, ExpiryOps):
         txn = self._ctx_get()
         if txn is not self._ok_txn:  # the first write of this object in txn
             if txn is None or txn.ended:  # autocommit (ended: a task inherited it)
+                if txn is not None:
+                    check_ended(txn)
                 return run_alone(self._engine, self._ctx, True, self.delete, key)
             self._writable(txn)
         rkey = keylib.pack(_query.as_tuple(key))
@@ -537,7 +541,7 @@ class Collection(AtomicOps, ExpiryOps):
         try:
             old_value = txn.pop(full)
         except BaseException:
-            if txn.ended:  # a task inherited it from a block that ended since
+            if txn.ended and inherited(txn):  # its block ended since
                 return run_alone(self._engine, self._ctx, True, self.delete, key)
             raise
         if old_value is None:
@@ -592,6 +596,8 @@ class Collection(AtomicOps, ExpiryOps):
         txn = self._ctx_get()
         if txn is not self._ok_txn:
             if txn is None or txn.ended:  # autocommit
+                if txn is not None:
+                    check_ended(txn)
                 return run_alone(self._engine, self._ctx, True, self.put_many, recs)
             self._writable(txn)
         if not recs:
@@ -680,6 +686,8 @@ class Collection(AtomicOps, ExpiryOps):
         txn = self._ctx_get()
         if txn is not self._ok_txn:
             if txn is None or txn.ended:  # autocommit
+                if txn is not None:
+                    check_ended(txn)
                 return run_alone(
                     self._engine, self._ctx, True, self._delete_packed, fulls
                 )
@@ -738,7 +746,13 @@ class Collection(AtomicOps, ExpiryOps):
         )
         txn = self._ctx_get()
         # An ended txn was inherited by a task from a block (see _txn.active).
-        value = self._engine_get(full) if txn is None or txn.ended else txn.get(full)
+        if txn is None:
+            value = self._engine_get(full)
+        elif txn.ended:
+            check_ended(txn)
+            value = self._engine_get(full)
+        else:
+            value = txn.get(full)
         if value is None:
             return default
         if raw:
@@ -987,13 +1001,10 @@ def _check_fields(coll: str, info: dict[str, Any], func: Any) -> None:
     stored = tuple(info.get("fields") or ())
     given = _fields.declared_paths(func) or ()
     if stored != given:
-
-        def say(paths: tuple[str, ...]) -> str:
-            return f"acid.fields{paths!r}" if paths else "a plain function"
-
         raise ConfigError(
-            f"index {coll}.{info['name']} was created with {say(stored)}, but is "
-            f"declared with {say(given)}; declare it the same way, or drop_index() "
+            f"index {coll}.{info['name']} was created with "
+            f"{_fields.describe(stored)}, but is declared with "
+            f"{_fields.describe(given)}; declare it the same way, or drop_index() "
             "and add it again"
         )
 
