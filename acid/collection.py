@@ -627,7 +627,10 @@ class Collection(AtomicOps, ExpiryOps):
         else:  # the last record under each key is the one that lands
             last = list(dict(zip(rkeys, range(len(rkeys)), strict=True)).values())
             fulls = [fulls[j] for j in last]
-        olds = txn.get_many(fulls)
+        if self.store.counter_peek(txn, self._len_key, _facade.COUNT_UNKNOWN):
+            olds = txn.get_many(fulls)
+        else:  # an empty collection (a first load): no key can exist yet
+            olds = [None] * len(fulls)
         batch = Batch(txn, fulls, olds)
         if len(fulls) == len(recs) and olds.count(None) == len(olds):
             # Only new keys (a load): the pairs are all there is to write.

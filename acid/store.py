@@ -395,6 +395,18 @@ class Store:
         else:
             cell[0] += n
 
+    def counter_peek(self, txn: Txn, key: bytes, init: int) -> int:
+        """The value of the counter at ``key`` in ``txn``, additions of
+        :meth:`counter_add` still pending included; nothing is written."""
+        raw = txn.get(key)
+        value = init if raw is None else _counter_at(key, raw)
+        counts = pending_hook(txn, _Counts)
+        if counts is not None:
+            cell = counts.cells.get(key)
+            if cell is not None:
+                value += cell[0]
+        return value
+
     def _drop_counter(self, name: str) -> None:
         txn = self.active()
         key = keylib.pack((name,), self._counter_prefix)

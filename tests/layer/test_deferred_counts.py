@@ -206,3 +206,43 @@ def test_garbled_count_is_corruption_and_nothing_lands(
         len(coll)  # a read inside the transaction writes the pending count
     assert [coll.get(i) for i in (1, 2, 3)] == [None, None, None]
     assert coll.get(0) == rec(0)
+
+
+def ages(coll: acid.Collection) -> list[tuple[int, int]]:
+    """(age, id) of every index entry, from the index itself."""
+    return sorted((t[0], k[0]) for t, k in coll.indices["age"].pairs())
+
+
+def test_put_many_into_a_collection_empty_only_at_its_start(
+    store: acid.Store,
+) -> None:
+    """put_many skips looking for old records only when the count, pending
+    additions included, says there are none."""
+    coll = users(store)
+    with store.begin(write=True):
+        coll.put(rec(1))  # pending: the stored count is still 0
+        coll.put_many([{"id": 1, "age": 99}, rec(2), {"id": 2, "age": 98}])
+        assert len(coll) == 2
+        assert ages(coll) == [(98, 2), (99, 1)]
+    assert len(coll) == count_stored(coll) == 2
+    assert ages(coll) == [(98, 2), (99, 1)]
+    assert acid.check(store).ok
+
+
+def test_put_many_after_everything_was_deleted(store: acid.Store) -> None:
+    coll = users(store)
+    coll.put_many([rec(i) for i in range(5)])
+    with store.begin(write=True):
+        coll.delete_many(range(5))
+        assert len(coll) == 0
+        coll.put_many([{"id": i, "age": 50 + i} for i in (3, 4, 5, 5)])
+    assert len(coll) == count_stored(coll) == 3
+    assert ages(coll) == [(53, 3), (54, 4), (55, 5)]
+    assert acid.check(store).ok
+    with store.begin(write=True):  # put and delete in one block: count 0
+        coll.delete_many([3, 4, 5])
+        coll.put(rec(7))
+        coll.delete(7)
+        coll.put_many([rec(7), rec(8)])
+    assert len(coll) == count_stored(coll) == 2
+    assert acid.check(store).ok
