@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from acid.engines import Txn
 
 T = TypeVar("T")
+H = TypeVar("H", bound=Callable[[], None])
 
 __all__ = [
     "Block",
@@ -28,7 +29,10 @@ __all__ = [
     "TxnContextLike",
     "abort",
     "active",
+    "alone",
+    "before_commit",
     "context_for",
+    "pending_hook",
     "on_abort",
     "run_alone",
 ]
@@ -90,6 +94,38 @@ def on_abort(txn: Txn, callback: Callable[[], None]) -> None:
     hooks = _undo.setdefault(id(txn), [])
     if callback not in hooks:
         hooks.append(callback)
+
+
+# Work to do just before a transaction commits, by id(txn): ``(txn, {owner:
+# hook})``. Written at commit, dropped on abort (_commit and _roll_back pop
+# it). The layers above keep per-transaction state in the hooks (the record
+# counts of the collections written: one counter write per commit instead
+# of one per record). Holding ``txn`` keeps its id from being reused.
+_before: dict[int, tuple[Txn, dict[Any, Callable[[], None]]]] = {}
+
+
+def before_commit(txn: Txn, owner: Any, make: Callable[[Txn], H]) -> H:
+    """The hook ``owner`` registered on ``txn``, made with ``make(txn)`` on
+    first use. Hooks are called (in registration order) just before the
+    transaction commits, in its own thread; if one raises, the transaction
+    aborts instead. On abort they are dropped without being called."""
+    entry = _before.get(id(txn))
+    if entry is None or entry[0] is not txn:
+        entry = _before[id(txn)] = (txn, {})
+    hooks = entry[1]
+    hook = hooks.get(owner)
+    if hook is None:
+        hook = hooks[owner] = make(txn)
+    return hook  # type: ignore[return-value]
+
+
+def pending_hook(txn: Txn, owner: Any) -> Any:
+    """The hook ``owner`` registered on ``txn`` with :func:`before_commit`,
+    or ``None``."""
+    entry = _before.get(id(txn)) if _before else None
+    if entry is None or entry[0] is not txn:
+        return None
+    return entry[1].get(owner)
 
 
 #: ``id()`` of every transaction whose ``begin()`` block (or :func:`run_alone`
@@ -196,6 +232,11 @@ _AUTOCOMMIT_BACKOFF = Backoff()
 #: with ``concurrent_writers`` (it is a whole transaction of its own).
 AUTOCOMMIT_RETRIES = 10
 
+#: ``[the transaction run_alone is running]`` (the last one begun, in any
+#: thread; ``None`` between): a hint that a transaction will make only a
+#: few writes, so deferring work to its commit would not pay.
+alone: list[Txn | None] = [None]
+
 
 def run_alone(
     engine: Any, ctx: TxnContextLike, write: bool, fn: Callable[..., T], *args: Any
@@ -226,23 +267,42 @@ def _alone(
     token = ctx.set(txn)
     running = _running
     running.add(id(txn))
+    alone[0] = txn
     try:
         result = fn(*args)
     except BaseException as exc:
         running.discard(id(txn))
+        alone[0] = None
         ctx.reset(token)
         _roll_back(txn)
         if isinstance(exc, AbortError):
             return None  # type: ignore[return-value]
         raise
     running.discard(id(txn))
+    alone[0] = None
     ctx.reset(token)
-    _commit(txn)
+    if _undo or _before:
+        _commit(txn)
+        return result
+    try:  # _commit(txn), inlined for the usual case: no hooks
+        txn.commit()
+    except BaseException:
+        _quiet_abort(txn)
+        raise
     return result
 
 
 def _commit(txn: Txn) -> None:
     """Commit ``txn``; if that fails, abort it and undo its hooks."""
+    if _before:
+        entry = _before.pop(id(txn), None)
+        if entry is not None and entry[0] is txn and not txn.ended:
+            try:
+                for hook in list(entry[1].values()):
+                    hook()
+            except BaseException:
+                _roll_back(txn)
+                raise
     undo = _undo.pop(id(txn), None) if _undo else None
     try:
         txn.commit()
@@ -254,6 +314,8 @@ def _commit(txn: Txn) -> None:
 
 def _roll_back(txn: Txn) -> None:
     """Abort ``txn`` and run the undo hooks of what it changed."""
+    if _before:
+        _before.pop(id(txn), None)
     undo = _undo.pop(id(txn), None)
     _quiet_abort(txn)
     _run(undo)

@@ -150,6 +150,7 @@ class Collection(AtomicOps, ExpiryOps):
         self._schema_key = store.schema_key
         self._engine_get = store.engine.get
         self._pack = enc.pack
+        self._packer = enc.packer
         self._unpack = enc.unpack
         self._cid = self.codec.cid
         stored_indexes = {n[1] for n, _ in store.index_metas(name)}
@@ -662,7 +663,7 @@ class Collection(AtomicOps, ExpiryOps):
         if self._cid:
             values = [self.codec.encode(r) for r in recs]
         else:
-            pack = self._pack
+            pack = self._packer()
             values = [b"\x00" + pack(r) for r in recs]
         key_func = self.key_func
         if key_func is None:
@@ -683,7 +684,10 @@ class Collection(AtomicOps, ExpiryOps):
         else:  # the last record under each key is the one that lands
             last = list(dict(zip(rkeys, range(len(rkeys)), strict=True)).values())
             fulls = [fulls[j] for j in last]
-        olds = txn.get_many(fulls)
+        if self.store.counter_peek(txn, self._len_key, _facade.COUNT_UNKNOWN):
+            olds = txn.get_many(fulls)
+        else:  # an empty collection (a first load): no key can exist yet
+            olds = [None] * len(fulls)
         batch = Batch(txn, fulls, olds)
         if len(fulls) == len(recs) and olds.count(None) == len(olds):
             # Only new keys (a load): the pairs are all there is to write.

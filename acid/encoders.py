@@ -52,13 +52,14 @@ class Encoder:
     'ABC'
     """
 
-    __slots__ = ("name", "pack", "unpack")
+    __slots__ = ("name", "pack", "packer", "unpack")
 
     def __init__(
         self,
         name: str,
         pack: Callable[[Any], bytes],
         unpack: Callable[[Any], Any],
+        packer: Callable[[], Callable[[Any], bytes]] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError("an encoder name must be a non-empty str")
@@ -67,6 +68,10 @@ class Encoder:
         self.name = name
         self.pack = pack
         self.unpack = unpack
+        #: ``packer()`` is a function doing what ``pack`` does, to call many
+        #: times in a row in one thread (the bulk path): it may skip set-up
+        #: that ``pack`` repeats on every call.
+        self.packer: Callable[[], Callable[[Any], bytes]] = packer or (lambda: pack)
 
     def __repr__(self) -> str:
         return f"<Encoder {self.name!r}>"
@@ -94,7 +99,18 @@ def _msgpack_pack(obj: Any) -> bytes:
         return _packers.p.pack(obj)
 
 
-MSGPACK = Encoder("msgpack", _msgpack_pack, msgpack.unpackb)
+def _msgpack_packer() -> Callable[[Any], bytes]:
+    """This thread's Packer's ``pack``: ``_msgpack_pack`` without its
+    per-call look-up."""
+    try:
+        pack: Callable[[Any], bytes] = _packers.p.pack
+    except AttributeError:
+        _packers.p = msgpack.Packer(use_bin_type=True)
+        pack = _packers.p.pack
+    return pack
+
+
+MSGPACK = Encoder("msgpack", _msgpack_pack, msgpack.unpackb, _msgpack_packer)
 PICKLE = Encoder(
     "pickle",
     lambda obj: pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL),

@@ -43,9 +43,12 @@ from acid._txn import (
     TxnContextLike,
     abort,
     active,
+    alone,
+    before_commit,
     check_ended,
     context_for,
     on_abort,
+    pending_hook,
     run_alone,
 )
 from acid.engines import check_timeout
@@ -88,6 +91,49 @@ def _counter_value(name: str, raw: bytes) -> int:
     if len(value) != 1 or type(value[0]) is not int:
         raise CorruptionError(f"counter {name!r} holds {value!r}, not an integer")
     return value[0]
+
+
+class _Counts:
+    """Counter additions of one write transaction, written when it commits
+    (a hook of :func:`acid._txn.before_commit`). One per transaction, shared
+    by every store writing in it: stores over one engine may share keys."""
+
+    __slots__ = ("cells", "txn")
+
+    def __init__(self, txn: Txn) -> None:
+        self.txn = txn
+        #: counter key -> [sum of additions, initial value if missing]
+        self.cells: dict[bytes, list[int]] = {}
+
+    def settle(self, key: bytes) -> None:
+        """Write the pending sum of the counter at ``key`` now."""
+        cell = self.cells.pop(key, None)
+        if cell is not None and cell[0]:
+            self._write(key, cell[0], cell[1])
+
+    def __call__(self) -> None:
+        for key, (n, init) in self.cells.items():
+            if n:
+                self._write(key, n, init)
+        self.cells.clear()
+
+    def _write(self, key: bytes, n: int, init: int) -> None:
+        txn = self.txn
+        raw = txn.get(key)
+        value = init if raw is None else _counter_at(key, raw)
+        txn.put(key, keylib.pack((value + n,)))
+
+
+def _counter_at(key: bytes, raw: bytes) -> int:
+    """The value of the counter at raw ``key``: :func:`_counter_value`
+    with the usual case first and its name made only for an error."""
+    try:
+        value = keylib.unpack(raw)
+    except (ValueError, TypeError):
+        value = None
+    if type(value) is tuple and len(value) == 1 and type(value[0]) is int:
+        return value[0]
+    return _counter_value(key.hex(), raw)
 
 
 def _name_tuple(name: Any) -> tuple[Any, ...]:
@@ -164,6 +210,9 @@ class Store:
         self.schema_key = keylib.pack((Space.SCHEMA.value,), self.prefix)
         #: Live objects and the schema token (see :mod:`acid._schema`).
         self.schema = Schema(self)
+        #: The counter additions of the last write transaction that made
+        #: some (see :meth:`counter_add`); a cache of its commit hook.
+        self._counts: _Counts | None = None
 
     def __repr__(self) -> str:
         return f"<acid.Store engine={self.engine!r} prefix={self.prefix!r}>"
@@ -305,6 +354,9 @@ class Store:
 
         def run() -> int:
             txn = self.active()
+            counts = pending_hook(txn, _Counts)
+            if counts is not None:  # writes deferred by counter_add land first
+                counts.settle(key)
             raw = txn.get(key)
             value = init if raw is None else _counter_value(name, raw)
             if n:
@@ -319,14 +371,49 @@ class Store:
 
     def counter_add(self, txn: Txn, key: bytes, n: int, init: int) -> None:
         """Add ``n`` to the counter at ``key`` (from :meth:`counter_key`) in
-        the write txn ``txn``: :meth:`bump` without its per-call set-up, for
-        the write paths of the layers above."""
+        the write txn ``txn``, for the write paths of the layers above.
+
+        The additions are summed in memory and each counter is written once,
+        just before ``txn`` commits (dropped if it aborts); :meth:`bump` on
+        that counter in ``txn`` writes the pending sum first, so reads see
+        it. This adds nothing to the engine's work per record. In the
+        transaction of an autocommit write (:func:`acid._txn.run_alone`) it
+        writes at once instead: there are only a few records to count.
+        """
+        if txn is alone[0]:
+            raw = txn.get(key)
+            value = init if raw is None else _counter_at(key, raw)
+            txn.put(key, keylib.pack((value + n,)))
+            return
+        counts = self._counts
+        if counts is None or counts.txn is not txn:
+            counts = self._counts = before_commit(txn, _Counts, _Counts)
+        cells = counts.cells
+        cell = cells.get(key)
+        if cell is None:
+            cells[key] = [n, init]
+        else:
+            cell[0] += n
+
+    def counter_peek(self, txn: Txn, key: bytes, init: int) -> int:
+        """The value of the counter at ``key`` in ``txn``, additions of
+        :meth:`counter_add` still pending included; nothing is written."""
         raw = txn.get(key)
-        value = init if raw is None else _counter_value(key.hex(), raw)
-        txn.put(key, keylib.pack((value + n,)))
+        value = init if raw is None else _counter_at(key, raw)
+        counts = pending_hook(txn, _Counts)
+        if counts is not None:
+            cell = counts.cells.get(key)
+            if cell is not None:
+                value += cell[0]
+        return value
 
     def _drop_counter(self, name: str) -> None:
-        self.active().delete(keylib.pack((name,), self._counter_prefix))
+        txn = self.active()
+        key = keylib.pack((name,), self._counter_prefix)
+        counts = pending_hook(txn, _Counts)
+        if counts is not None:
+            counts.cells.pop(key, None)
+        txn.delete(key)
 
     # -- metadata ---------------------------------------------------------
 
