@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from acid import _query, _ttl, keylib
 from acid._layout import KIND_TABLE, SEP
-from acid._txn import active
+from acid._txn import active, spoil
 from acid.errors import CorruptionError, SchemaError
 
 if TYPE_CHECKING:
@@ -178,18 +178,21 @@ class Expiry:
             )
 
 
+_SPOILED = (
+    "a record was written but its deadline could not be; the transaction "
+    "can only be aborted (leave its block)"
+)
+
+
 def _set_deadlines(txn: Txn, exp: Expiry, rkeys: Any, when: float | None) -> None:
     """Set the deadline of each record written just before; if that fails
-    the records are written without it, so the transaction is ended whole
-    (aborted) rather than left half done."""
+    the records are written without it, so the transaction is spoiled (it
+    can only abort: see ``acid._txn.spoil``) rather than left half done."""
     try:
         for rkey in rkeys:
             exp.set_deadline(txn, rkey, when)
     except BaseException:
-        try:
-            txn.abort()
-        except Exception:  # already ended by the engine
-            pass
+        spoil(txn, _SPOILED)
         raise
 
 
@@ -301,10 +304,7 @@ class ExpiryOps:
             try:
                 exp.set_deadline(txn, keylib.pack(k), when)
             except BaseException:  # the record is written: end the txn whole
-                try:
-                    txn.abort()
-                except Exception:  # already ended by the engine
-                    pass
+                spoil(txn, _SPOILED)
                 raise
             return k
 

@@ -26,7 +26,7 @@ from acid._atomic import AtomicOps
 from acid._bulk import Batch, changes
 from acid._expiry import Expiry, ExpiryOps
 from acid._layout import KIND_INDEX, KIND_TABLE, SEP, ValueCodec
-from acid._txn import run_alone
+from acid._txn import run_alone, spoil
 from acid.errors import (
     ConfigError,
     ConstraintError,
@@ -49,6 +49,10 @@ _NONE: tuple[bytes, ...] = ()
 #: What ``_ok_txn`` holds when no transaction passed the checks: never the
 #: active transaction, ``None`` (no transaction) included.
 _NO_TXN = object()
+_SPOILED = (
+    "an earlier write in this transaction failed and could not be undone; "
+    "the transaction can only be aborted (leave its block)"
+)
 # Module globals for the put path: one dict lookup instead of two.
 _SCALARS = _query.SCALARS
 _pack = keylib.pack
@@ -449,7 +453,15 @@ class Collection(AtomicOps, ExpiryOps):
             if txn is None or txn.ended:  # autocommit (ended: a task inherited it)
                 return run_alone(self._engine, self._ctx, True, self.put, rec, key)
             self._writable(txn)
-        # Everything that can fail without writing comes first.
+        # Everything that can fail without writing comes first. The key
+        # function runs before the value and the entries are made: one that
+        # changes the record changes both alike (as in put_many).
+        auto = False  # the key comes from the counter (taken below)
+        if key is None:
+            if self.key_func is None:
+                auto = True
+            else:
+                key = self.key_func(rec)
         value = self.codec.encode(rec) if self._cid else b"\x00" + self._pack(rec)
         indexes = self._indexes
         if len(indexes) == 1:  # no list comprehension frame for the usual case
@@ -457,12 +469,9 @@ class Collection(AtomicOps, ExpiryOps):
         else:
             new = [idx.entries(rec) for idx in indexes]
         counted = False
-        if key is None:
-            if self.key_func is None:
-                key = (self.store.bump(self.counter_name, 1, 1),)
-                counted = True
-            else:
-                key = self.key_func(rec)
+        if auto:
+            key = (self.store.bump(self.counter_name, 1, 1),)
+            counted = True
         try:
             if type(key) is not tuple:
                 key = (key,) if type(key) in _SCALARS else _query.as_tuple(key)
@@ -580,18 +589,16 @@ class Collection(AtomicOps, ExpiryOps):
         """
         recs = records if type(records) is list else list(records)
         txn = self._ctx_get()
+        # ended: a task inherited it from a block that ended since (a bulk
+        # call is dearer than this test; put retries after the failure).
+        if txn is None or txn.ended:  # autocommit
+            return run_alone(self._engine, self._ctx, True, self.put_many, recs)
         if txn is not self._ok_txn:
-            if txn is None or txn.ended:  # autocommit
-                return run_alone(self._engine, self._ctx, True, self.put_many, recs)
             self._writable(txn)
         if not recs:
             return []
-        # Everything that can fail without writing comes first.
-        if self._cid:
-            values = [self.codec.encode(r) for r in recs]
-        else:
-            pack = self._pack
-            values = [b"\x00" + pack(r) for r in recs]
+        # Everything that can fail without writing comes first; the key
+        # function first of all, as in put (it may change the record).
         key_func = self.key_func
         if key_func is None:
             first = self.store.bump(self.counter_name, 0, 1)  # bumped below
@@ -603,6 +610,11 @@ class Collection(AtomicOps, ExpiryOps):
                 k if type(k) is tuple else (k,) if type(k) in _SCALARS else _as_key(k)
                 for k in map(key_func, recs)
             ]
+        if self._cid:
+            values = [self.codec.encode(r) for r in recs]
+        else:
+            pack = self._pack
+            values = [b"\x00" + pack(r) for r in recs]
         rkeys = [_pack(k) for k in keys]
         kp = self.key_prefix
         fulls = [kp + k for k in rkeys]
@@ -662,11 +674,9 @@ class Collection(AtomicOps, ExpiryOps):
         kp, as_tuple = self.key_prefix, _query.as_tuple
         fulls = list(dict.fromkeys(_pack(as_tuple(k), kp) for k in keys))
         txn = self._ctx_get()
+        if txn is None or txn.ended:  # autocommit (ended: as in put_many)
+            return run_alone(self._engine, self._ctx, True, self._delete_packed, fulls)
         if txn is not self._ok_txn:
-            if txn is None or txn.ended:  # autocommit
-                return run_alone(
-                    self._engine, self._ctx, True, self._delete_packed, fulls
-                )
             self._writable(txn)
         return self._delete_packed(fulls)
 
@@ -886,20 +896,17 @@ def _as_key(key: Any) -> tuple[Any, ...]:
 
 
 def _roll_back(txn: Txn, undo: Callable[[], Any]) -> None:
-    """Run ``undo`` after a failed write; if even that fails, abort ``txn``.
+    """Run ``undo`` after a failed write; if even that fails, spoil ``txn``.
 
     Called in an ``except`` block, whose error the caller re-raises: the
-    engine's own error (``MapFullError``, say) is what the caller sees. An
-    aborted transaction cannot commit half a write; its block's commit
-    raises ``TxnError``.
+    engine's own error (``MapFullError``, say) is what the caller sees. A
+    spoiled transaction cannot commit half a write: every later call in its
+    block, and the block's commit, raise ``TxnError`` (see ``spoil``).
     """
     try:
         undo()
-    except BaseException:  # the transaction is unusable: end it whole
-        try:
-            txn.abort()
-        except Exception:  # already ended by the engine
-            pass
+    except BaseException:  # the transaction is unusable: it can only abort
+        spoil(txn, _SPOILED)
 
 
 def _check_meta(name: str, meta: dict[str, Any]) -> None:

@@ -1,0 +1,261 @@
+"""put_many / get_many / delete_many against hostile input and failures.
+
+Each test reproduces a way the bulk API (or the write path under it) lost
+data, left index entries stale, or broke atomicity; they run on every
+engine unless they need one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import acid
+from acid import keylib
+from acid.engines import Txn
+from acid.errors import EngineError, MapFullError, TxnError
+from tests.hooked_engine import HookedEngine, HookedTxn
+
+BAD = "refused"  # a value the breaking engine below refuses to store
+
+
+class _BreakingTxn(HookedTxn):
+    """Refuses any value containing ``BAD``; while ``engine.armed``, also
+    refuses every delete, so that a failed batch cannot be undone."""
+
+    def put(self, key: bytes, value: bytes) -> None:
+        if BAD.encode() in value:
+            raise EngineError("injected: value refused")
+        self._txn.put(key, value)
+
+    def put_many(self, items: Sequence[tuple[bytes, bytes]]) -> None:
+        for key, value in items:
+            self.put(key, value)
+
+    def replace(self, key: bytes, value: bytes) -> bytes | None:
+        old = self._txn.get(key)
+        self.put(key, value)
+        return old
+
+    def delete(self, key: bytes) -> bool:
+        if self._engine.armed:  # type: ignore[attr-defined]
+            raise EngineError("injected: delete refused")
+        return self._txn.delete(key)
+
+    def pop(self, key: bytes) -> bytes | None:
+        old = self._txn.get(key)
+        if old is not None:
+            self.delete(key)
+        return old
+
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        return [self._txn.get(k) for k in keys]
+
+    def iter(self, key: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        return self._txn.iter(key, reverse)
+
+
+class _BreakingEngine(HookedEngine):
+    armed = False
+
+    def begin(self, write: bool = False, timeout: float | None = None) -> Txn:
+        return _BreakingTxn(self, self.inner.begin(write, timeout))
+
+
+def _keys(coll: acid.Collection) -> list[tuple[Any, ...]]:
+    return list(coll.keys())
+
+
+# -- a batch that fails and cannot be undone must not let later writes escape
+
+
+def test_map_full_mid_put_many_spoils_the_block(tmp_path: Path) -> None:
+    """LMDB fills up inside put_many: the block's earlier and later writes
+    must not land, and later calls in the block must say why."""
+    store = acid.open(f"lmdb:{tmp_path}/db?map_size=1MiB")
+    coll = store.add_collection("c", key_func=lambda r: r["k"])
+    coll.add_index("v", lambda r: r["v"])
+    coll.put({"k": "kept", "v": 0})
+    with pytest.raises((MapFullError, TxnError)):
+        with store.begin(write=True):
+            coll.put({"k": "before", "v": 1})
+            with pytest.raises(MapFullError):
+                coll.put_many([{"k": i, "v": "x" * 50} for i in range(100_000)])
+            # The transaction is dead: a write here must not commit alone.
+            with pytest.raises((MapFullError, TxnError)):
+                coll.put({"k": "after", "v": 2})
+            with pytest.raises((MapFullError, TxnError)):
+                coll.get("before")
+    assert _keys(coll) == [("kept",)]
+    assert coll.put({"k": "later", "v": 3}) == ("later",)  # the store is usable
+    assert _keys(coll) == [("kept",), ("later",)]
+    assert store.check().ok
+    store.close()
+
+
+def test_undo_that_fails_spoils_the_block() -> None:
+    """A batch the engine refuses half-way, whose undo fails too: the
+    block ends aborted, and writes after the failure do not autocommit."""
+    engine = _BreakingEngine(acid.engines.from_url("skiplist:/"))
+    store = acid.Store(engine)
+    coll = store.add_collection("c", key_func=lambda r: r["k"])
+    coll.add_index("v", lambda r: [r["v"], BAD] if r["v"] == "bad" else r["v"])
+    coll.put_many([{"k": i, "v": i} for i in range(3)])
+    engine.armed = True
+    with pytest.raises(TxnError, match="undone"):
+        with store.begin(write=True):
+            coll.put({"k": "before", "v": 1})
+            with pytest.raises(EngineError, match="injected"):
+                coll.put_many([{"k": 0, "v": 5}, {"k": 9, "v": "bad"}])
+            with pytest.raises(TxnError, match="undone"):
+                coll.put({"k": "after", "v": 2})
+            with pytest.raises(TxnError, match="undone"):
+                coll.put_many([{"k": "after2", "v": 2}])
+            with pytest.raises(TxnError, match="undone"):
+                coll.get_many([0])
+    engine.armed = False
+    assert _keys(coll) == [(0,), (1,), (2,)]
+    assert coll.get(0) == {"k": 0, "v": 0}
+    assert store.check().ok
+
+
+def test_delete_many_refused_half_way_is_undone_in_the_block() -> None:
+    """The engine refuses a delete of delete_many: the undo only writes,
+    so it succeeds, and the block goes on with its earlier writes."""
+    engine = _BreakingEngine(acid.engines.from_url("skiplist:/"))
+    store = acid.Store(engine)
+    coll = store.add_collection("c", key_func=lambda r: r["k"])
+    coll.add_index("v", lambda r: r["v"])
+    coll.put_many([{"k": i, "v": i} for i in range(3)])
+    with store.begin(write=True):
+        coll.put({"k": "before", "v": 1})
+        engine.armed = True
+        with pytest.raises(EngineError, match="injected"):
+            coll.delete_many([0, 1])
+        engine.armed = False
+        coll.put({"k": "after", "v": 2})
+    assert _keys(coll) == [(0,), (1,), (2,), ("after",), ("before",)]
+    assert store.check().ok
+
+
+def test_failed_deadline_spoils_the_block() -> None:
+    """An expiring put_many whose deadlines cannot be written: the records
+    are written without them, so the block must not commit, nor let the
+    writes after it commit alone."""
+    engine = _BreakingEngine(acid.engines.from_url("skiplist:/"))
+    clock = [1000.0]
+    store = acid.Store(engine, clock=lambda: clock[0])
+    coll = store.add_collection("c", key_func=lambda r: r["k"], ttl=60)
+    coll.put({"k": "kept"})
+    real = type(coll.expiry).set_deadline  # type: ignore[union-attr]
+
+    def failing(self: Any, txn: Any, rkey: bytes, when: Any) -> None:
+        if rkey == keylib.pack(("boom",)):
+            raise EngineError("injected: deadline refused")
+        real(self, txn, rkey, when)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(type(coll.expiry), "set_deadline", failing)
+    try:
+        with pytest.raises(TxnError, match="deadline"):
+            with store.begin(write=True):
+                with pytest.raises(EngineError, match="injected"):
+                    coll.put_many([{"k": "a"}, {"k": "boom"}])
+                coll.put({"k": "after"})
+    finally:
+        mp.undo()
+    assert _keys(coll) == [("kept",)]
+    assert store.check().ok
+
+
+# -- key and index functions that change the record they are given
+
+
+def _raw(store: acid.Store) -> list[tuple[bytes, bytes]]:
+    with store.engine.begin() as txn:
+        return list(txn.iter(b""))
+
+
+def _popping_store(open_store: Any) -> tuple[acid.Store, acid.Collection]:
+    store = open_store()
+    coll = store.add_collection("c", key_func=lambda r: r.pop("id"))
+    coll.add_index("id", lambda r: r.get("id"))
+    coll.add_index("v", lambda r: r["v"])
+    return store, coll
+
+
+def test_key_function_that_pops_the_key(open_store: Any, tmp_path: Path) -> None:
+    """``key_func=lambda r: r.pop("id")``: put_many stored the record with
+    its id but indexed it without (check() found missing entries), where
+    put indexed it with; now both store and index the same record."""
+    store, coll = _popping_store(open_store)
+    recs = [{"id": i, "v": i % 3} for i in range(20)]
+    keys = coll.put_many([dict(r) for r in recs])
+    assert keys == [(i,) for i in range(20)]
+    assert store.check().ok
+    bulk = _raw(store)
+    coll.delete_many(keys)
+    for r in recs:
+        coll.put(dict(r))
+    assert _raw(store) == bulk
+    coll.put_many([dict(r, v=9) for r in recs[:5]])  # over stored records
+    assert store.check().ok
+    assert sorted(coll.indices["v"].keys(9)) == [(i,) for i in range(5)]
+
+
+def test_index_function_that_changes_the_record(open_store: Any) -> None:
+    """An index function that changes its record: put_many writes what
+    successive puts write (the record as encoded before the functions ran)."""
+    store = open_store()
+    coll = store.add_collection("c", key_func=lambda r: r["k"])
+
+    def bump(r: dict) -> int:
+        r["v"] = r["v"] + 1
+        return int(r["v"])
+
+    coll.add_index("bump", bump)
+    recs = [{"k": i, "v": i} for i in range(10)]
+    coll.put_many([dict(r) for r in recs])
+    bulk = _raw(store)
+    coll.delete_many(range(10))
+    for r in recs:
+        coll.put(dict(r))
+    assert _raw(store) == bulk
+    assert store.check().ok
+
+
+# -- asyncio: a task created in a block runs after the block ended
+
+
+@pytest.mark.parametrize("ttl", [None, 60])
+def test_task_inheriting_an_ended_block(open_store: Any, ttl: Any) -> None:
+    """A task created inside a block that calls put_many / delete_many after
+    the block committed: each call must run on its own (as put does), not
+    fail with "transaction already committed" because the Collection had
+    already checked that (ended) transaction."""
+    store = open_store()
+    coll = store.add_collection("c", key_func=lambda r: r["k"], ttl=ttl)
+    coll.add_index("v", lambda r: r["v"])
+
+    async def worker(base: int) -> list[Any]:
+        await asyncio.sleep(0)  # the block ends meanwhile
+        coll.put_many([{"k": base + i, "v": i} for i in range(5)])
+        coll.delete_many([base])
+        return coll.get_many(range(base, base + 5))
+
+    async def main() -> list[list[Any]]:
+        with store.begin(write=True):
+            coll.put({"k": -1, "v": 0})  # the block's txn passed the checks
+            tasks = [asyncio.create_task(worker(b)) for b in (100, 200)]
+        return await asyncio.gather(*tasks)
+
+    got = asyncio.run(main())
+    assert got == [
+        [None] + [{"k": b + i, "v": i} for i in range(1, 5)] for b in (100, 200)
+    ]
+    assert len(list(coll.keys())) == 9
+    assert store.check().ok
