@@ -316,8 +316,10 @@ class ExpiryOps:
         exp = self.expiry
         assert exp is not None
 
+        recs = _query.many(records, "records", "put_many")
+
         def run() -> list[tuple[Any, ...]]:
-            keys = type(self).put_many(self, records)
+            keys = type(self).put_many(self, recs)
             when = _ttl.deadline(None, exp.default, self.store.clock)
             _set_deadlines(self.store.active(), exp, map(keylib.pack, keys), when)
             return keys
@@ -326,13 +328,14 @@ class ExpiryOps:
 
     def _expiring_get_many(self, keys: Any, default: Any = None) -> list[Any]:
         """``get_many`` from one snapshot, expired records as ``default``."""
-        keys = list(keys)
+        keys = _query.many(keys, "keys", "get_many")
         return self.store.in_txn(lambda: [self.get(k, default) for k in keys])
 
     def _expiring_delete_many(self, keys: Any) -> int:
         """``delete_many``: the plain batch; only records still alive count."""
         exp = self.expiry
         assert exp is not None
+        keys = _query.many(keys, "keys", "delete_many")
         rkeys = list(dict.fromkeys(keylib.pack(_query.as_tuple(k)) for k in keys))
 
         def run() -> int:

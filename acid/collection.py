@@ -587,7 +587,7 @@ class Collection(AtomicOps, ExpiryOps):
         >>> people.put_many([{"name": "Ann"}, {"name": "Bob"}])
         [(1,), (2,)]
         """
-        recs = records if type(records) is list else list(records)
+        recs = _query.many(records, "records", "put_many")
         txn = self._ctx_get()
         # ended: a task inherited it from a block that ended since (a bulk
         # call is dearer than this test; put retries after the failure).
@@ -659,6 +659,7 @@ class Collection(AtomicOps, ExpiryOps):
         if self._detached is not None:
             self._refuse_detached()
         kp, as_tuple = self.key_prefix, _query.as_tuple
+        keys = _query.many(keys, "keys", "get_many")
         fulls = [_pack(k if type(k) is tuple else as_tuple(k), kp) for k in keys]
         store = self.store
         values = store.in_txn(lambda: store.active().get_many(fulls))
@@ -672,6 +673,7 @@ class Collection(AtomicOps, ExpiryOps):
         raises on a stored record), none is deleted.
         """
         kp, as_tuple = self.key_prefix, _query.as_tuple
+        keys = _query.many(keys, "keys", "delete_many")
         fulls = list(dict.fromkeys(_pack(as_tuple(k), kp) for k in keys))
         txn = self._ctx_get()
         if txn is None or txn.ended:  # autocommit (ended: as in put_many)

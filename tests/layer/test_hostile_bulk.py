@@ -259,3 +259,67 @@ def test_task_inheriting_an_ended_block(open_store: Any, ttl: Any) -> None:
     ]
     assert len(list(coll.keys())) == 9
     assert store.check().ok
+
+
+# -- one key or one record where many were meant
+
+
+@pytest.mark.parametrize("ttl", [None, 60])
+def test_a_single_key_is_not_taken_for_many(open_store: Any, ttl: Any) -> None:
+    """``delete_many("ab")`` deleted the records under "a" and "b";
+    ``put_many(record)`` on a counter collection stored its field names as
+    records. Both are refused now, before anything changes."""
+    store = open_store()
+    coll = store.add_collection("c", key_func=lambda r: r["k"], ttl=ttl)
+    coll.put_many([{"k": k} for k in ("a", "b", "ab")])
+    auto = store.add_collection("auto", ttl=ttl)
+    before = _raw(store)
+    for call, arg in [
+        (coll.delete_many, "ab"),
+        (coll.delete_many, b"ab"),
+        (coll.get_many, "ab"),
+        (auto.put_many, {"name": "Ann", "age": 3}),
+        (auto.put_many, "ab"),
+    ]:
+        with pytest.raises(TypeError, match="single"):
+            call(arg)
+    for call in (coll.delete_many, coll.get_many, auto.put_many):
+        with pytest.raises(TypeError, match="iterable"):
+            call(7)
+    assert _raw(store) == before
+    assert coll.delete_many(["ab"]) == 1
+    assert coll.get_many(iter(["a", "ab"])) == [{"k": "a"}, None]
+
+
+def test_a_generator_failing_half_way_changes_nothing(open_store: Any) -> None:
+    store = open_store()
+    coll = store.add_collection("c", key_func=lambda r: r["k"])
+    coll.add_index("v", lambda r: r["v"])
+    coll.put_many([{"k": i, "v": i} for i in range(3)])
+    before = _raw(store)
+
+    def records() -> Iterator[dict]:
+        yield {"k": 0, "v": 9}
+        yield {"k": 7, "v": 7}
+        raise TypeError("the source failed")
+
+    def keys() -> Iterator[int]:
+        yield 0
+        raise TypeError("the source failed")
+
+    with store.begin(write=True):
+        coll.put({"k": "kept", "v": 0})
+        for call, arg in [
+            (coll.put_many, records()),
+            (coll.delete_many, keys()),
+            (coll.get_many, keys()),
+        ]:
+            with pytest.raises(TypeError, match="source failed"):
+                call(arg)
+    assert coll.get_many([0, 7, "kept"]) == [
+        {"k": 0, "v": 0},
+        None,
+        {"k": "kept", "v": 0},
+    ]
+    assert store.check().ok
+    assert len(_raw(store)) == len(before) + 2  # the record and its entry
