@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hooked_engine import HookedEngine, HookedTxn
 
 import acid
 from acid import keylib
 from acid.engines import Txn
 from acid.errors import EngineError, MapFullError, TxnError
-from tests.hooked_engine import HookedEngine, HookedTxn
 
 BAD = "refused"  # a value the breaking engine below refuses to store
 
@@ -323,3 +323,42 @@ def test_a_generator_failing_half_way_changes_nothing(open_store: Any) -> None:
     ]
     assert store.check().ok
     assert len(_raw(store)) == len(before) + 2  # the record and its entry
+
+
+# -- acid.aio had no bulk calls
+
+
+def test_aio_bulk_calls(store: acid.Store) -> None:
+    """acid.aio.Collection had no put_many / get_many / delete_many; they
+    run on the transaction's thread, all or nothing, from many tasks."""
+    import acid.aio
+
+    async def main() -> None:
+        astore = acid.aio.Store(store)
+        coll = await astore.add_collection("c", key_func=lambda r: r["k"])
+        await coll.add_index("v", lambda r: r["v"])
+
+        async def load(base: int) -> list[tuple[Any, ...]]:
+            return await coll.put_many({"k": base + i, "v": i} for i in range(50))
+
+        keys = await asyncio.gather(*(load(b) for b in range(0, 500, 100)))
+        assert [len(k) for k in keys] == [50] * 5
+        with pytest.raises(KeyError):
+            async with astore.begin(write=True):
+                await coll.put_many([{"k": "in block", "v": 0}])
+                assert await coll.delete_many(range(0, 500, 2)) == 125
+                await coll.put_many([{"k": "bad"}])  # no "v": the index raises
+        assert await coll.get_many([0, 1, "in block"]) == [
+            {"k": 0, "v": 0},
+            {"k": 1, "v": 1},
+            None,
+        ]
+        async with astore.begin(write=True):
+            assert await coll.delete_many(range(0, 500, 2)) == 125
+        assert len([k async for k in coll.keys()]) == 125
+        with pytest.raises(TypeError, match="single"):
+            await coll.delete_many("ab")
+        assert (await astore.check()).ok
+        await astore.close()
+
+    asyncio.run(main())
