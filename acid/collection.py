@@ -470,6 +470,8 @@ class Collection(AtomicOps, ExpiryOps):
             new = [idx.entries(rec) for idx in indexes]
         counted = False
         if auto:
+            if txn.ended:  # inherited by a task: the counter must not run alone
+                return run_alone(self._engine, self._ctx, True, self.put, rec, None)
             key = (self.store.bump(self.counter_name, 1, 1),)
             counted = True
         try:
@@ -483,9 +485,11 @@ class Collection(AtomicOps, ExpiryOps):
             old_value = txn.replace(full, value)
         except BaseException:
             if txn.ended:  # a task inherited it from a block that ended since
-                if counted:
-                    self.store.bump(self.counter_name, -1, 1)
-                return run_alone(self._engine, self._ctx, True, self.put, rec, key)
+                # A counter key was taken in a transaction of its own (this
+                # one had ended), or in this one, now rolled back: giving it
+                # back would hand it out twice. Take a new one instead.
+                again = None if counted else key
+                return run_alone(self._engine, self._ctx, True, self.put, rec, again)
             if counted:
                 _roll_back(txn, lambda: self.store.bump(self.counter_name, -1, 1))
             raise

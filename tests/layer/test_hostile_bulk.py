@@ -362,3 +362,29 @@ def test_aio_bulk_calls(store: acid.Store) -> None:
         await astore.close()
 
     asyncio.run(main())
+
+
+def test_counter_keys_from_tasks_of_an_ended_block(open_store: Any) -> None:
+    """Tasks created in a block that put counter-keyed records after it
+    ended: put took a key, gave it back to the counter and then wrote
+    under it anyway, so the next put took the same key and overwrote the
+    record (two tasks got (2,); one record was lost)."""
+    store = open_store()
+    coll = store.add_collection("auto")
+    coll.add_index("n", lambda r: r["n"])
+
+    async def worker(i: int) -> tuple[Any, ...]:
+        await asyncio.sleep(0)
+        return coll.put({"n": i})
+
+    async def main() -> list[tuple[Any, ...]]:
+        with store.begin(write=True):
+            coll.put({"n": -1})
+            tasks = [asyncio.create_task(worker(i)) for i in range(4)]
+        return await asyncio.gather(*tasks)
+
+    keys = asyncio.run(main())
+    later = coll.put({"n": 99})
+    assert len(set(keys) | {later}) == 5
+    assert sorted(r["n"] for r in coll.values()) == [-1, 0, 1, 2, 3, 99]
+    assert store.check().ok
