@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import random
 import threading
 from collections.abc import Iterator, Sequence
@@ -232,6 +233,25 @@ def test_index_function_that_changes_the_record(open_store: Any) -> None:
 
 
 # -- asyncio: a task created in a block runs after the block ended
+
+
+def test_map_full_mid_blob_put_spoils_the_block(tmp_path: Path) -> None:
+    """The same for a blob too large for the LMDB map: a later write in the
+    block committed on its own."""
+    store = acid.open(f"lmdb:{tmp_path}/db?map_size=1MiB")
+    coll = store.add_collection("c", key_func=lambda r: r["k"])
+    blobs = store.blobs("b")
+    with pytest.raises(MapFullError):
+        with store.begin(write=True):
+            coll.put({"k": "before"})
+            with pytest.raises(MapFullError):
+                blobs.put("big", os.urandom(3 * 2**20))
+            with pytest.raises(MapFullError):
+                coll.put({"k": "after"})
+    assert _keys(coll) == []
+    coll.put({"k": "later"})
+    assert _keys(coll) == [("later",)]
+    store.close()
 
 
 @pytest.mark.parametrize("ttl", [None, 60])
