@@ -574,3 +574,41 @@ def test_index_entries_in_any_order_and_repeated(open_store: Any, seed: int) -> 
         if rng.random() < 0.3:
             coll.delete_many(rng.sample(range(15), 4))
         assert store.check().ok
+
+
+@pytest.mark.parametrize("target", ["skiplist", "lmdb", "leveldb"])
+def test_a_trace_of_bulk_calls_replays(tmp_path: Path, target: str) -> None:
+    """A traced session of bulk calls (a live iterator across put_many, a
+    failed batch, a batch refused for a spoiled transaction) replays with
+    the recorded results on every engine."""
+    from acid.tools.replay import replay
+
+    if target == "leveldb":
+        pytest.importorskip("plyvel")
+    trace = tmp_path / "trace.log"
+    store = acid.open("skiplist:/", trace_path=trace)
+    coll = store.add_collection("c", key_func=lambda r: r["k"])
+    coll.add_index("v", lambda r: r["v"])
+    coll.put_many([{"k": i, "v": i} for i in range(30)])
+    with store.begin(write=True):
+        it = coll.keys()
+        next(it)
+        coll.put_many([{"k": i, "v": -i} for i in range(15, 45)])
+        assert len(list(it)) == 44
+        coll.delete_many(range(0, 45, 3))
+        assert coll.get_many([1, 3]) == [{"k": 1, "v": 1}, None]
+        with pytest.raises(KeyError):
+            coll.put_many([{"k": 100, "v": 0}, {"k": 101}])
+    store.close()
+    assert len(trace.read_text().splitlines()) > 300  # every call is there
+    url = {
+        "skiplist": "skiplist:/",
+        "lmdb": f"lmdb:{tmp_path}/lmdb",
+        "leveldb": f"leveldb:{tmp_path}/leveldb",
+    }[target]
+    engine = acid.engines.from_url(url)
+    try:
+        with open(trace, encoding="ascii") as lines:
+            assert replay(lines, engine) == []
+    finally:
+        engine.close()
