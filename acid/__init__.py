@@ -16,12 +16,14 @@ from __future__ import annotations
 from typing import Any
 
 from acid import encoders, errors, keylib
+from acid._fields import field, fields
 from acid._text import qgrams, tokens
 from acid._ttl import FOREVER
 from acid.blobs import BlobStore
 from acid.collection import CheckReport, Collection, add_index, check
 from acid.index import Index
 from acid.keylib import Desc, Key
+from acid.query import Query
 from acid.store import (
     KIND_COUNTER,
     KIND_ENCODER,
@@ -52,6 +54,7 @@ __all__ = [
     "Desc",
     "Index",
     "Key",
+    "Query",
     "Store",
     "TxnContext",
     "abort",
@@ -59,6 +62,8 @@ __all__ = [
     "check",
     "encoders",
     "errors",
+    "field",
+    "fields",
     "keylib",
     "open",
     "qgrams",

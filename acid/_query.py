@@ -6,6 +6,7 @@ either. A range is ``[start, stop)`` in raw bytes under a ``base`` prefix.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from itertools import dropwhile, islice
@@ -237,3 +238,89 @@ def _items(
     finally:
         if own:
             txn.abort()
+
+
+# -- key matching (kt's match_prefix, match_regex, match_similar) -----------
+
+
+def match_str(
+    tuples: Iterator[tuple],
+    test: Callable[[str], bool],
+    max: int | None,
+    *,
+    stop_on_miss: bool = False,
+) -> list[tuple]:
+    """The tuples whose first element is a str passing ``test``, in order,
+    without repeats, at most ``max``; ``stop_on_miss`` ends at the first
+    tuple that fails (for a prefix scan, they are contiguous)."""
+    check_max(max)
+    out: list[tuple] = []
+    if max == 0:
+        return out
+    for t in tuples:
+        if t and type(t[0]) is str and test(t[0]):
+            if out and out[-1] == t:
+                continue
+            out.append(t)
+            if max is not None and len(out) >= max:
+                break
+        elif stop_on_miss:
+            break
+    return out
+
+
+def levenshtein(a: str, b: str, limit: int) -> int:
+    """The edit distance of ``a`` and ``b``, or ``limit + 1`` once it is
+    certain to exceed ``limit``."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        if min(cur) > limit:
+            return limit + 1
+        prev = cur
+    return prev[-1]
+
+
+def match_prefix(
+    scan: Callable[[Any], Iterator[tuple]], prefix: str, max: int | None
+) -> list[tuple]:
+    """Tuples whose first element is a str starting with ``prefix``;
+    ``scan(lo)`` iterates tuples from ``lo`` on."""
+    if not isinstance(prefix, str):
+        raise TypeError(f"match_prefix takes a str, not {type(prefix).__name__}")
+    rows = scan((prefix,))
+    return match_str(rows, lambda s: s.startswith(prefix), max, stop_on_miss=True)
+
+
+def match_regex(
+    scan: Callable[[Any], Iterator[tuple]], pattern: Any, max: int | None
+) -> list[tuple]:
+    """Tuples whose first element is a str where ``pattern`` is found."""
+    from acid.errors import QueryError
+
+    try:
+        rx = re.compile(pattern)
+    except (re.error, TypeError) as exc:
+        raise QueryError(f"match_regex: bad pattern {pattern!r}: {exc}") from exc
+    return match_str(scan(None), lambda s: rx.search(s) is not None, max)
+
+
+def match_similar(
+    scan: Callable[[Any], Iterator[tuple]],
+    origin: str,
+    distance: int,
+    max: int | None,
+) -> list[tuple]:
+    """Tuples whose first element is a str within ``distance`` edits
+    (Levenshtein) of ``origin``."""
+    if not isinstance(origin, str):
+        raise TypeError(f"match_similar takes a str, not {type(origin).__name__}")
+    if type(distance) is not int or distance < 0:
+        raise ValueError(f"distance must be an int >= 0, not {distance!r}")
+    return match_str(
+        scan(None), lambda s: levenshtein(origin, s, distance) <= distance, max
+    )

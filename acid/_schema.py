@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from acid import _layout
 from acid._layout import KIND_ENCODER, KIND_INDEX, KIND_STRUCT, KIND_TABLE
 from acid._txn import on_abort
-from acid.errors import ConfigError
+from acid.errors import ConfigError, CorruptionError
 
 if TYPE_CHECKING:
     from acid.collection import Collection
@@ -65,6 +65,9 @@ class Schema:
         self.verified_txn: Txn | None = None
         #: The stored token this object last saw, or None when unknown.
         self.token: bytes | None = None
+        #: Whether the stored format version was found readable (see
+        #: check_format).
+        self.format_checked = False
         self._lock = threading.RLock()
         # Live Collection objects by collection id, and the newest by id.
         self._live: dict[int, weakref.WeakSet[Collection]] = {}
@@ -200,13 +203,30 @@ class Schema:
             except Exception:  # e.g. the engine was closed meanwhile
                 pass  # the token is unknown, so the next write reconciles first
 
+    def check_format(self) -> None:
+        """Refuse a store written by a newer layout (``ConfigError``).
+
+        Collections call it when they open: one read the first time, none
+        afterwards (a later change of the stored version is a schema change,
+        which :meth:`reconcile` checks again).
+        """
+        if not self.format_checked:
+            self.store.in_txn(self._check_format)
+            self.format_checked = True
+
     def _check_format(self, write: bool = False) -> None:
         info = self.store.get_meta(KIND_STRUCT, "\x00acid")
-        version = 0 if info is None else info.get("format", 0)
+        version = 0 if info is None else info.get("format")
+        if type(version) is not int or version < 1 and info is not None:
+            raise CorruptionError(
+                f"the stored format version is {version!r}, not a version "
+                "number; acid did not write it"
+            )
         if version > _layout.FORMAT_VERSION:
             raise ConfigError(
-                f"this store was written by a newer acid (layout {version}); "
-                f"this one reads layout {_layout.FORMAT_VERSION}: upgrade acid"
+                f"this store was written by a newer acid (format version "
+                f"{version}); this one reads format versions up to "
+                f"{_layout.FORMAT_VERSION}: upgrade acid"
             )
         if info is None and write:
             self.store.set_meta(

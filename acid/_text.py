@@ -38,9 +38,9 @@ class TextFunction:
     """An index function over the text in one field of a record.
 
     ``field`` is a key of dict records, or a function ``field(record)``
-    returning the text. A record without the field (or ``None`` there)
-    gives no entries; a value that is not a ``str`` raises ``TypeError``,
-    so the put that brought it changes nothing.
+    returning the text. A str is indexed; a list or tuple has each of its
+    str elements indexed; anything else (a missing field, ``None``, a
+    number) gives no entries, as a ``$text`` query finds no words there.
     """
 
     #: Stored with the index and compared when it is declared again.
@@ -51,28 +51,29 @@ class TextFunction:
             raise TypeError("field must be a non-empty str or a callable")
         self.field = field
 
-    def text(self, rec: Any) -> str | None:
-        """The field's text in ``rec``, or ``None`` when it has none."""
+    def texts(self, rec: Any) -> list[str]:
+        """The field's texts in ``rec`` (none when it has no str there)."""
         if callable(self.field):
             value = self.field(rec)
         elif isinstance(rec, dict):
             value = rec.get(self.field)
         else:
             value = None
-        if value is None or isinstance(value, str):
-            return value
-        raise TypeError(
-            f"a {self.kind} index reads text, but field {self.field!r} holds a "
-            f"{type(value).__name__}"
-        )
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, list | tuple):
+            return [v for v in value if isinstance(v, str)]
+        return []
 
     def meta(self) -> dict[str, Any]:
         """What the index's metadata records about this function."""
         return {"text": self.kind}
 
     def __call__(self, rec: Any) -> list[str]:
-        text = self.text(rec)
-        return [] if text is None else sorted(set(self.terms(text)))
+        terms: set[str] = set()
+        for text in self.texts(rec):
+            terms.update(self.terms(text))
+        return sorted(terms)
 
     def terms(self, text: str) -> Iterable[str]:
         raise NotImplementedError

@@ -21,7 +21,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from acid import _query, _ttl, encoders, keylib
+from acid import _facade, _fields, _query, _ttl, encoders, keylib
 from acid._atomic import AtomicOps
 from acid._bulk import Batch, changes
 from acid._expiry import Expiry, ExpiryOps
@@ -37,6 +37,7 @@ from acid.errors import (
     TxnError,
 )
 from acid.index import Entries, Index, index_meta
+from acid.query import Query
 from acid.store import CheckReport
 
 if TYPE_CHECKING:
@@ -119,6 +120,7 @@ class Collection(AtomicOps, ExpiryOps):
         self._ok_txn: object = _NO_TXN
         enc = None if encoder is None else store.resolve_encoder(encoder)
         comp = None if compressor is None else store.resolve_compressor(compressor)
+        store.schema.check_format()  # a newer layout is refused at open
         meta = store.get_meta(KIND_TABLE, name)
         if meta is None:
             meta = store.in_txn(
@@ -137,6 +139,8 @@ class Collection(AtomicOps, ExpiryOps):
         #: with its transaction may come back, the uid never does.
         self.uid: bytes | None = meta.get("uid")
         self.counter_name: str = meta["counter"]
+        self._len_name = _len_counter(meta)
+        self._len_key = store.counter_key(self._len_name)
         #: The stored-value codec: every read and write of a value uses it.
         self.codec = ValueCodec(enc, comp, store.compressor_by_id)
         #: The raw prefix of this collection's record keys.
@@ -192,6 +196,7 @@ class Collection(AtomicOps, ExpiryOps):
                 "uid": os.urandom(8),
             }
             store.set_meta(KIND_TABLE, self.name, meta)
+            store.bump(_len_counter(meta), 1, -1)  # a new collection: 0 records
         return meta
 
     def _check_config(self, meta: dict[str, Any], enc: Any, counter: Any) -> None:
@@ -362,6 +367,7 @@ class Collection(AtomicOps, ExpiryOps):
         info = store.get_meta(KIND_INDEX, (self.name, name))
         if info is None:
             info = store.in_txn(lambda: self._create_index(name, func), write=True)
+        _check_fields(self.name, info, func)
         idx = Index(self, info, func)
         self._declared.setdefault(name, []).append(idx)
         self.indices[name] = idx
@@ -413,6 +419,9 @@ class Collection(AtomicOps, ExpiryOps):
             "uid": os.urandom(8),
             **index_meta(func),  # token and q-gram indexes: kind and q
         }
+        paths = _fields.declared_paths(func)
+        if paths is not None:
+            info["fields"] = tuple(paths)  # for the planner, and explain()
         store.set_meta(KIND_INDEX, (self.name, name), info)
         idx = Index(self, info, func)
         txn = store.txn
@@ -479,9 +488,6 @@ class Collection(AtomicOps, ExpiryOps):
                 key = (key,) if type(key) in _SCALARS else _query.as_tuple(key)
             rkey = _pack(key)
             full = self.key_prefix + rkey
-            if not indexes:
-                txn.put(full, value)
-                return key
             old_value = txn.replace(full, value)
         except BaseException:
             if txn.ended:  # a task inherited it from a block that ended since
@@ -501,6 +507,9 @@ class Collection(AtomicOps, ExpiryOps):
                 for entries in new:
                     for p in entries:
                         put(p + tail, rkey)
+                self.store.counter_add(txn, self._len_key, 1, _facade.COUNT_UNKNOWN)
+                return key
+            if not indexes:
                 return key
             old_rec = self._decode(old_value)  # the one decode of the old record
             if len(indexes) == 1:  # no list comprehension frame, no zip
@@ -538,8 +547,6 @@ class Collection(AtomicOps, ExpiryOps):
         full = self.key_prefix + rkey
         indexes = self._indexes
         try:
-            if not indexes:
-                return txn.delete(full)
             old_value = txn.pop(full)
         except BaseException:
             if txn.ended:  # a task inherited it from a block that ended since
@@ -549,10 +556,12 @@ class Collection(AtomicOps, ExpiryOps):
             return False
         old: list[Entries] | None = None
         try:
-            old_rec = self._decode(old_value)
-            old = [idx.entries(old_rec) for idx in indexes]
-            for idx, entries in zip(indexes, old, strict=True):
-                idx.update(txn, rkey, entries, _NONE)
+            if indexes:
+                old_rec = self._decode(old_value)
+                old = [idx.entries(old_rec) for idx in indexes]
+                for idx, entries in zip(indexes, old, strict=True):
+                    idx.update(txn, rkey, entries, _NONE)
+            self.store.counter_add(txn, self._len_key, -1, _facade.COUNT_UNKNOWN)
         except BaseException:
 
             def undo() -> None:
@@ -649,6 +658,12 @@ class Collection(AtomicOps, ExpiryOps):
                     new = set(new) - set(old)
                 pairs.extend((p + tail, rkey) for p in new)
             txn.put_many(pairs)
+            # Last: if it fails it wrote nothing, and the undo covers the rest.
+            created = olds.count(None)
+            if created:
+                self.store.counter_add(
+                    txn, self._len_key, created, _facade.COUNT_UNKNOWN
+                )
         except BaseException:
             _roll_back(txn, batch.undo)
             raise
@@ -708,6 +723,8 @@ class Collection(AtomicOps, ExpiryOps):
                 if value is not None:
                     txn.delete(full)
                     n += 1
+            if n:  # last, as in put_many
+                self.store.counter_add(txn, self._len_key, -n, _facade.COUNT_UNKNOWN)
         except BaseException:
             _roll_back(txn, batch.undo)
             raise
@@ -863,6 +880,78 @@ class Collection(AtomicOps, ExpiryOps):
             return keylib.Key(*found)
         return found
 
+    # -- the dict facade and queries (acid/_facade.py, acid/query.py) --------
+
+    def __getitem__(self, key: Any) -> Any:
+        """``coll[key]``: the record (``KeyError`` if absent); ``coll[lo:hi]``:
+        ``(key, record)`` pairs, both ends included, reversed when
+        ``lo > hi`` or the step is ``True``."""
+        return _facade.getitem(self, key)
+
+    def __setitem__(self, key: Any, rec: Any) -> None:
+        self.put(rec, key=key)
+
+    def __delitem__(self, key: Any) -> None:
+        _facade.delitem(self, key)
+
+    def __contains__(self, key: Any) -> bool:
+        return _facade.contains(self, key)
+
+    def __len__(self) -> int:
+        """The number of records: a counter kept with every write, O(1)."""
+        return _facade.length(self, self._len_name)
+
+    def __iter__(self) -> Iterator[tuple[tuple[Any, ...], Any]]:
+        return self.items()
+
+    def cursor(
+        self,
+        key: Any = None,
+        order: str = ">=",
+        prefix: Any = None,
+        keys: bool = True,
+        values: bool = True,
+    ) -> Iterator[Any]:
+        """Iterate from ``key``: ``>=``/``>`` ascending, ``<=``/``<``
+        descending; ``prefix`` a tuple prefix; ``(key, record)`` pairs, or
+        only keys or records."""
+        return _facade.cursor(self, key, order, prefix, keys, values)
+
+    def multi_get(self, *keys: Any) -> list[Any]:
+        """The records under ``keys`` (``None`` where absent), in one txn."""
+        return _facade.multi_get(self, keys)
+
+    def multi_get_dict(self, keys: Any) -> dict[Any, Any]:
+        """``{key: record}`` for the present keys, keyed as passed."""
+        return _facade.multi_get_dict(self, keys)
+
+    def multi_delete(self, *keys: Any) -> int:
+        """Delete the records under ``keys`` in one txn; return how many."""
+        return _facade.multi_delete(self, keys)
+
+    def update(self, items: Any) -> None:
+        """Put ``{key: record}``, or an iterable of records, in one txn."""
+        _facade.update(self, items)
+
+    def query(self, spec: dict[str, Any] | None = None) -> Query:
+        """A lazy :class:`~acid.query.Query` for ``spec`` (see docs/guide.md)."""
+        return Query(self, spec)
+
+    def match_prefix(self, prefix: str, max: int | None = None) -> list[tuple]:
+        """Keys whose first element is a str starting with ``prefix``."""
+        return _query.match_prefix(lambda lo: self.keys(lo=lo), prefix, max)
+
+    def match_regex(self, pattern: Any, max: int | None = None) -> list[tuple]:
+        """Keys whose first element is a str in which ``pattern`` is found."""
+        return _query.match_regex(lambda lo: self.keys(lo=lo), pattern, max)
+
+    def match_similar(
+        self, origin: str, distance: int, max: int | None = None
+    ) -> list[tuple]:
+        """Keys whose first element is a str within ``distance`` edits
+        (Levenshtein) of ``origin``, in key order."""
+        return _query.match_similar(lambda lo: self.keys(lo=lo), origin, distance, max)
+
     # -- consistency ------------------------------------------------------
 
     def check(self, report: CheckReport | None = None) -> CheckReport:
@@ -890,6 +979,14 @@ class Collection(AtomicOps, ExpiryOps):
                 skip = len(self.key_prefix)
                 keys = {k[skip:] for k, _ in self.store.iter_space(self.id)}
                 expiry.check(keys, report)
+            if self.id in report.checked_counts:
+                return
+            report.checked_counts.add(self.id)
+            stored = self.store.bump(self._len_name, 0, _facade.COUNT_UNKNOWN)
+            if stored >= 0:  # a count that is not known yet cannot be wrong
+                actual = sum(1 for _ in self.store.iter_space(self.id))
+                if actual != stored:
+                    report.miscounted.append((self.name, stored, actual))
 
         self.store.in_txn(run)
         return report
@@ -899,6 +996,27 @@ def _as_key(key: Any) -> tuple[Any, ...]:
     if type(key) is tuple:
         return key
     return (key,) if type(key) in _SCALARS else _query.as_tuple(key)
+
+
+def _check_fields(coll: str, info: dict[str, Any], func: Any) -> None:
+    stored = tuple(info.get("fields") or ())
+    given = _fields.declared_paths(func) or ()
+    if stored != given:
+
+        def say(paths: tuple[str, ...]) -> str:
+            return f"acid.fields{paths!r}" if paths else "a plain function"
+
+        raise ConfigError(
+            f"index {coll}.{info['name']} was created with {say(stored)}, but is "
+            f"declared with {say(given)}; declare it the same way, or drop_index() "
+            "and add it again"
+        )
+
+
+def _len_counter(meta: dict[str, Any]) -> str:
+    """The name of the counter holding a collection's record count."""
+    uid = meta.get("uid")
+    return "\x00len:" + (uid.hex() if isinstance(uid, bytes) else str(meta["id"]))
 
 
 def _roll_back(txn: Txn, undo: Callable[[], Any]) -> None:

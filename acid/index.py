@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from acid import _query, _text, keylib
+from acid._fields import declared_paths
 from acid._layout import SEP
 from acid.errors import ConfigError, CorruptionError, SchemaError
 
@@ -63,6 +64,8 @@ class Index:
         self.uid: bytes | None = info.get("uid")
         #: The index function.
         self.func = func
+        #: The record fields the function covers (``acid.field``), or None.
+        self.fields: tuple[str, ...] | None = declared_paths(func)
         self._prefix = self.store.space(self.id)
         # Why this object may no longer be used (dropped, rolled back), or None.
         self._detached: str | None = None
@@ -456,8 +459,7 @@ class Index:
         seq = list(func.terms(phrase))
 
         def confirm(rec: Any) -> bool:
-            text = func.text(rec)
-            return text is not None and _has_run(list(func.terms(text)), seq)
+            return any(_has_run(list(func.terms(t)), seq) for t in func.texts(rec))
 
         return self._text_query(lambda post: _all(post, set(seq)), confirm)
 
@@ -475,8 +477,7 @@ class Index:
             raise TypeError(f"contains() takes a str, not {type(needle).__name__}")
 
         def confirm(rec: Any) -> bool:
-            text = func.text(rec)
-            return text is not None and needle in text
+            return any(needle in t for t in func.texts(rec))
 
         if len(needle) < func.q:
             return self._text_query(lambda post: self._grams_with(needle), confirm)
@@ -537,6 +538,24 @@ class Index:
             return out
 
         return self.store.in_txn(run)
+
+    def match_prefix(self, prefix: str, max: int | None = None) -> list[tuple]:
+        """Index tuples whose first element is a str starting with ``prefix``."""
+        return _query.match_prefix(lambda lo: self.tups(lo=lo), prefix, max)
+
+    def match_regex(self, pattern: Any, max: int | None = None) -> list[tuple]:
+        """Index tuples whose first element is a str where ``pattern`` is found."""
+        return _query.match_regex(lambda lo: self.tups(lo=lo), pattern, max)
+
+    def match_similar(
+        self, origin: str, distance: int, max: int | None = None
+    ) -> list[tuple]:
+        """Index tuples whose first element is within ``distance`` edits."""
+        return _query.match_similar(lambda lo: self.tups(lo=lo), origin, distance, max)
+
+    def corrupt(self, entry: bytes, what: str) -> CorruptionError:
+        """The error for an entry that is not what it should be."""
+        return self._corrupt(entry, what)
 
     # Names from the earlier API, kept for code written against it.
     iterpairs = pairs

@@ -103,13 +103,17 @@ class CheckReport:
     stale: list[tuple[str, str, tuple, tuple]] = field(default_factory=list)
     #: (collection, index) stored indexes with no live function to check.
     unchecked: list[tuple[str, str]] = field(default_factory=list)
+    #: (collection, stored record count, actual record count) that differ.
+    miscounted: list[tuple[str, int, int]] = field(default_factory=list)
     checked_entries: int = 0
     #: Ids of the indexes checked so far.
     checked_indexes: set[int] = field(default_factory=set, repr=False)
+    #: Ids of the collections whose record count was checked so far.
+    checked_counts: set[int] = field(default_factory=set, repr=False)
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.stale)
+        return not (self.missing or self.stale or self.miscounted)
 
 
 class Store:
@@ -164,6 +168,12 @@ class Store:
     def close(self) -> None:
         """Close the engine. The store is unusable afterwards."""
         self.engine.close()
+
+    def sync(self) -> None:
+        """Make every committed transaction durable now: the memory engine
+        with a file and ``sync=manual`` writes its snapshot; engines that
+        are durable at each commit do nothing."""
+        self.engine.flush()
 
     def __enter__(self) -> Store:
         return self
@@ -297,6 +307,18 @@ class Store:
             return value
 
         return self.in_txn(run, write=bool(n))
+
+    def counter_key(self, name: str) -> bytes:
+        """The raw key of the counter ``name``, for :meth:`counter_add`."""
+        return keylib.pack((name,), self._counter_prefix)
+
+    def counter_add(self, txn: Txn, key: bytes, n: int, init: int) -> None:
+        """Add ``n`` to the counter at ``key`` (from :meth:`counter_key`) in
+        the write txn ``txn``: :meth:`bump` without its per-call set-up, for
+        the write paths of the layers above."""
+        raw = txn.get(key)
+        value = init if raw is None else _counter_value(key.hex(), raw)
+        txn.put(key, keylib.pack((value + n,)))
 
     def _drop_counter(self, name: str) -> None:
         self.active().delete(keylib.pack((name,), self._counter_prefix))

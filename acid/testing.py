@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from acid.engines import Engine, Txn
-from acid.errors import ConfigError, EngineError, TxnError, TxnTimeout
+from acid.errors import ConfigError, ConflictError, EngineError, TxnError, TxnTimeout
 
 __all__ = ["EngineConformance", "close_within", "fill", "longest_stall"]
 
@@ -39,6 +39,15 @@ def fill(engine: Engine, items: dict[bytes, bytes]) -> None:
     with engine.begin(write=True) as txn:
         for key, value in items.items():
             txn.put(key, value)
+
+
+def writers_take_turns(engine: Engine, close: bool = False) -> None:
+    """Skip a test of the writer lock on engines whose writers run at once
+    (``concurrent_writers``: their conflicts are tested instead)."""
+    if engine.concurrent_writers:
+        if close:
+            engine.close()
+        pytest.skip("writers run concurrently on this engine")
 
 
 def _all(engine: Engine, reverse: bool = False) -> list[tuple[bytes, bytes]]:
@@ -495,6 +504,8 @@ class EngineConformance:
         engine.begin(False, float("inf")).abort()
 
     def test_a_dead_threads_writer_is_not_this_threads(self, engine: Engine) -> None:
+        writers_take_turns(engine)
+
         # Thread ids are reused as soon as a thread ends: a thread that now
         # has the id of a dead writer's thread must wait for that writer
         # (and time out), not be told that it holds the lock itself.
@@ -519,6 +530,7 @@ class EngineConformance:
             kept[0].abort()
 
     def test_infinite_timeout_waits_for_the_writer(self, engine: Engine) -> None:
+        writers_take_turns(engine)
         first = engine.begin(write=True)
         first.put(b"k", b"1")
         got: list[bytes | None] = []
@@ -536,6 +548,7 @@ class EngineConformance:
         assert got == [b"1"]
 
     def test_same_thread_second_writer_fails_at_once(self, engine: Engine) -> None:
+        writers_take_turns(engine)
         with engine.begin(write=True) as txn:
             txn.put(b"k", b"v")
             start = time.monotonic()
@@ -548,6 +561,7 @@ class EngineConformance:
         assert _all(engine) == [(b"k", b"v")]
 
     def test_asyncio_writer_spanning_an_await_fails_fast(self, engine: Engine) -> None:
+        writers_take_turns(engine)
         # Two tasks on one event loop share a thread: the second writer must
         # fail at once instead of freezing the loop for the lock timeout.
         timeout = 2.0
@@ -576,6 +590,7 @@ class EngineConformance:
         assert _all(engine) == [(b"a", b"1")]
 
     def test_second_writer_times_out(self, engine: Engine) -> None:
+        writers_take_turns(engine)
         errors: list[BaseException] = []
 
         def second() -> None:
@@ -595,6 +610,7 @@ class EngineConformance:
         assert "timeout" in str(errors[0])
 
     def test_second_writer_waits_then_proceeds(self, engine: Engine) -> None:
+        writers_take_turns(engine)
         order: list[str] = []
         first = engine.begin(write=True)
         first.put(b"k", b"1")
@@ -613,6 +629,33 @@ class EngineConformance:
         thread.join(timeout=10)
         assert order == ["first commits", "second begins"]
         assert _all(engine) == [(b"k", b"2")]
+
+    def test_concurrent_writers_on_disjoint_keys_both_land(
+        self, engine: Engine
+    ) -> None:
+        if not engine.concurrent_writers:
+            pytest.skip("writers take turns on this engine")
+        first, second = engine.begin(write=True), engine.begin(write=True)
+        first.put(b"a", b"1")
+        second.put(b"b", b"2")
+        assert second.get(b"b") == b"2" and first.get(b"b") is None
+        first.commit()
+        second.commit()
+        assert _all(engine) == [(b"a", b"1"), (b"b", b"2")]
+
+    def test_concurrent_writers_conflict_lands_nothing(self, engine: Engine) -> None:
+        if not engine.concurrent_writers:
+            pytest.skip("writers take turns on this engine")
+        fill(engine, {b"k": b"0"})
+        first, second = engine.begin(write=True), engine.begin(write=True)
+        first.put(b"k", b"1")
+        second.put(b"k", b"2")
+        second.put(b"other", b"2")
+        first.commit()
+        with pytest.raises(ConflictError) as info:
+            second.commit()
+        assert info.value.retryable and second.closed
+        assert _all(engine) == [(b"k", b"1")]
 
     def test_abandoned_writer_releases_the_lock(self, engine: Engine) -> None:
         txn = engine.begin(write=True)
@@ -662,6 +705,7 @@ class EngineConformance:
         # A thread's write transaction stays referenced by the error it got
         # (a log record, an excepthook): close() must not wait for it.
         engine = self.open_engine(tmp_path)
+        writers_take_turns(engine, close=True)
         fill(engine, {b"k": b"1"})
         errors: list[BaseException] = []
 

@@ -11,14 +11,23 @@ import acid
 
 HAVE_PLYVEL = importlib.util.find_spec("plyvel") is not None
 
-#: Engine names the layer tests run on; "trace" is the trace wrapper over skiplist.
-ENGINES = ["skiplist", "lmdb", "leveldb", "trace"]
-PERSISTENT = {"lmdb", "leveldb"}
+#: Engine names the layer tests run on; "trace" is the trace wrapper over skiplist;
+#: "memfile" is the memory engine saved to a file at every commit.
+ENGINES = ["skiplist", "memfile", "lmdb", "leveldb", "trace"]
+#: The memory engine with optimistic concurrent writers, saved at close: only
+#: for the tests that ask for it (``open_optimistic_store``), since the layer
+#: tests of writer turns assume that writers wait for each other.
+OPTIMISTIC = "memopt"
+PERSISTENT = {"lmdb", "leveldb", "memfile", OPTIMISTIC}
 
 
 def engine_url(name: str, path: str) -> str:
     if name == "skiplist" or name == "trace":
         return "skiplist:/"
+    if name == "memfile":
+        return f"memory:{path}/mem.acid?sync=commit"
+    if name == "memopt":
+        return f"memory:{path}/opt.acid?writers=optimistic"
     if name == "lmdb":
         return f"lmdb:{path}/lmdb?map_size=256MiB"
     if name == "leveldb":
@@ -38,6 +47,16 @@ def open_store(
     engine_name: str, tmp_path: object
 ) -> Iterator[Callable[..., acid.Store]]:
     """A function that opens (or reopens) the test's store on its engine."""
+    yield from _openers(engine_name, tmp_path)
+
+
+@pytest.fixture
+def open_optimistic_store(tmp_path: object) -> Iterator[Callable[..., acid.Store]]:
+    """``open_store`` on the memory engine with optimistic writers."""
+    yield from _openers(OPTIMISTIC, tmp_path)
+
+
+def _openers(engine_name: str, tmp_path: object) -> Iterator[Callable[..., acid.Store]]:
     opened: list[acid.Store] = []
 
     def opener(**kwargs: object) -> acid.Store:

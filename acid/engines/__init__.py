@@ -14,7 +14,8 @@ keys and values and iterates them in byte order::
 
 Engines are named by URLs, ``scheme:path?param=value&...``, parsed once by
 :func:`parse_url` (``acid/engines/_url.py``). The built-in schemes are
-``skiplist`` (in memory), ``lmdb`` and ``leveldb``; other packages add schemes
+``memory`` (also ``skiplist``, its old name; in memory, optionally saved to a
+file), ``lmdb`` and ``leveldb``; other packages add schemes
 with :func:`register` or through the entry-point group ``acid.engines``. See
 ``docs/engines.md``.
 """
@@ -710,6 +711,11 @@ class Engine:
         finally:
             txn.abort()
 
+    def flush(self) -> None:
+        """Make every committed transaction durable now, for engines that
+        save on request (the memory engine with a file and ``sync=manual``);
+        a no-op for engines that need nothing. ``Store.sync()`` calls it."""
+
     def close(self) -> None:
         """Release the engine; further use raises ``EngineError``.
 
@@ -766,7 +772,8 @@ def _builtin(module: str, attr: str, extra: str | None = None) -> Factory:
     return factory
 
 
-register("skiplist", _builtin("acid.engines.skiplist", "SkipListEngine"))
+register("memory", _builtin("acid.engines.memory", "MemoryEngine"))
+register("skiplist", _builtin("acid.engines.memory", "MemoryEngine"))  # its old name
 register("lmdb", _builtin("acid.engines.lmdb", "LMDBEngine"))
 register("leveldb", _builtin("acid.engines.leveldb", "LevelDBEngine", "leveldb"))
 
@@ -826,6 +833,7 @@ IS_64BIT = sys.maxsize > 2**32
 #: Engine classes by the names the API documents, imported on first use so
 #: that ``import acid.engines`` never needs an optional package (plyvel).
 _LAZY = {
+    "MemoryEngine": "acid.engines.memory",
     "SkipListEngine": "acid.engines.skiplist",
     "SkiplistEngine": "acid.engines.skiplist",  # the seed API's spelling
     "LMDBEngine": "acid.engines.lmdb",

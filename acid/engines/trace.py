@@ -170,6 +170,7 @@ class TraceEngine(Engine):
         self.snapshots = engine.snapshots
         self.multi_process = engine.multi_process
         self.persistent = engine.persistent
+        self.concurrent_writers = engine.concurrent_writers
         self.max_key_size = engine.max_key_size
         self._log = log = _Log(sink)
         self._closed = False
@@ -208,6 +209,10 @@ class TraceEngine(Engine):
         with log.lock:
             log.write(f"{prefix} -> ok")
         return _TraceTxn(native, log, tid)
+
+    def flush(self) -> None:
+        """The wrapped engine's ``flush`` (not traced: it changes no data)."""
+        self.engine.flush()
 
     def close(self) -> None:
         """Close the wrapped engine and the trace; closing again is a no-op."""

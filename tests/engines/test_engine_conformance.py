@@ -17,6 +17,26 @@ class TestSkipList(EngineConformance):
         return from_url("skiplist:/")
 
 
+class TestMemory(EngineConformance):
+    def open_engine(self, path: Path) -> Engine:
+        return from_url("memory:/")
+
+
+class TestMemoryFile(EngineConformance):
+    def open_engine(self, path: Path) -> Engine:
+        return from_url(f"memory:{path}/data.acid")
+
+
+class TestMemoryFileSyncCommit(EngineConformance):
+    def open_engine(self, path: Path) -> Engine:
+        return from_url(f"memory:{path}/data.acid?sync=commit")
+
+
+class TestMemoryOptimistic(EngineConformance):
+    def open_engine(self, path: Path) -> Engine:
+        return from_url(f"memory:{path}/data.acid?sync=commit&writers=optimistic")
+
+
 class TestLMDB(EngineConformance):
     def open_engine(self, path: Path) -> Engine:
         return from_url(f"lmdb:{path}/db?map_size=256MiB&sync=false")
@@ -40,6 +60,10 @@ class _Traced(EngineConformance):
 
 class TestTracedSkipList(_Traced):
     inner = TestSkipList
+
+
+class TestTracedMemoryOptimistic(_Traced):
+    inner = TestMemoryOptimistic
 
 
 class TestTracedLMDB(_Traced):

@@ -112,6 +112,8 @@ def test_unknown_parameter_names_valid_ones(tmp_path: Path) -> None:
         ("lmdb:{}?sync=perhaps", "'sync'; expected true or false"),
         ("lmdb:{}?max_readers=many", "'max_readers'; expected an integer"),
         ("skiplist:/?lock_timeout=-1", "'lock_timeout'; expected a number of seconds"),
+        ("memory:/?sync=always", "'sync'; expected manual or commit"),
+        ("memory:/?writers=many", "'writers'; expected serial or optimistic"),
         ("leveldb:{}?compression=zip", "'compression'; expected snappy or none"),
     ],
 )
@@ -120,9 +122,15 @@ def test_bad_parameter_values(tmp_path: Path, url: str, fragment: str) -> None:
         from_url(url.format(tmp_path))
 
 
-def test_skiplist_rejects_a_path() -> None:
-    with pytest.raises(ConfigError, match="in memory"):
-        from_url("skiplist:/tmp/data")
+def test_memory_sync_needs_a_file() -> None:
+    for url in ("memory:/?sync=commit", "skiplist:/?sync=commit"):
+        with pytest.raises(ConfigError, match="needs a file"):
+            from_url(url)
+
+
+def test_skiplist_with_a_path_is_the_file_backed_memory_engine(tmp_path: Path) -> None:
+    with from_url(f"skiplist:{tmp_path}/data.acid") as engine:
+        assert engine.persistent and engine.url == f"skiplist:{tmp_path}/data.acid"
 
 
 def test_missing_package_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -23,12 +23,16 @@ import sys, acid
 store = acid.open(sys.argv[1])
 coll = store.add_collection("c")
 coll.add_index("batch", lambda r: r["b"])
+manual = "sync=manual" in sys.argv[1]  # durable at store.sync(), not at commit
 b = 0
 while True:
     with store.begin(write=True):
         for i in range(BATCH):
             coll.put({"b": b, "i": i, "pad": "x" * 200}, key=(b, i))
-    print(b, flush=True)
+    if manual and b % 3 == 2:
+        store.sync()
+    if not manual or b % 3 == 2:
+        print(b, flush=True)  # durable now
     b += 1
 """.replace("BATCH", str(BATCH))
 
@@ -36,10 +40,16 @@ while True:
 def url_for(engine: str, tmp_path: Path) -> str:
     if engine == "leveldb" and importlib.util.find_spec("plyvel") is None:
         pytest.skip("plyvel is not installed")
+    if engine.startswith("memory"):  # the memory engine saved to a file
+        mode = engine.partition("-")[2]
+        return f"memory:{tmp_path}/db.acid?sync={mode}"
     return f"{engine}:{tmp_path}/db"
 
 
-@pytest.mark.parametrize("engine", ["lmdb", "leveldb"])
+ENGINES = ["lmdb", "leveldb", "memory-commit", "memory-manual"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 def test_killed_writer_leaves_whole_transactions(engine: str, tmp_path: Path) -> None:
     url = url_for(engine, tmp_path)
     proc = subprocess.Popen(

@@ -14,6 +14,7 @@ import pytest
 
 import acid
 from acid.errors import ConfigError, ConstraintError, NotFound, SchemaError
+from tests.conftest import PERSISTENT
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,7 +41,7 @@ def test_aborted_collection_never_shares_its_id(
     assert store.collections() == ["real"]
     assert list(real.items()) == [((1,), {"age": 3})]
     assert store.check().ok
-    if engine_name in ("lmdb", "leveldb"):
+    if engine_name in PERSISTENT:
         store.close()
         store = open_store()
         again = store.add_collection("real")
@@ -103,7 +104,7 @@ def test_aborted_compressor_registration_is_undone(
     coll = store.add_collection("c", compressor=comp)  # registers it for real
     coll.put("x" * 50, key=1)
     assert store.get_meta(acid.KIND_ENCODER, "rev") is not None
-    if engine_name in ("lmdb", "leveldb"):
+    if engine_name in PERSISTENT:
         store.close()
         store = open_store()
         store.add_encoder(

@@ -182,3 +182,8 @@ def test_schema_machine(open_store: Any) -> None:
 @pytest.mark.stress
 def test_schema_machine_long(open_store: Any) -> None:
     run(open_store, examples=500)
+
+
+def test_schema_machine_optimistic_writers(open_optimistic_store: Any) -> None:
+    """The same machine on the memory engine with ``writers=optimistic``."""
+    run(open_optimistic_store, examples=60)

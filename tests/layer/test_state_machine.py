@@ -214,3 +214,8 @@ def test_state_machine(open_store: Any) -> None:
 @pytest.mark.stress
 def test_state_machine_long(open_store: Any) -> None:
     run_machine(open_store, examples=300)
+
+
+def test_state_machine_optimistic_writers(open_optimistic_store: Any) -> None:
+    """The same machine on the memory engine with ``writers=optimistic``."""
+    run_machine(open_optimistic_store)

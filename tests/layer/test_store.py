@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import acid
+from tests.conftest import PERSISTENT
 
 
 def test_threads_each_have_their_own_transaction(store: acid.Store) -> None:
@@ -100,3 +102,44 @@ def test_a_traced_and_a_plain_store_on_one_path_share_the_transaction(
         assert plain.txn is None
         assert cp.get(1) == "y" and ct.get(1) == "x"
     assert "put" in trace.read_text()
+
+
+def test_sync_makes_commits_durable(engine_name: str, open_store: Any) -> None:
+    store = open_store()
+    coll = store.add_collection("c")
+    coll.put({"n": 1}, key=1)
+    store.sync()  # a no-op where commits are durable already
+    store.sync()
+    if engine_name in PERSISTENT:
+        store.close()
+        again = open_store()
+        assert list(again.add_collection("c").items()) == [((1,), {"n": 1})]
+
+
+def test_optimistic_writers_in_threads_conflict_cleanly(
+    open_optimistic_store: Any,
+) -> None:
+    store = open_optimistic_store()
+    assert store.engine.concurrent_writers
+    coll = store.add_collection("c")
+    coll.add_index("n", lambda r: r["n"])
+    coll.put({"n": 0}, key=1)
+    inside = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def bump(n: int) -> None:
+        try:
+            with store.begin(write=True):
+                coll.put({"n": coll.get(1)["n"] + n}, key=1)
+                inside.wait(timeout=10)  # both blocks are open at once
+        except acid.errors.ConflictError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=bump, args=(n,)) for n in (1, 10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(errors) == 1  # one landed whole, the other not at all
+    assert coll.get(1)["n"] in (1, 10)
+    assert store.check().ok

@@ -1,5 +1,6 @@
-"""The bulk API on a collection whose records expire: deadlines are set,
-expired records are absent, and a failing batch changes nothing."""
+"""The newer APIs on a collection whose records expire (bulk calls, len,
+queries): deadlines are set, expired records are absent, and a failing
+batch changes nothing."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ def setup(open_store: Callable[..., acid.Store]) -> tuple[acid.Collection, Clock
     store = open_store(clock=clock)
     coll = store.add_collection("c", key_func=lambda r: r["id"], ttl=60)
     coll.add_index("tag", lambda r: r["tag"])
+    coll.add_index("by_tag", acid.field("tag"))
     return coll, clock
 
 
@@ -69,3 +71,40 @@ def test_failing_batch_on_an_expiring_collection_changes_nothing(
         coll.put_many(bad)
     assert [k[0] for k in coll.keys()] == [0, 1, 2]
     assert coll.check().ok
+
+
+def test_len_leaves_out_expired_records(
+    setup: tuple[acid.Collection, Clock],
+) -> None:
+    coll, clock = setup
+    coll.put_many(recs(range(4)))
+    clock.now += 30
+    coll.put({"id": 9, "tag": "t"})
+    assert len(coll) == 5
+    clock.now += 30  # 0..3 expired, not swept
+    assert len(coll) == 1
+    with coll.store.begin():
+        assert len(coll) == 1
+    assert coll.store.expire() == 4
+    assert len(coll) == 1 and coll.check().ok
+    clock.now += 60
+    assert len(coll) == 0
+
+
+@pytest.mark.parametrize("spec", [{}, {"tag": "t"}, {"tag": {"$gte": "a"}}])
+def test_queries_leave_out_expired_records(
+    setup: tuple[acid.Collection, Clock], spec: dict[str, Any]
+) -> None:
+    coll, clock = setup
+    coll.put_many(recs(range(3)))
+    clock.now += 30
+    coll.put_many(recs(range(3, 5)))
+    clock.now += 30  # 0..2 expired
+    q = coll.query(spec)
+    assert [k[0] for k in q.keys()] == [3, 4]
+    assert q.count() == 2
+    assert [r["id"] for r in q.order_by("-tag", "-id")] == [4, 3]
+    assert q.first() == {"id": 3, "tag": "t"}
+    assert q.delete() == 2
+    assert coll.store.expire() == 3
+    assert len(coll) == 0 and coll.check().ok

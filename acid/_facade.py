@@ -1,0 +1,188 @@
+"""The dict-style face of a Collection (sophy's idiom), over its public API.
+
+``coll[key]``, ``coll[key] = rec``, ``del coll[key]``, ``key in coll``,
+``len(coll)``, iteration as ``(key, record)``, slices, cursors and the
+``multi_*`` calls. Scalar keys are 1-tuples, as everywhere in acid.
+
+>>> import acid
+>>> store = acid.open("skiplist:/")
+>>> kv = store.add_collection("kv", key_func=lambda r: r["k"])
+>>> kv.update({"k1": {"k": "k1"}, "k2": {"k": "k2"}, "k3": {"k": "k3"}})
+>>> [k for k, _ in kv["k3":"k1"]]
+[('k3',), ('k2',), ('k1',)]
+>>> kv.multi_get("k1", "kx")
+[{'k': 'k1'}, None]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from acid import _query, keylib
+from acid.errors import NotFound
+
+if TYPE_CHECKING:
+    from acid.collection import Collection
+
+__all__ = ["COUNT_UNKNOWN", "ORDERS"]
+
+#: A record count below 0 means "not known yet" (a store written before
+#: counts existed): adding to it keeps it negative until it is recounted.
+COUNT_UNKNOWN = -(2**62)
+ORDERS = (">=", ">", "<=", "<")
+_ABSENT = object()
+
+
+def getitem(coll: Collection, key: Any) -> Any:
+    if isinstance(key, slice):
+        return slice_items(coll, key)
+    rec = coll.get(key, _ABSENT)
+    if rec is _ABSENT:
+        raise NotFound(f"collection {coll.name!r} has no record under {key!r}")
+    return rec
+
+
+def delitem(coll: Collection, key: Any) -> None:
+    if not coll.delete(key):
+        raise NotFound(f"collection {coll.name!r} has no record under {key!r}")
+
+
+def contains(coll: Collection, key: Any) -> bool:
+    return coll.get(key, _ABSENT, raw=True) is not _ABSENT
+
+
+def length(coll: Collection, name: str) -> int:
+    """The record count kept in counter ``name``; recounted (and stored,
+    unless in a read transaction) when it is not known yet. The counter
+    counts stored records; expired ones not swept yet are taken off (found
+    in the expiry queue: O(expired))."""
+    store = coll.store
+
+    def count() -> int:
+        n = stored = store.bump(name, 0, COUNT_UNKNOWN)
+        if stored < 0:  # not known yet (a store older than the counter)
+            n = sum(1 for _ in store.iter_space(coll.id))
+            if store.active().write:
+                store.bump(name, n - stored, COUNT_UNKNOWN)
+        expiry = coll.expiry
+        if expiry is not None:
+            n -= len(expiry.due(store.active(), store.clock(), n))
+        return n
+
+    txn = store.txn
+    if coll.expiry is None and (txn is None or not txn.write):
+        n = store.bump(name, 0, COUNT_UNKNOWN)  # the usual case: one read
+        if n >= 0:
+            return n
+    return store.in_txn(count, write=txn is None or txn.write)
+
+
+def _packed_key(key: Any, base: bytes) -> bytes:
+    return keylib.pack(_query.as_tuple(key), base)
+
+
+def slice_items(coll: Collection, s: slice) -> Iterator[tuple[tuple, Any]]:
+    """``coll[lo:hi]``: both ends included, reversed when ``lo > hi`` or
+    the step is ``True``; open on an omitted side."""
+    if s.step not in (None, True, False):
+        raise TypeError(
+            f"a slice step must be True (reverse) or omitted, not {s.step!r}"
+        )
+    base = coll.key_prefix
+    lo = None if s.start is None else _packed_key(s.start, base)
+    hi = None if s.stop is None else _packed_key(s.stop, base)
+    reverse = s.step is True
+    if lo is not None and hi is not None and lo > hi:
+        lo, hi, reverse = hi, lo, True
+    start, stop = keylib.prefix_range((), base)
+    if lo is not None:
+        start = lo
+    if hi is not None:
+        stop = hi + b"\x00"  # inclusive of exactly ``hi``
+    return _items(coll, start, stop, reverse)
+
+
+def _items(
+    coll: Collection, start: bytes, stop: bytes, reverse: bool
+) -> Iterator[tuple[tuple, Any]]:
+    codec = coll.codec
+    return _query.scan(
+        coll.store,
+        start,
+        stop,
+        reverse,
+        None,
+        key_prefix=coll.key_prefix,
+        decode=codec.decode,
+        plain=codec.unpack,
+    )
+
+
+def cursor(
+    coll: Collection,
+    key: Any = None,
+    order: str = ">=",
+    prefix: Any = None,
+    keys: bool = True,
+    values: bool = True,
+) -> Iterator[Any]:
+    """Iterate from ``key`` in the direction ``order`` says (see Collection)."""
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {', '.join(ORDERS)}, not {order!r}")
+    if not keys and not values:
+        raise ValueError("a cursor needs keys=True or values=True")
+    base = coll.key_prefix
+    start, stop = keylib.prefix_range((), base)
+    if prefix is not None:
+        start, stop = keylib.prefix_range(_query.as_tuple(prefix), base)
+    reverse = order in ("<=", "<")
+    if key is not None:
+        k = _packed_key(key, base)
+        bound = k + b"\x00" if order in (">", "<=") else k
+        if reverse:
+            stop = min(stop, bound)
+        else:
+            start = max(start, bound)
+    rows = _items(coll, start, stop, reverse)
+    if keys and values:
+        return rows
+    if keys:
+        return (k for k, _ in rows)
+    return (v for _, v in rows)
+
+
+def multi_get(coll: Collection, keys: tuple[Any, ...]) -> list[Any]:
+    return coll.store.in_txn(lambda: [coll.get(k) for k in keys])
+
+
+def multi_get_dict(coll: Collection, keys: Iterable[Any]) -> dict[Any, Any]:
+    keys = list(keys)
+
+    def run() -> dict[Any, Any]:
+        out = {}
+        for k in keys:
+            rec = coll.get(k, _ABSENT)
+            if rec is not _ABSENT:
+                out[k] = rec
+        return out
+
+    return coll.store.in_txn(run)
+
+
+def multi_delete(coll: Collection, keys: tuple[Any, ...]) -> int:
+    return coll.store.in_txn(lambda: sum(1 for k in keys if coll.delete(k)), write=True)
+
+
+def update(coll: Collection, items: Mapping[Any, Any] | Iterable[Any]) -> None:
+    def run() -> None:
+        if isinstance(items, Mapping):
+            for k, rec in items.items():
+                coll.put(rec, key=k)
+        else:
+            for rec in items:
+                coll.put(rec)
+
+    if isinstance(items, str | bytes):
+        raise TypeError("update() takes a mapping of key to record, or records")
+    coll.store.in_txn(run, write=True)
