@@ -43,6 +43,8 @@ def _url(engine: str, tmp_path: Path) -> str:
         pytest.skip("plyvel is not installed")
     if engine == "lmdb":
         return f"lmdb:{tmp_path}/db?map_size=1GiB"
+    if engine == "memory":  # the memory engine, every commit in its log
+        return f"memory:{tmp_path}/db.acid?sync=commit"
     return f"leveldb:{tmp_path}/db"
 
 
@@ -68,7 +70,7 @@ def _batches(url: str) -> dict[tuple[int, int], list[int]]:
         return found
 
 
-@pytest.mark.parametrize("engine", ["lmdb", "leveldb"])
+@pytest.mark.parametrize("engine", ["lmdb", "leveldb", "memory"])
 def test_killed_mid_put_many_leaves_whole_batches(engine: str, tmp_path: Path) -> None:
     url = _url(engine, tmp_path)
     proc = _writer(url, 0, 10**6)
