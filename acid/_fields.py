@@ -37,6 +37,7 @@ __all__ = [
     "Field",
     "Fields",
     "candidates",
+    "describe",
     "field",
     "fields",
     "packed",
@@ -207,6 +208,20 @@ def fields(*paths: str) -> Field | Fields:
     if len(paths) == 1:
         return Field(paths[0])
     return Fields(*paths)
+
+
+def describe(paths: tuple[str, ...]) -> str:
+    """How an index with these stored paths was declared, as code."""
+    if not paths:
+        return "a plain function"
+    if len(paths) == 1 and paths[0].startswith(TEXT):
+        return f"acid.tokens({paths[0][len(TEXT) :]!r})"
+    if len(paths) == 1 and paths[0].startswith(GRAMS):
+        q, _, path = paths[0][len(GRAMS) :].partition(":")
+        return f"acid.qgrams({path!r}, q={q})"
+    if len(paths) == 1:
+        return f"acid.field({paths[0]!r})"
+    return f"acid.fields({', '.join(map(repr, paths))})"
 
 
 def declared_paths(func: Any) -> tuple[str, ...] | None:

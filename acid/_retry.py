@@ -32,6 +32,7 @@ __all__ = [
     "check_fn",
     "check_result",
     "check_retries",
+    "is_async",
     "retrying",
     "retrying_async",
     "transactional",
@@ -71,7 +72,17 @@ class Backoff:
     def delay(self, retry: int) -> float:
         """Seconds to wait before retry number ``retry`` (1-based)."""
         step = self.cap if retry > 60 else min(self.cap, self.base * 2 ** (retry - 1))
-        return float(step * self.rng())
+        fraction = self.rng()
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float):
+            raise TypeError(
+                f"Backoff rng must return a float in [0, 1], not "
+                f"{type(fraction).__name__}"
+            )
+        if not 0 <= fraction <= 1:  # NaN too
+            raise ValueError(
+                f"Backoff rng must return a float in [0, 1], got {fraction}"
+            )
+        return float(step * fraction)
 
     def before_retry(self, error: BaseException, attempt: int) -> float:
         """Report ``error`` of attempt ``attempt``; return the wait before the next."""
@@ -107,7 +118,7 @@ def check_fn(fn: Any, *, asynchronous: bool = False) -> None:
             f"{_name(fn)} is a generator function: its body would run after the "
             "transaction ended; return a list instead"
         )
-    if not asynchronous and inspect.iscoroutinefunction(fn):
+    if not asynchronous and is_async(fn):
         raise TypeError(
             f"{_name(fn)} is a coroutine function; run it with acid.aio "
             "(await store.transact(fn)) instead"
@@ -117,15 +128,27 @@ def check_fn(fn: Any, *, asynchronous: bool = False) -> None:
 def check_result(fn: Any, result: Any, *, asynchronous: bool = False) -> None:
     """Refuse a lazy result whose body would run outside the transaction."""
     lazy = inspect.isgenerator(result) or inspect.isasyncgen(result)
+    hint = "return a value (a list, say) instead"
     if not asynchronous and inspect.isawaitable(result):
         if inspect.iscoroutine(result):
             result.close()  # never awaited: no warning, it will not run
         lazy = True
+        hint = "make it an async def and run it with acid.aio's transact"
     if lazy:
         raise TypeError(
             f"{_name(fn)} returned {type(result).__name__}, which would run "
-            "after the transaction ended; return a value (a list, say) instead"
+            f"after the transaction ended; {hint}"
         )
+
+
+def is_async(fn: Any) -> bool:
+    """Whether calling ``fn`` makes a coroutine to await: a coroutine
+    function, or an object whose ``__call__`` is one."""
+    if inspect.iscoroutinefunction(fn):
+        return True
+    if inspect.isroutine(fn) or isinstance(fn, type) or not callable(fn):
+        return False
+    return inspect.iscoroutinefunction(type(fn).__call__)
 
 
 def retrying(attempt: Callable[[], T], retries: int, policy: Backoff) -> T:
@@ -141,7 +164,14 @@ def retrying(attempt: Callable[[], T], retries: int, policy: Backoff) -> T:
             if n > retries:
                 exc.attempts = n  # type: ignore[attr-defined]
                 raise
-            policy.sleep(policy.before_retry(exc, n))
+            waited = policy.sleep(policy.before_retry(exc, n))
+            if inspect.isawaitable(waited):
+                if inspect.iscoroutine(waited):
+                    waited.close()  # never awaited: no warning
+                raise TypeError(
+                    "Backoff sleep returned an awaitable, which a blocking "
+                    "transact() cannot wait for; use it with acid.aio"
+                ) from exc
         n += 1
 
 
@@ -200,13 +230,25 @@ def transactional(
     check_retries(retries, backoff)
     asynchronous = inspect.iscoroutinefunction(transact)
 
-    def decorate(fn: Callable[..., T]) -> Callable[..., T]:
+    def decorate(fn: Any) -> Any:
+        if isinstance(fn, staticmethod | classmethod):
+            # Above @staticmethod/@classmethod: decorate the function inside.
+            return type(fn)(decorate(fn.__func__))
         check_fn(fn, asynchronous=asynchronous)
+        if asynchronous:
+            # A coroutine function, so that inspect.iscoroutinefunction (and
+            # the frameworks that ask it) knows it must be awaited.
+            @functools.wraps(fn)
+            async def awaitable(*args: Any, **kwargs: Any) -> Any:
+                return await transact(
+                    fn, *args, retries=retries, backoff=backoff, **kwargs
+                )
+
+            return awaitable
 
         @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> T:
-            result: T = transact(fn, *args, retries=retries, backoff=backoff, **kwargs)
-            return result
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return transact(fn, *args, retries=retries, backoff=backoff, **kwargs)
 
         return wrapper
 

@@ -40,22 +40,23 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import inspect
 import itertools
 import threading
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
-from acid._aio_threads import Worker
+from acid._aio_threads import Worker, WorkerStopped
 from acid._query import many
 from acid._retry import (
     Backoff,
     check_fn,
     check_result,
     check_retries,
+    is_async,
     retrying_async,
 )
+from acid._txn import TxnContext, active
 from acid.collection import Collection as BlockingCollection
 from acid.engines import DEFAULT_LOCK_TIMEOUT, check_timeout
 from acid.errors import AbortError, EngineError, TxnError, TxnTimeout
@@ -112,8 +113,12 @@ class Transaction:
         self._timeout = timeout
         self._block = store.blocking.begin(write, timeout=timeout)
         self._worker: Worker | None = None
+        self._home: Worker | None = None  # the thread it began on, kept
+        self._scans: set[_Scan] = set()  # its live iterators
         self._turn: asyncio.Lock | None = None  # the writers' turn it holds
+        self._loop: asyncio.AbstractEventLoop | None = None  # the turn's
         self._token: contextvars.Token[Transaction | None] | None = None
+        self._blocking_token: Any = None
         #: ``True`` once the block began ending (no more calls join it).
         self.ended = False
         self._used = False
@@ -129,17 +134,29 @@ class Transaction:
                 "a transaction is already active in this task; nested begin() is "
                 "not supported (await store.transact(fn) joins the active one)"
             )
+        self.store._refuse_blocking_txn()
         await self.start()
         self._token = self.store._current.set(self)
+        context = self.store.blocking.context
+        if isinstance(context, TxnContext):  # per task, as ours is
+            self._blocking_token = context.set(_InAioBlock(self))  # type: ignore[arg-type]
         return self
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
-        if self._token is not None:
-            try:
-                self.store._current.reset(self._token)
-            except ValueError:  # exited in another context than entered
-                self.store._current.set(None)
-            self._token = None
+        for var, token in (
+            (self.store._current, self._token),
+            (self.store.blocking.context, self._blocking_token),
+        ):
+            if token is not None:
+                try:
+                    var.reset(token)
+                except ValueError:
+                    # Exited in another context than entered (a dropped
+                    # task closed by the garbage collector, in whatever task
+                    # runs then): leave that one alone. Ended, this
+                    # transaction is nobody's active one anyway.
+                    pass
+        self._token = self._blocking_token = None
         return await self.finish(exc_type, exc, tb)
 
     async def start(self) -> None:
@@ -149,20 +166,24 @@ class Transaction:
         self._used = True
         store = self.store
         store._check_open()
+        self._loop = asyncio.get_running_loop()
         if self.write:
             self._turn = await store._take_turn(self._timeout)
         try:
             store._check_open()
-            self._worker = store._take_worker()
+            self._worker = self._home = store._take_worker()
         except BaseException:
             self._give_back()
             raise
         try:
             await self._worker.submit(self._block.__enter__)
-        except BaseException:
+        except BaseException as exc:
             # Failed or cancelled: end whatever began, then give back.
             self.ended = True
-            self._end_in_thread(self._abort_if_begun)
+            if _unawaitable(exc):
+                self._end_unawaited(self._abort_if_begun)
+            else:
+                self._end_in_thread(self._abort_if_begun)
             raise
 
     async def finish(
@@ -172,16 +193,75 @@ class Transaction:
         if self.ended:
             return False
         self.ended = True
+        if _unawaitable(exc):
+            # The coroutine is being closed (its task was dropped, its loop
+            # closed): nothing can be awaited. Abort on the thread anyway.
+            self._end_unawaited(lambda: self._block.__exit__(exc_type, exc, tb))
+            return False
         done = self._end_in_thread(lambda: self._block.__exit__(exc_type, exc, tb))
         # Shielded: a second cancellation must not leave the writer turn held;
         # the thread ends the transaction and gives everything back anyway.
         return bool(await asyncio.shield(done))
 
     def _end_in_thread(self, fn: Callable[[], Any]) -> asyncio.Future[Any]:
-        assert self._worker is not None
-        done = self._worker.submit(fn)
+        """``fn()`` (the end) on the thread, which then goes back to the
+        store by itself: its loop may be gone by then (a commit outliving
+        ``asyncio.run``). The turn is given back through the loop."""
+        worker, self._worker = self._worker, None
+        assert worker is not None
+        store = self.store
+
+        def end() -> Any:
+            try:
+                return fn()
+            finally:
+                store._give_worker(worker)
+
+        done = worker.submit(end)
         done.add_done_callback(lambda _: self._give_back())
         return done
+
+    def _end_unawaited(self, fn: Callable[[], Any]) -> None:
+        """``fn()`` on the transaction's thread with nobody waiting; then
+        give the turn back (through its loop, if that still runs) and the
+        thread."""
+        worker, self._worker = self._worker, None
+        turn, self._turn = self._turn, None
+        loop, store = self._loop, self.store
+
+        def give_turn() -> None:
+            if turn is not None and loop is not None and not loop.is_closed():
+                try:
+                    loop.call_soon_threadsafe(turn.release)
+                except RuntimeError:  # closed meanwhile: nobody waits
+                    pass
+
+        if worker is None:
+            give_turn()
+            return
+
+        def end() -> None:
+            try:
+                fn()
+            finally:
+                give_turn()
+                store._give_worker(worker)
+
+        worker.call(end)
+
+    def __del__(self) -> None:
+        # Dropped while active, its block never exited: an async iterator
+        # collected after its loop closed, say. Abort it, or it would keep
+        # its thread, its snapshot (an LMDB reader slot) or the writer lock.
+        if getattr(self, "_worker", None) is not None and not self.ended:
+            self.ended = True
+            self._end_unawaited(self._abort_if_begun)
+
+    def _on_thread(self, fn: Callable[[], Any]) -> None:
+        """``fn()`` on the transaction's thread after the calls before it
+        (its end included, if under way), waited on by nobody."""
+        if self._home is not None:
+            self._home.call(fn)
 
     def _abort_if_begun(self) -> None:
         if self._block.txn is not None:
@@ -195,11 +275,20 @@ class Transaction:
         if worker is not None:
             self.store._give_worker(worker)
 
-    async def run(self, fn: Callable[[], T]) -> T:
-        """``fn()`` on this transaction's thread, with it active there."""
+    async def run(self, fn: Callable[[], T], changes: bool = True) -> T:
+        """``fn()`` on this transaction's thread, with it active there.
+
+        ``changes``: whether ``fn`` may write; iterators of this transaction
+        then stop short of their prefetched rows (see :class:`_Scan`).
+        """
         if self.ended or self._worker is None:
             raise TxnError("transaction already ended; begin a new one")
         self.store._check_open()
+        if changes and self._scans:
+            scans = tuple(self._scans)
+            for scan in scans:
+                scan.pending = True
+            fn = functools.partial(_synced, scans, fn)
         return await self._worker.submit(fn)
 
 
@@ -220,20 +309,16 @@ class Store:
             raise ValueError(f"pool_size must be >= 1, got {pool_size}")
         self.blocking = store
         self.engine = store.engine
-        # The active Transaction of each task.
-        self._current: contextvars.ContextVar[Transaction | None] = (
-            contextvars.ContextVar("acid_aio_txn", default=None)
-        )
+        # The active Transaction of each task, and the writers' turn, one
+        # per event loop (an asyncio.Lock serves one): shared by the stores
+        # over one storage, as their blocking stores share its transaction.
+        self._current, self._turns = _storage_state(store.context)
         self._pool = Worker(pool_size, "acid-aio-auto")
         self._idle: list[Worker] = []
         # An unclosed store's parked threads end when it is collected.
         weakref.finalize(self, _stop_all, self._idle, self._pool)
         self._workers_lock = threading.Lock()
         self._concurrent = bool(getattr(store.engine, "concurrent_writers", False))
-        # The writers' turn, one per event loop (an asyncio.Lock serves one).
-        self._turns: weakref.WeakKeyDictionary[Any, asyncio.Lock] = (
-            weakref.WeakKeyDictionary()
-        )
         self._closed = False
 
     def __repr__(self) -> str:
@@ -250,6 +335,19 @@ class Store:
     def _check_open(self) -> None:
         if self._closed:
             raise EngineError("this acid.aio store is closed; open it again")
+
+    def _refuse_blocking_txn(self) -> None:
+        """Refuse to start a transaction of our own (or autocommit) in a task
+        where a blocking ``store.blocking.begin(write=True)`` block is active:
+        it would neither see that block's writes nor, writing, get its lock."""
+        txn = active(self.blocking.context)
+        if txn is not None and not isinstance(txn, _InAioBlock) and txn.write:
+            raise TxnError(
+                "a blocking write transaction (store.blocking.begin()) is active in "
+                "this task; acid.aio calls would run in another transaction on "
+                "another thread, blind to its writes and waiting for its writer "
+                "lock. End that block first, or keep to one API in it"
+            )
 
     async def _take_turn(self, timeout: float | None) -> asyncio.Lock | None:
         """Wait (without blocking the loop) for the writers' turn; return the
@@ -287,24 +385,37 @@ class Store:
                 return
         worker.stop()
 
-    async def _call(self, write: bool, fn: Callable[[], T]) -> T:
-        """``fn()`` (a blocking call) in the task's transaction, or autocommit."""
+    async def _call(
+        self, write: bool, fn: Callable[[], T], changes: bool | None = None
+    ) -> T:
+        """``fn()`` (a blocking call) in the task's transaction, or autocommit.
+        ``changes``: whether it may write in a transaction (``write`` unless
+        said: a plain function may write in a write transaction it joins)."""
         txn = self.txn
         if txn is not None:
-            return await txn.run(fn)
+            return await txn.run(fn, changes=write if changes is None else changes)
         self._check_open()
+        self._refuse_blocking_txn()
         if not write or self._concurrent:
-            return await self._pool.submit(fn)
+            return await self._submit(fn)
         turn = await self._take_turn(None)
         assert turn is not None
         try:
             self._check_open()
-            future = self._pool.submit(fn)
+            future = self._submit(fn)
         except BaseException:
             turn.release()
             raise
         future.add_done_callback(lambda _: turn.release())  # when it really ends
         return await asyncio.shield(future)
+
+    def _submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+        """``fn()`` on the pool (stopped by a close in another thread since
+        the caller checked: closed, then)."""
+        try:
+            return self._pool.submit(fn)
+        except WorkerStopped:
+            raise EngineError("this acid.aio store is closed; open it again") from None
 
     async def _rows(self, make: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
         """The rows of the blocking iterator ``make()`` returns, in batches
@@ -313,18 +424,31 @@ class Store:
         txn = self.txn
         own = txn is None
         if txn is None:
+            self._refuse_blocking_txn()
             txn = Transaction(self, False, None)
             await txn.start()
+        # The blocking iterators live in ``scan``, touched by the thread
+        # only: closed (dropped) anywhere else, an engine cursor would be
+        # freed on the loop's thread while the transaction's thread writes
+        # through the same transaction.
+        scan: _Scan[T] = _Scan(make)
+        txn._scans.add(scan)
         try:
-            it = await txn.run(make)
-            take = functools.partial(_take, it)
             while True:
-                batch = await txn.run(take)
+                scan.pending = False
+                batch, last = await txn.run(scan.take, changes=False)
+                dropped = False
                 for row in batch:
+                    if scan.pending and scan.ahead is not None:
+                        dropped = True  # a write came after these rows
+                        break
+                    scan.consumed += 1
                     yield row
-                if len(batch) < BATCH:
+                if last and not dropped:
                     return
         finally:
+            txn._scans.discard(scan)
+            txn._on_thread(scan.close)
             if own:
                 await txn.finish()
 
@@ -388,7 +512,7 @@ class Store:
 
     @staticmethod
     async def _body(txn: Transaction, fn: Any, body: Callable[[], Any]) -> Any:
-        if inspect.iscoroutinefunction(fn):
+        if is_async(fn):
             result = await body()
             check_result(fn, result, asynchronous=True)
             return result
@@ -419,7 +543,9 @@ class Store:
         """:meth:`acid.Store.in_txn`: the plain function ``func`` (using the
         blocking API) in the active transaction, or in a new one, on the
         transaction's thread."""
-        return await self._call(write, lambda: self.blocking.in_txn(func, write))
+        return await self._call(
+            write, lambda: self.blocking.in_txn(func, write), changes=True
+        )
 
     async def iter_meta(self, kind: str) -> list[tuple[tuple[Any, ...], dict]]:
         """:meth:`acid.Store.iter_meta`."""
@@ -478,13 +604,172 @@ class Store:
         return await self._call(False, self.blocking.check)
 
 
+_Current = contextvars.ContextVar["Transaction | None"]
+_Turns = weakref.WeakKeyDictionary[Any, asyncio.Lock]
+# By blocking transaction context: stores over one storage share it.
+_states: weakref.WeakKeyDictionary[Any, tuple[_Current, _Turns]] = (
+    weakref.WeakKeyDictionary()
+)
+_states_lock = threading.Lock()
+
+
+def _storage_state(context: Any) -> tuple[_Current, _Turns]:
+    """The active-transaction variable and the writers' turns of the stores
+    whose blocking stores keep their transaction in ``context``."""
+    with _states_lock:
+        try:
+            state = _states.get(context)
+        except TypeError:  # not weakly referenceable: a state of its own
+            return _new_state()
+        if state is None:
+            state = _states[context] = _new_state()
+        return state
+
+
+def _new_state() -> tuple[_Current, _Turns]:
+    return contextvars.ContextVar("acid_aio_txn", default=None), (
+        weakref.WeakKeyDictionary()
+    )
+
+
+class _InAioBlock:
+    """What the blocking API finds as the active transaction in a task inside
+    an ``async with store.begin()`` block (on the event loop's thread): not
+    a transaction it can use, and an error that says why.
+
+    Without it a blocking call there would run in a transaction of its own,
+    blind to the block's writes, and a blocking write would wait (freezing
+    the loop) for the writer lock the block itself holds.
+    """
+
+    __slots__ = ("_block",)
+
+    def __init__(self, block: Transaction) -> None:
+        self._block = block
+
+    @property
+    def ended(self) -> bool:
+        return self._block.ended
+
+    def __repr__(self) -> str:
+        return f"<the acid.aio block of {self._block!r}>"
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # protocols (copy, pickle) ask politely
+            raise AttributeError(name)
+        raise TxnError(
+            "the blocking API was called on the event loop's thread inside an "
+            "acid.aio block (async with store.begin()); it cannot join that "
+            "transaction, which lives on a thread of its own, and would block "
+            "the loop. Await the acid.aio call instead, or run a plain "
+            "function there with await store.in_txn(fn) or store.transact(fn)"
+        )
+
+
+def _unawaitable(exc: BaseException | None) -> bool:
+    """Whether the coroutine seeing ``exc`` can no longer await: it is being
+    closed, or runs with no event loop."""
+    if isinstance(exc, GeneratorExit):
+        return True
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return True
+    return False
+
+
 def _stop_all(idle: list[Worker], pool: Worker) -> None:
     for worker in [*idle, pool]:
         worker.stop()
 
 
-def _take(it: Iterator[T]) -> list[T]:
-    return list(itertools.islice(it, BATCH))
+class _Scan(Generic[T]):
+    """An iterator's rows, fetched on its transaction's thread.
+
+    Rows come ``BATCH`` at a time from ``ahead``. A write in the transaction
+    while prefetched rows wait would leave them stale (the engine contract:
+    after ``k`` an iterator yields the first key after ``k`` as the
+    transaction sees it then, its own writes included). So before each
+    write, :meth:`sync` moves a second iterator, ``exact``, past the rows
+    the loop consumed (in the view they were read in: nothing wrote since
+    the last sync); the loop drops the rows it had not reached, and the scan
+    goes on from ``exact``, a row at a time (each fresh).
+
+    ``consumed`` and ``pending`` are set by the loop; the rest is the
+    thread's.
+    """
+
+    __slots__ = (
+        "make",
+        "ahead",
+        "exact",
+        "pulled",
+        "tracked",
+        "consumed",
+        "pending",
+        "error",
+    )
+
+    def __init__(self, make: Callable[[], Iterator[T]]) -> None:
+        self.make = make
+        self.ahead: Iterator[T] | None = None
+        self.exact: Iterator[T] | None = None
+        self.pulled = 0  # rows taken from ahead
+        self.tracked = 0  # rows exact is past
+        self.consumed = 0  # rows the loop yielded
+        self.pending = False  # a write was submitted since the last fetch
+        self.error: BaseException | None = None
+
+    def take(self) -> tuple[list[T], bool]:
+        """The next rows, and whether no more follow."""
+        if self.error is not None:
+            raise self.error
+        if self.exact is None and self.ahead is None:
+            self.ahead = self.make()
+        if self.ahead is not None and self.pulled > self.consumed:
+            # The loop dropped rows a write made stale: go on exactly.
+            self.sync()
+            _close(self.ahead)
+            self.ahead = None
+        if self.ahead is None:
+            assert self.exact is not None
+            rows = list(itertools.islice(self.exact, 1))
+            self.tracked += len(rows)
+            return rows, not rows
+        rows = list(itertools.islice(self.ahead, BATCH))
+        self.pulled += len(rows)
+        return rows, len(rows) < BATCH
+
+    def sync(self) -> None:
+        """Before a write: move ``exact`` past the rows the loop consumed."""
+        if self.exact is None:
+            self.exact = self.make()
+        behind = self.consumed - self.tracked
+        if behind > 0:
+            for _ in itertools.islice(self.exact, behind):
+                pass
+            self.tracked += behind
+
+    def close(self) -> None:
+        for it in (self.ahead, self.exact):
+            _close(it)
+        self.ahead = self.exact = None
+
+
+def _synced(scans: tuple[_Scan[Any], ...], fn: Callable[[], T]) -> T:
+    for scan in scans:
+        if scan.error is None:
+            try:
+                scan.sync()
+            except Exception as exc:  # the write goes on; the scan says it
+                scan.error = exc
+    return fn()
+
+
+def _close(it: Any) -> None:
+    close = getattr(it, "close", None)
+    if close is not None:
+        close()
 
 
 class Collection:

@@ -1002,13 +1002,10 @@ def _check_fields(coll: str, info: dict[str, Any], func: Any) -> None:
     stored = tuple(info.get("fields") or ())
     given = _fields.declared_paths(func) or ()
     if stored != given:
-
-        def say(paths: tuple[str, ...]) -> str:
-            return f"acid.fields{paths!r}" if paths else "a plain function"
-
         raise ConfigError(
-            f"index {coll}.{info['name']} was created with {say(stored)}, but is "
-            f"declared with {say(given)}; declare it the same way, or drop_index() "
+            f"index {coll}.{info['name']} was created with "
+            f"{_fields.describe(stored)}, but is declared with "
+            f"{_fields.describe(given)}; declare it the same way, or drop_index() "
             "and add it again"
         )
 

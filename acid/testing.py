@@ -509,6 +509,7 @@ class EngineConformance:
         # Thread ids are reused as soon as a thread ends: a thread that now
         # has the id of a dead writer's thread must wait for that writer
         # (and time out), not be told that it holds the lock itself.
+
         def first(kept: list[Txn]) -> None:
             kept.append(engine.begin(write=True, timeout=0))
 
@@ -656,6 +657,27 @@ class EngineConformance:
             second.commit()
         assert info.value.retryable and second.closed
         assert _all(engine) == [(b"k", b"1")]
+
+    def test_concurrent_writers_conflict_raises(self, engine: Engine) -> None:
+        if not engine.concurrent_writers:
+            pytest.skip("writers take turns on this engine")
+        fill(engine, {b"k": b"0", b"other": b"x"})
+        first = engine.begin(write=True)
+        second = engine.begin(write=True)
+        assert first.get(b"k") == b"0" and second.get(b"k") == b"0"
+        first.put(b"k", b"1")
+        second.put(b"k", b"2")
+        second.put(b"other", b"lost")
+        first.commit()
+        with pytest.raises(ConflictError) as info:
+            second.commit()
+        assert info.value.retryable
+        assert second.closed
+        second.abort()  # harmless
+        assert _all(engine) == [(b"k", b"1"), (b"other", b"x")]
+        with engine.begin(write=True) as again:  # running it again succeeds
+            again.put(b"k", (again.get(b"k") or b"") + b"2")
+        assert engine.get(b"k") == b"12"
 
     def test_abandoned_writer_releases_the_lock(self, engine: Engine) -> None:
         txn = engine.begin(write=True)

@@ -15,7 +15,7 @@ keys and values and iterates them in byte order::
 Engines are named by URLs, ``scheme:path?param=value&...``, parsed once by
 :func:`parse_url` (``acid/engines/_url.py``). The built-in schemes are
 ``memory`` (also ``skiplist``, its old name; in memory, optionally saved to a
-file), ``lmdb`` and ``leveldb``; other packages add schemes
+file), ``lmdb``, ``leveldb`` and ``postgresql``; other packages add schemes
 with :func:`register` or through the entry-point group ``acid.engines``. See
 ``docs/engines.md``.
 """
@@ -776,6 +776,9 @@ register("memory", _builtin("acid.engines.memory", "MemoryEngine"))
 register("skiplist", _builtin("acid.engines.memory", "MemoryEngine"))  # its old name
 register("lmdb", _builtin("acid.engines.lmdb", "LMDBEngine"))
 register("leveldb", _builtin("acid.engines.leveldb", "LevelDBEngine", "leveldb"))
+_postgresql = _builtin("acid.engines.postgresql", "PostgreSQLEngine", "postgresql")
+register("postgresql", _postgresql)
+register("postgres", _postgresql)
 
 
 def _entry_point(scheme: str) -> Factory | None:
@@ -839,6 +842,7 @@ _LAZY = {
     "LMDBEngine": "acid.engines.lmdb",
     "LevelDBEngine": "acid.engines.leveldb",
     "TraceEngine": "acid.engines.trace",
+    "PostgreSQLEngine": "acid.engines.postgresql",
 }
 
 

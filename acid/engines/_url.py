@@ -52,9 +52,16 @@ class EngineURL:
     path: str
     params: dict[str, str] = field(default_factory=dict)
     module: str | None = None
+    #: The authority of a ``scheme://user:password@host:port/...`` URL (the
+    #: part between ``//`` and the next ``/``; ``""`` when there is none).
+    #: ``path`` then still starts with it, as for ``lmdb://dir/x``, which
+    #: means ``lmdb:/dir/x``; engines that talk to a server read it.
+    netloc: str = field(default="", repr=False)
 
     def __str__(self) -> str:
         text = f"{self.scheme}:{self.path}"
+        if self.netloc:
+            text = f"{self.scheme}://{self.path.lstrip('/')}"
         if self.module:
             text = f"{self.module}+{text}"
         if self.params:
@@ -86,14 +93,16 @@ def parse_url(url: str) -> EngineURL:
         )
     rest = url[match.end() :]
     path, _, query = rest.partition("?")
+    netloc = ""
     if path.startswith("//"):  # tolerate lmdb:///abs/path
+        netloc = path[2:].partition("/")[0]
         path = "/" + path.lstrip("/")
     params: dict[str, str] = {}
     for name, value in parse_qsl(query, keep_blank_values=True):
         if name in params:
             raise ConfigError(f"engine URL {url!r} repeats parameter {name!r}")
         params[name] = value
-    return EngineURL(match["scheme"].lower(), path, params, match["mod"])
+    return EngineURL(match["scheme"].lower(), path, params, match["mod"], netloc)
 
 
 def check_path(scheme: str, path: Any) -> str:

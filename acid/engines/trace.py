@@ -172,6 +172,7 @@ class TraceEngine(Engine):
         self.persistent = engine.persistent
         self.concurrent_writers = engine.concurrent_writers
         self.max_key_size = engine.max_key_size
+        self.concurrent_writers = engine.concurrent_writers
         self._log = log = _Log(sink)
         self._closed = False
         # The trace is ASCII, one call a line: escape what a path may hold.

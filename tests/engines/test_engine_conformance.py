@@ -10,6 +10,7 @@ import pytest
 from acid.engines import Engine, from_url
 from acid.engines.trace import TraceEngine
 from acid.testing import EngineConformance
+from tests.conftest import postgres_table_url
 
 
 class TestSkipList(EngineConformance):
@@ -72,3 +73,24 @@ class TestTracedLMDB(_Traced):
 
 class TestTracedLevelDB(_Traced):
     inner = TestLevelDB
+
+
+class TestPostgreSQL(EngineConformance):
+    """A table of its own for each test on the session's server."""
+
+    server = ""
+
+    @pytest.fixture(autouse=True)
+    def _server(self, postgres_url: str) -> None:
+        self.server = postgres_url
+
+    def open_engine(self, path: Path) -> Engine:
+        return from_url(postgres_table_url(self.server, str(path)))
+
+
+class TestTracedPostgreSQL(_Traced):
+    inner = TestPostgreSQL
+
+    @pytest.fixture(autouse=True)
+    def _server(self, postgres_url: str) -> None:
+        self.server = postgres_url

@@ -178,6 +178,7 @@ def test_refused_in_a_read_transaction(
     assert coll.get(1) == {"n": 1}
 
 
+@pytest.mark.writers_take_turns
 def test_threads_against_a_model(store: acid.Store, coll: acid.Collection) -> None:
     threads, rounds = 4, 30
     coll.put({"n": 0, "v": 0}, key="counter")

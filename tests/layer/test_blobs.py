@@ -591,6 +591,7 @@ def test_kill_during_staged_put_then_vacuum(tmp_path: Path) -> None:
     store.close()
 
 
+@pytest.mark.writers_take_turns
 def test_threads_replace_one_blob_while_others_read(
     bstore: acid.Store, blobs: BlobStore
 ) -> None:

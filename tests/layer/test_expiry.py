@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 import acid
 from acid.errors import SchemaError
+from tests.conftest import PERSISTENT
 
 
 class Clock:
@@ -114,7 +115,7 @@ def test_collection_default_and_forever(
     assert [k[0] for k in coll.keys()] == [1, 2]
     clock.now += 55
     assert [k[0] for k in coll.keys()] == [2]
-    if engine_name in {"lmdb", "leveldb"}:  # the default is stored
+    if engine_name in PERSISTENT:  # the default is stored
         store.close()
         store = open_store(clock=clock)
         coll = make(store)
@@ -339,6 +340,7 @@ def test_random_steps_match_a_model(
     assert store.check().ok
 
 
+@pytest.mark.writers_take_turns
 def test_threads_put_while_another_expires(tstore: acid.Store, clock: Clock) -> None:
     coll = make(tstore)
     errors: list[BaseException] = []

@@ -28,7 +28,8 @@ from acid import engines
 TESTS = Path(__file__).resolve().parents[1]
 
 #: (URL, how the workers run). ``{tmp}`` is the test's temporary directory;
-#: ``{postgres}`` the server of ``ACID_TEST_POSTGRES_URL``.
+#: ``{postgres}`` the test session's PostgreSQL server (the ``postgres_url``
+#: fixture: ``ACID_TEST_POSTGRES_URL``, or a throwaway server).
 TARGETS = [
     pytest.param("lmdb:{tmp}/db?map_size=64MiB", "processes", id="lmdb"),
     pytest.param("memory:/?writers=optimistic", "threads", id="memory-optimistic"),
@@ -37,13 +38,9 @@ TARGETS = [
 WORKERS, ROUNDS = 4, 500
 
 
-def target_url(template: str, tmp_path: Path) -> str:
+def target_url(template: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     if "{postgres}" in template:
-        server = os.environ.get("ACID_TEST_POSTGRES_URL")
-        if "postgresql" not in engines.known_schemes():
-            pytest.skip("the postgresql engine is not registered here")
-        if not server:
-            pytest.skip("no PostgreSQL server: set ACID_TEST_POSTGRES_URL")
+        server: str = request.getfixturevalue("postgres_url")
         sep = "&" if "?" in server else "?"
         return f"{server}{sep}table=lost_{uuid.uuid4().hex[:12]}"
     scheme = template.split(":", 1)[0]
@@ -94,9 +91,13 @@ def run_processes(url: str, rounds: int) -> list[dict[str, int]]:
 
 @pytest.mark.parametrize(("template", "how"), TARGETS)
 def test_no_update_is_lost(
-    template: str, how: str, tmp_path: Path, record_property: Any
+    template: str,
+    how: str,
+    tmp_path: Path,
+    record_property: Any,
+    request: pytest.FixtureRequest,
 ) -> None:
-    url = target_url(template, tmp_path)
+    url = target_url(template, tmp_path, request)
     store = acid.open(url)
     try:
         lost_updates.setup(store)
