@@ -46,6 +46,27 @@ def _number(value: Any, what: str) -> None:
         raise TypeError(f"{what} must be an int or a float, not {type(value).__name__}")
 
 
+def _same(a: Any, b: Any) -> bool:
+    """``a == b``, where the types must match too, all the way down."""
+    if type(a) is not type(b):
+        return False
+    if type(a) is dict:
+        if len(a) != len(b):
+            return False
+        for k, v in a.items():
+            if k not in b or not _same(v, b[k]):
+                return False
+        if all(type(k) is str for k in a):
+            return True
+        # 1, 1.0 and True are one dict key: compare the keys' types too
+        return {(type(k), k) for k in a} == {(type(k), k) for k in b}
+    if type(a) is list or type(a) is tuple:
+        return len(a) == len(b) and all(map(_same, a, b))
+    if type(a) is float and a != a:
+        return b != b  # NaN: the record holds the NaN it was given
+    return bool(a == b)
+
+
 def _as_key(key: Any) -> tuple[Any, ...]:
     return key if type(key) is tuple else _query.as_tuple(key)
 
@@ -128,7 +149,10 @@ class AtomicOps:
         """Swap the record under ``key`` for ``new`` if it equals ``expected``.
 
         ``expected=None`` means "absent"; ``new=None`` deletes. Records are
-        compared with ``==`` once decoded. Returns whether it swapped.
+        compared once decoded, by value and type, as keys are: ``1``,
+        ``1.0`` and ``True`` differ (``==`` would let a record that another
+        writer changed from ``1`` to ``True`` be swapped), a NaN matches a
+        NaN. Returns whether it swapped.
         """
         k = _as_key(key)
 
@@ -137,7 +161,7 @@ class AtomicOps:
             if expected is None:
                 if current is not _ABSENT:
                     return False
-            elif current is _ABSENT or current != expected:
+            elif current is _ABSENT or not _same(current, expected):
                 return False
             if new is None:
                 self.delete(k)

@@ -92,17 +92,36 @@ class Expiry:
         return when > (self.store.clock() if now is None else now)
 
     def set_deadline(self, txn: Txn, rkey: bytes, when: float | None) -> None:
-        """Give the record ``rkey`` the deadline ``when`` (None: none)."""
+        """Give the record ``rkey`` the deadline ``when`` (None: none).
+
+        Either both spaces change or neither does: the new entries are
+        written first, and undone if one of them fails (a key too long for
+        the engine, say); only then is the old queue entry deleted.
+        """
         old = self.deadline(txn, rkey)
         if old == when:
             return
+        if when is not None:
+            by_key, queue = self._by_key + rkey, self._queue_key(when, rkey)
+            before = None if old is None else keylib.pack((old,))
+            try:
+                txn.put(by_key, keylib.pack((when,)))
+                txn.put(queue, rkey)
+            except BaseException:
+
+                def undo() -> None:
+                    if before is None:
+                        txn.delete(by_key)
+                    else:
+                        txn.put(by_key, before)
+                    txn.delete(queue)
+
+                _undo(txn, undo)
+                raise
+        else:
+            txn.delete(self._by_key + rkey)
         if old is not None:
             txn.delete(self._queue_key(old, rkey))
-        if when is None:
-            txn.delete(self._by_key + rkey)
-        else:
-            txn.put(self._by_key + rkey, keylib.pack((when,)))
-            txn.put(self._queue_key(when, rkey), rkey)
 
     def _queue_key(self, when: float, rkey: bytes) -> bytes:
         return keylib.pack((when,), self._queue) + SEP + rkey
@@ -210,6 +229,8 @@ class ExpiryOps:
         store: Store
         name: str
         uid: bytes | None
+        key_func: Callable[[Any], Any] | None
+        counter_name: str
         expiry: Expiry | None
         key_prefix: bytes
         codec: ValueCodec
@@ -245,7 +266,12 @@ class ExpiryOps:
             # read on the get path would get slower (CPython 3.11+).
             return
         exp = self.expiry
-        if exp is None or exp.space_id != space or exp.default != default:
+        if (
+            exp is None
+            or exp.space_id != space
+            or exp.default != default
+            or exp.coll_name != self.name  # renamed
+        ):
             self.expiry = Expiry(self.store, space, default, self.name)
         self.__dict__.update(
             put=self.put_with_ttl,
@@ -288,7 +314,13 @@ class ExpiryOps:
     def put_with_ttl(
         self, rec: Any, key: Any = None, ttl: Any = None
     ) -> tuple[Any, ...]:
-        """``put(rec, key, ttl=ttl)`` (which it is, once expiry is enabled)."""
+        """``put(rec, key, ttl=ttl)`` (which it is, once expiry is enabled).
+
+        Like ``put``, a put that fails changes nothing: the deadline (which
+        reads the clock) is computed first, and the deadline entries are
+        written before the record when its key is known, undone if the
+        record's put then fails.
+        """
         _ttl.check_ttl(ttl)
 
         def run() -> tuple[Any, ...]:
@@ -296,17 +328,34 @@ class ExpiryOps:
                 self._enable_expiry(None, False)
             exp = self.expiry
             assert exp is not None
-            k = type(self).put(self, rec, key)
             if ttl is _ttl.KEEP:
-                return k
+                return type(self).put(self, rec, key)
             when = _ttl.deadline(ttl, exp.default, self.store.clock)
             txn = self.store.active()
+            k = key
+            if k is None and self.key_func is not None:
+                k = self.key_func(rec)
+            if k is None:  # a counter key: a new record, written first
+                k = type(self).put(self, rec, k)
+                try:
+                    exp.set_deadline(txn, keylib.pack(k), when)
+                except BaseException:
+
+                    def undo() -> None:
+                        type(self).delete(self, k)
+                        self.store.bump(self.counter_name, -1, 1)
+
+                    _undo(txn, undo)
+                    raise
+                return k
+            rkey = keylib.pack(k if type(k) is tuple else _query.as_tuple(k))
+            before = exp.deadline(txn, rkey)
+            exp.set_deadline(txn, rkey, when)  # changes nothing if it fails
             try:
-                exp.set_deadline(txn, keylib.pack(k), when)
-            except BaseException:  # the record is written: end the txn whole
-                spoil(txn, _SPOILED)
+                return type(self).put(self, rec, k)
+            except BaseException:
+                _undo(txn, lambda: exp.set_deadline(txn, rkey, before))
                 raise
-            return k
 
         return self.store.in_txn(run, write=True)
 
@@ -319,8 +368,8 @@ class ExpiryOps:
         recs = _query.many(records, "records", "put_many")
 
         def run() -> list[tuple[Any, ...]]:
-            keys = type(self).put_many(self, recs)
-            when = _ttl.deadline(None, exp.default, self.store.clock)
+            when = _ttl.deadline(None, exp.default, self.store.clock)  # first:
+            keys = type(self).put_many(self, recs)  # a clock may raise
             _set_deadlines(self.store.active(), exp, map(keylib.pack, keys), when)
             return keys
 
@@ -444,3 +493,16 @@ class ExpiryOps:
             total += n
             if n < batch:
                 return total
+
+
+def _undo(txn: Txn, undo: Callable[[], Any]) -> None:
+    """Run ``undo`` after a failed write; if even that fails, abort ``txn``."""
+    if txn.ended:
+        return
+    try:
+        undo()
+    except BaseException:  # the transaction is unusable: end it whole
+        try:
+            txn.abort()
+        except Exception:  # already ended by the engine
+            pass

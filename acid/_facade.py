@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from acid import _query, keylib
-from acid.errors import NotFound
+from acid.errors import NotFound, SchemaError
 
 if TYPE_CHECKING:
     from acid.collection import Collection
@@ -34,6 +34,16 @@ ORDERS = (">=", ">", "<=", "<")
 _ABSENT = object()
 
 
+def _attached(coll: Collection) -> None:
+    """Refuse a collection object that was dropped (or rolled back)."""
+    if not coll.attached:
+        raise SchemaError(
+            f"collection {coll.name!r} (id {coll.id}) cannot be used: it was "
+            "dropped, or created in a transaction that rolled back. Open it "
+            "again with store.add_collection()."
+        )
+
+
 def getitem(coll: Collection, key: Any) -> Any:
     if isinstance(key, slice):
         return slice_items(coll, key)
@@ -41,6 +51,11 @@ def getitem(coll: Collection, key: Any) -> Any:
     if rec is _ABSENT:
         raise NotFound(f"collection {coll.name!r} has no record under {key!r}")
     return rec
+
+
+def setitem(coll: Collection, key: Any, rec: Any) -> None:
+    # As a 1-tuple: put(key=None) would mean "no key given" (the key function).
+    coll.put(rec, key=_query.as_tuple(key))
 
 
 def delitem(coll: Collection, key: Any) -> None:
@@ -57,9 +72,22 @@ def length(coll: Collection, name: str) -> int:
     unless in a read transaction) when it is not known yet. The counter
     counts stored records; expired ones not swept yet are taken off (found
     in the expiry queue: O(expired))."""
+    _attached(coll)
     store = coll.store
 
+    def current() -> None:
+        # Dropped by another Store object or process? Its counter may be
+        # left behind: refuse rather than return a count of nothing.
+        if store.active().get(store.schema_key) != store.schema.token:
+            store.schema.refresh()
+            _attached(coll)
+
+    def usual() -> int:
+        current()
+        return store.bump(name, 0, COUNT_UNKNOWN)
+
     def count() -> int:
+        current()
         n = stored = store.bump(name, 0, COUNT_UNKNOWN)
         if stored < 0:  # not known yet (a store older than the counter)
             n = sum(1 for _ in store.iter_space(coll.id))
@@ -72,7 +100,7 @@ def length(coll: Collection, name: str) -> int:
 
     txn = store.txn
     if coll.expiry is None and (txn is None or not txn.write):
-        n = store.bump(name, 0, COUNT_UNKNOWN)  # the usual case: one read
+        n = store.in_txn(usual)  # the usual case: two reads
         if n >= 0:
             return n
     return store.in_txn(count, write=txn is None or txn.write)
@@ -85,10 +113,13 @@ def _packed_key(key: Any, base: bytes) -> bytes:
 def slice_items(coll: Collection, s: slice) -> Iterator[tuple[tuple, Any]]:
     """``coll[lo:hi]``: both ends included, reversed when ``lo > hi`` or
     the step is ``True``; open on an omitted side."""
-    if s.step not in (None, True, False):
+    # Only the bools: sophy reads any true step as "reverse", Python reads
+    # 1 as "forward"; an int or float step would mean one thing to each.
+    if not (s.step is None or s.step is True or s.step is False):
         raise TypeError(
             f"a slice step must be True (reverse) or omitted, not {s.step!r}"
         )
+    _attached(coll)
     base = coll.key_prefix
     lo = None if s.start is None else _packed_key(s.start, base)
     hi = None if s.stop is None else _packed_key(s.stop, base)
@@ -107,6 +138,15 @@ def _items(
     coll: Collection, start: bytes, stop: bytes, reverse: bool
 ) -> Iterator[tuple[tuple, Any]]:
     codec = coll.codec
+    expiry = coll.expiry
+    if expiry is not None:  # leave out the expired records, as items() does
+        skip = len(coll.key_prefix)
+        unpack, decode = keylib.unpack, codec.decode
+
+        def row(txn: Any, k: bytes, v: bytes) -> tuple[tuple, Any]:
+            return unpack(k[skip:]), decode(v)
+
+        return expiry.scan(start, stop, reverse, None, row, lambda k, v: k[skip:])
     return _query.scan(
         coll.store,
         start,
@@ -132,6 +172,7 @@ def cursor(
         raise ValueError(f"order must be one of {', '.join(ORDERS)}, not {order!r}")
     if not keys and not values:
         raise ValueError("a cursor needs keys=True or values=True")
+    _attached(coll)
     base = coll.key_prefix
     start, stop = keylib.prefix_range((), base)
     if prefix is not None:
@@ -157,7 +198,22 @@ def multi_get(coll: Collection, keys: tuple[Any, ...]) -> list[Any]:
 
 
 def multi_get_dict(coll: Collection, keys: Iterable[Any]) -> dict[Any, Any]:
+    if isinstance(keys, str | bytes) or not isinstance(keys, Iterable):
+        raise TypeError(
+            f"multi_get_dict() takes an iterable of keys, not {type(keys).__name__}"
+        )
     keys = list(keys)
+    # Keys Python calls equal but acid does not (1, 1.0, True) would share
+    # one dict entry holding one of their records: refuse them.
+    spelled: dict[Any, bytes] = {}
+    for k in keys:
+        packed = keylib.pack(_query.as_tuple(k))
+        other = spelled.setdefault(k, packed)
+        if other != packed:
+            raise ValueError(
+                f"multi_get_dict() got keys that are equal as dict keys but "
+                f"name different records: {k!r} and {keylib.unpack(other)!r}"
+            )
 
     def run() -> dict[Any, Any]:
         out = {}
@@ -178,7 +234,7 @@ def update(coll: Collection, items: Mapping[Any, Any] | Iterable[Any]) -> None:
     def run() -> None:
         if isinstance(items, Mapping):
             for k, rec in items.items():
-                coll.put(rec, key=k)
+                coll.put(rec, key=_query.as_tuple(k))
         else:
             for rec in items:
                 coll.put(rec)

@@ -27,6 +27,12 @@ __all__ = ["IndexInfo", "Plan", "plan"]
 Interval = tuple[bytes, bytes]
 _TOP = b"\xfe"
 _FULL: list[Interval] = [(b"", _TOP)]
+#: Equality prefixes a compound index's leading fields may multiply into.
+MAX_PREFIXES = 1024
+#: Ranges those prefixes may multiply into on the next field; beyond it
+#: that field is filtered instead (two long ``$in`` lists would otherwise
+#: make one range per pair: 10**8 for two lists of 10,000).
+MAX_RANGES = 65536
 
 
 @dataclass(frozen=True)
@@ -171,11 +177,13 @@ def _candidate(
         if cond is None:
             break
         intervals = field_intervals(cond)
+        if len(prefixes) > 1 and len(prefixes) * len(intervals) > MAX_RANGES:
+            break  # one range per pair would be too many: filter this field
         points = _points(cond)
         used.append(cond)
         all_points = points is not None and all(_is_point(a, b) for a, b in points)
         last = pos == len(info.paths) - 1
-        if all_points and not last and len(prefixes) * len(intervals) <= 1024:
+        if all_points and not last and len(prefixes) * len(intervals) <= MAX_PREFIXES:
             prefixes = [p + a for p, (a, _) in product(prefixes, intervals)]
             eqs += 1
             continue

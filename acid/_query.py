@@ -306,6 +306,8 @@ def match_regex(
         rx = re.compile(pattern)
     except (re.error, TypeError) as exc:
         raise QueryError(f"match_regex: bad pattern {pattern!r}: {exc}") from exc
+    if isinstance(rx.pattern, bytes):  # it would fail on the first str key
+        raise QueryError(f"match_regex takes a str pattern, not {pattern!r}")
     return match_str(scan(None), lambda s: rx.search(s) is not None, max)
 
 

@@ -13,6 +13,7 @@ field (one element of a list); the field operators (``$exists``, ``$ne``,
 from __future__ import annotations
 
 import re
+import reprlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +54,9 @@ FIELD_OPS = frozenset({"$exists", "$ne", "$nin", "$all", "$not"})
 #: Element operators an index range can answer exactly.
 RANGE_OPS = frozenset({"$eq", "$gt", "$gte", "$lt", "$lte", "$in", "$startswith"})
 LOGIC_OPS = frozenset({"$and", "$or", "$nor"})
+#: How deep ``$and``/``$or``/``$nor`` lists and ``$not`` dicts may nest: a
+#: spec beyond it raises QueryError rather than exhaust the stack.
+MAX_DEPTH = 100
 # Types compared directly: for these, equal type and Python order is key order.
 _DIRECT = frozenset({int, str, bytes})
 
@@ -107,17 +111,41 @@ class Node:
 _SYMBOLS = {"$eq": "=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<=", "$ne": "!="}
 
 
+#: Operands of a list operator shown by explain() before it abbreviates.
+_SHOWN = 10
+#: How explain() writes an operand: nesting cut at a few levels (the builtin
+#: repr of a value nested thousands deep raises RecursionError).
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 6
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = 400
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 100
+
+
+def words(value: Any) -> str:
+    """``repr(value)`` for explain(): nesting cut at six levels, long
+    values shortened."""
+    return _REPR.repr(value)
+
+
+def _operand_words(value: Any) -> str:
+    """:func:`words`, a long list cut to its first few operands."""
+    if isinstance(value, list) and len(value) > _SHOWN:
+        head = ", ".join(map(words, value[:_SHOWN]))
+        return f"[{head}, ... ({len(value)} values)]"
+    return words(value)
+
+
 def describe_cond(cond: FieldCond) -> str:
     """``age >= 30 AND age < 40`` for ``{"age": {"$gte": 30, "$lt": 40}}``."""
     out = []
     for op, value in cond.ops:
         if op in _SYMBOLS:
-            out.append(f"{cond.path} {_SYMBOLS[op]} {value!r}")
+            out.append(f"{cond.path} {_SYMBOLS[op]} {words(value)}")
         elif op == "$not":
             inner = FieldCond(cond.path, cond.parts, value)
             out.append(f"NOT ({describe_cond(inner)})")
         else:
-            out.append(f"{cond.path} {op[1:].upper()} {value!r}")
+            out.append(f"{cond.path} {op[1:].upper()} {_operand_words(value)}")
     return " AND ".join(out)
 
 
@@ -127,10 +155,16 @@ def compile_spec(spec: Any) -> Node:
         spec = {}
     if not isinstance(spec, dict):
         raise QueryError(f"a query spec must be a dict, not {type(spec).__name__}")
-    return _compile_and(spec)
+    return _compile_and(spec, 0)
 
 
-def _compile_and(spec: dict) -> Node:
+def _too_deep(where: str) -> QueryError:
+    return QueryError(f"{where} nests deeper than {MAX_DEPTH} levels")
+
+
+def _compile_and(spec: dict, depth: int) -> Node:
+    if depth > MAX_DEPTH:
+        raise _too_deep("the spec's $and/$or/$nor")
     fields: list[FieldCond] = []
     children: list[Node] = []
     for key, value in spec.items():
@@ -140,7 +174,7 @@ def _compile_and(spec: dict) -> Node:
                     f"unknown operator {key!r} at the top level of a spec "
                     f"(logic operators there: {', '.join(sorted(LOGIC_OPS))})"
                 )
-            subs = _spec_list(key, value)
+            subs = _spec_list(key, value, depth)
             if key == "$and":
                 for sub in subs:  # flatten: the planner sees every conjunct
                     fields += sub.fields
@@ -154,13 +188,13 @@ def _compile_and(spec: dict) -> Node:
     return Node("and", fields, children, _all_of(preds))
 
 
-def _spec_list(op: str, value: Any) -> list[Node]:
+def _spec_list(op: str, value: Any, depth: int) -> list[Node]:
     if not isinstance(value, list) or not value:
         raise QueryError(f"{op} takes a non-empty list of specs, not {value!r}")
     for sub in value:
         if not isinstance(sub, dict):
             raise QueryError(f"{op} takes a list of dicts, found {sub!r}")
-    return [_compile_and(sub) for sub in value]
+    return [_compile_and(sub, depth + 1) for sub in value]
 
 
 def _logic(kind: str, subs: list[Node]) -> Node:
@@ -203,7 +237,7 @@ def _compile_field(path: str, parts: tuple[str, ...], value: Any) -> FieldCond:
                 f"field {path!r} mixes operators and plain keys ({bad[0]!r}); "
                 "compare a whole dict with {'$eq': {...}}"
             )
-        ops = [(k, _check_operand(k, v, path)) for k, v in value.items()]
+        ops = [_operator(k, v, path, 0) for k, v in value.items()]
     else:
         ops = [("$eq", value)]
     cond = FieldCond(path, parts, ops)
@@ -211,8 +245,10 @@ def _compile_field(path: str, parts: tuple[str, ...], value: Any) -> FieldCond:
     return cond
 
 
-def _check_operand(op: str, value: Any, path: str) -> Any:
+def _check_operand(op: str, value: Any, path: str, depth: int = 0) -> Any:
     where = f"operator {op} on field {path!r}"
+    if depth > MAX_DEPTH:
+        raise _too_deep(f"$not on field {path!r}")
     if op not in ELEMENT_OPS and op not in FIELD_OPS:
         known = ", ".join(sorted(ELEMENT_OPS | FIELD_OPS))
         raise QueryError(f"unknown {where} (known: {known})")
@@ -240,7 +276,9 @@ def _check_operand(op: str, value: Any, path: str) -> Any:
         if not isinstance(value, str):
             raise QueryError(f"{where} takes a str, not {type(value).__name__}")
     elif op == "$regex":
-        if not isinstance(value, str | re.Pattern):
+        if not isinstance(value, str | re.Pattern) or isinstance(
+            getattr(value, "pattern", ""), bytes
+        ):  # a bytes pattern cannot search the str values the operator tests
             raise QueryError(f"{where} takes a str pattern, not {value!r}")
         try:
             return re.compile(value)
@@ -254,8 +292,33 @@ def _check_operand(op: str, value: Any, path: str) -> Any:
         bad = [k for k in value if not (isinstance(k, str) and k.startswith("$"))]
         if bad:
             raise QueryError(f"{where}: {bad[0]!r} is not an operator")
-        return [(k, _check_operand(k, v, path)) for k, v in value.items()]
+        return [_operator(k, v, path, depth + 1) for k, v in value.items()]
     return value
+
+
+_INF = float("inf")
+#: A comparison with an int beyond the key encoding (|n| >= 2**2040) as the
+#: same comparison with an infinity: such an int is above every finite
+#: number the encoding holds and below inf (below them, and above -inf, when
+#: negative).
+_BEYOND = {
+    ("$gt", True): ("$gte", _INF),
+    ("$gte", True): ("$gte", _INF),
+    ("$lt", True): ("$lt", _INF),
+    ("$lte", True): ("$lt", _INF),
+    ("$gt", False): ("$gt", -_INF),
+    ("$gte", False): ("$gt", -_INF),
+    ("$lt", False): ("$lte", -_INF),
+    ("$lte", False): ("$lte", -_INF),
+}
+
+
+def _operator(op: Any, value: Any, path: str, depth: int) -> tuple[str, Any]:
+    """``(op, checked operand)``; a comparison with a huge int rewritten."""
+    value = _check_operand(op, value, path, depth)
+    if type(value) is int and op in _SYMBOLS and packed(value) is None:
+        return _BEYOND.get((op, value > 0), (op, value))
+    return op, value
 
 
 # -- predicates -----------------------------------------------------------
@@ -301,12 +364,40 @@ def _cmp(op: str, operand: Any) -> Callable[[Any], bool]:
     return test
 
 
+#: Above this many operands, ``$in`` and ``$nin`` look values up in a set.
+_FEW = 8
+
+
+def _member(operands: list[Any]) -> Callable[[Any], bool]:
+    """Whether a value equals one of ``operands`` as :func:`_eq` has it: one
+    set lookup of its packed form (a packable operand is equal exactly to
+    the values that pack as it does), ``==`` for the unpackable ones."""
+    keys: set[bytes] = set()
+    odd: list[Any] = []
+    for v in operands:
+        p = packed(v)
+        if p is None:
+            odd.append(v)
+        else:
+            keys.add(p)
+
+    def test(c: Any) -> bool:
+        q = packed(c)
+        if q is not None and q in keys:
+            return True
+        return any(c == o for o in odd)
+
+    return test
+
+
 def _element_test(op: str, operand: Any) -> Callable[[Any], bool]:
     if op == "$eq":
         return _eq(operand)
     if op in ("$gt", "$gte", "$lt", "$lte"):
         return _cmp(op, operand)
     if op == "$in":
+        if len(operand) > _FEW:
+            return _member(operand)
         tests = [_eq(v) for v in operand]
         return lambda c: any(t(c) for t in tests)
     if op == "$mod":
@@ -334,6 +425,16 @@ def _whole_test(op: str, operand: Any, parts: tuple[str, ...]) -> Pred:
         eq = _eq_whole(operand)
         return lambda v: v is not MISSING and not eq(v)
     if op == "$nin":
+        if len(operand) > _FEW:
+            elem = _member(operand)
+            lists = [x for x in operand if type(x) is list]
+
+            def some(v: Any) -> bool:  # any(_eq_whole(x)(v) for x in operand)
+                if lists and isinstance(v, list) and any(v == x for x in lists):
+                    return True
+                return any(elem(c) for c in candidates(v))
+
+            return lambda v: v is not MISSING and not some(v)
         eqs = [_eq_whole(x) for x in operand]
         return lambda v: v is not MISSING and not any(e(v) for e in eqs)
     if op == "$all":

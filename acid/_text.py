@@ -16,22 +16,57 @@ entries are the distinct words (or q-grams) of the field, and whose
 
 from __future__ import annotations
 
+import itertools
 import re
+import unicodedata
 from collections.abc import Callable, Iterable
 from typing import Any
 
 __all__ = ["QGrams", "TextFunction", "Tokens", "default_tokenizer", "qgrams", "tokens"]
 
-_WORD = re.compile(r"[^\W_]+")
+_WORD: re.Pattern[str] | None = None
+
+
+def _word_re() -> re.Pattern[str]:
+    """A word: a letter or digit, then letters, digits and combining marks.
+
+    Python's ``\\w`` has no combining marks (categories Mn, Mc, Me), which
+    would cut words of most Indic scripts, and of any text in NFD, apart.
+    The marks are looked up once, in the planes that hold them (0, 1, 14).
+    """
+    global _WORD
+    if _WORD is None:
+        marks: list[str] = []
+        start = last = -1
+        for cp in itertools.chain(range(0x20000), range(0xE0000, 0xE1000), [-1]):
+            is_mark = cp >= 0 and unicodedata.category(chr(cp))[0] == "M"
+            if is_mark and start < 0:
+                start = cp
+            elif not is_mark and start >= 0:
+                marks.append(f"{re.escape(chr(start))}-{re.escape(chr(last))}")
+                start = -1
+            last = cp
+        _WORD = re.compile(rf"[^\W_](?:[^\W_]|[{''.join(marks)}])*")
+    return _WORD
 
 
 def default_tokenizer(text: str) -> list[str]:
-    """Runs of Unicode letters and digits, case-folded; the rest separates.
+    """Runs of Unicode letters, digits and combining marks, NFKC-normalized
+    and case-folded; the rest separates.
+
+    Canonically equivalent texts (``"café"`` composed or as ``e`` plus a
+    combining accent) give the same words, and compatibility forms fold
+    (``"ﬁ"`` is ``"fi"``, a fullwidth ``"Ａ"`` is ``"a"``).
 
     >>> default_tokenizer("Straße-Nr. 42_b")
     ['strasse', 'nr', '42', 'b']
+    >>> default_tokenizer("cafe\u0301") == default_tokenizer("caf\u00e9") == ["café"]
+    True
     """
-    return [m.casefold() for m in _WORD.findall(text)]
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, not {type(text).__name__}")
+    nfkc = unicodedata.normalize
+    return [nfkc("NFKC", w.casefold()) for w in _word_re().findall(nfkc("NFKC", text))]
 
 
 class TextFunction:

@@ -23,7 +23,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["FOREVER", "KEEP", "check_ttl", "deadline"]
+__all__ = ["FOREVER", "KEEP", "check_ttl", "checked_clock", "deadline"]
 
 #: A ``ttl`` meaning "never expires" (also the value of an infinite ttl).
 FOREVER: float = math.inf
@@ -39,14 +39,17 @@ def check_ttl(ttl: Any, *, allow_none: bool = True) -> float | None:
     if (
         isinstance(ttl, bool)
         or not isinstance(ttl, int | float)
-        or math.isnan(ttl)
+        or (isinstance(ttl, float) and math.isnan(ttl))
         or ttl <= 0
     ):
         raise ValueError(
             "ttl must be a positive number of seconds, acid.FOREVER or None; "
             f"got {ttl!r}"
         )
-    return float(ttl)
+    try:
+        return float(ttl)
+    except OverflowError:  # an int beyond any float: longer than time itself
+        return FOREVER
 
 
 def deadline(
@@ -61,4 +64,35 @@ def deadline(
         secs = default
     if secs is None or secs == math.inf:
         return None
-    return float(clock()) + secs
+    due = clock() + secs
+    return None if due == math.inf else due  # beyond any clock: never
+
+
+def checked_clock(clock: Callable[[], Any]) -> Callable[[], float]:
+    """``clock`` made safe for deadlines: it returns a finite float or raises.
+
+    A clock returning NaN would make every comparison with a deadline false
+    (records hidden, blobs listed by none), an infinite one would expire
+    everything, an int would be packed apart from equal float deadlines.
+
+    >>> checked_clock(lambda: 5)()
+    5.0
+    >>> checked_clock(lambda: float("nan"))()
+    Traceback (most recent call last):
+    ...
+    ValueError: clock() returned nan; it must return a finite number of seconds
+    """
+
+    def now() -> float:
+        t = clock()
+        if (
+            isinstance(t, bool)
+            or not isinstance(t, int | float)
+            or not math.isfinite(t)
+        ):
+            raise ValueError(
+                f"clock() returned {t!r}; it must return a finite number of seconds"
+            )
+        return float(t)
+
+    return now

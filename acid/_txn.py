@@ -92,14 +92,41 @@ def on_abort(txn: Txn, callback: Callable[[], None]) -> None:
         hooks.append(callback)
 
 
+#: ``id()`` of every transaction whose ``begin()`` block (or :func:`run_alone`
+#: call) is still running; each is referenced by its block meanwhile.
+_running: set[int] = set()
+
+
+def check_ended(txn: Txn) -> None:
+    """For an ended ``txn`` found in a context: return if its block is over
+    (a task inherited the context; it goes on without a transaction), raise
+    :class:`TxnError` if its block still runs (the engine ended it: an
+    earlier error, say a full LMDB map), since whatever ran now on its own
+    would land without the rest of the block."""
+    if id(txn) in _running:
+        raise TxnError(
+            "the transaction of this begin() block has already ended (an "
+            "earlier error aborted it); nothing more can be done in it: leave "
+            "the block and run it again"
+        )
+
+
+def inherited(txn: Txn) -> bool:
+    """Whether ended ``txn`` came with a context whose block is over, so
+    the caller may run on its own (see :func:`check_ended`)."""
+    return id(txn) not in _running
+
+
 def active(ctx: TxnContextLike) -> Txn | None:
     """The live transaction in ``ctx``, or ``None``.
 
     A task created inside a block copies the context, transaction included;
-    once that transaction ended it is no longer anybody's active one.
+    once that block is over its transaction is no longer anybody's active
+    one. A transaction ended while its block still runs raises ``TxnError``.
     """
     txn = ctx.get()
     if txn is not None and txn.ended:
+        check_ended(txn)
         return None
     return txn
 
@@ -158,7 +185,9 @@ class Block:
     def __enter__(self) -> Txn:
         ctx = self._ctx
         current = ctx.get()  # active(ctx), inlined: the autocommit path
-        if current is not None and not current.ended:
+        if current is not None and current.ended:
+            check_ended(current)
+        elif current is not None:
             raise TxnError(
                 "a transaction is already active here; nested begin() is not "
                 "supported (use store.in_txn(func) to join the active one)"
@@ -167,12 +196,14 @@ class Block:
             raise TxnError("this begin() block was already used; call begin() again")
         self.txn = self._engine.begin(write=self._write, timeout=self._timeout)
         self._token = ctx.set(self.txn)
+        _running.add(id(self.txn))
         return self.txn
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
         self._ctx.reset(self._token)
         txn = self.txn
         assert txn is not None
+        _running.discard(id(txn))
         if exc_type is None:
             _commit(txn)
             return False
@@ -191,14 +222,18 @@ def run_alone(
     """
     txn = engine.begin(write=write)
     token = ctx.set(txn)
+    running = _running
+    running.add(id(txn))
     try:
         result = fn(*args)
     except BaseException as exc:
+        running.discard(id(txn))
         ctx.reset(token)
         _roll_back(txn)
         if isinstance(exc, AbortError):
             return None  # type: ignore[return-value]
         raise
+    running.discard(id(txn))
     ctx.reset(token)
     _commit(txn)
     return result

@@ -35,6 +35,7 @@ the previous blob whole.
 from __future__ import annotations
 
 import io
+import operator
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -427,7 +428,7 @@ class BlobStore:
             if own:
                 txn.abort()
             raise
-        return BlobReader(self, txn, head, own)
+        return BlobReader(self, txn, head, own, key)
 
     def delete(self, key: str) -> None:
         """Delete ``key`` and its data; a missing key is no error."""
@@ -512,6 +513,8 @@ class BlobStore:
         Runs in the active write transaction or one of its own. Expired blobs
         are invisible anyway; this gives their space back.
         """
+        if max is not None and (type(max) is not int or max < 0):
+            raise ValueError(f"max must be None or an int >= 0, not {max!r}")
         skip = len(self._space)
 
         def run() -> int:
@@ -534,11 +537,14 @@ class BlobStore:
 class BlobReader(io.RawIOBase):
     """The file object returned by :meth:`BlobStore.open`."""
 
-    def __init__(self, blobs: BlobStore, txn: Txn, head: _Head, own: bool) -> None:
+    def __init__(
+        self, blobs: BlobStore, txn: Txn, head: _Head, own: bool, key: str = ""
+    ) -> None:
         super().__init__()
         self._blobs = blobs
         self._txn: Txn | None = txn
         self._head = head
+        self._key = key
         self._own = own
         self._pos = 0
         self._cached: tuple[int, bytes] | None = None
@@ -555,6 +561,7 @@ class BlobReader(io.RawIOBase):
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         self._checked()
+        offset = operator.index(offset)  # a float is no position (io's rule)
         if whence == io.SEEK_SET:
             pos = offset
         elif whence == io.SEEK_CUR:
@@ -591,7 +598,14 @@ class BlobReader(io.RawIOBase):
         return chunk
 
     def readinto(self, buffer: Any) -> int:
-        self._checked()
+        txn = self._checked()
+        if not self._own:  # the block may have replaced the blob since
+            raw = txn.get(self._blobs._head_key(self._key))
+            if raw is None or _Head.unpack(raw).gen != self._head.gen:
+                raise ValueError(
+                    f"blob {self._key!r} was replaced or deleted in this "
+                    "transaction after this file was opened; open it again"
+                )
         view = memoryview(buffer).cast("B")
         cs, size = self._head.chunk_size, self._head.size
         done = 0
@@ -603,6 +617,15 @@ class BlobReader(io.RawIOBase):
             done += n
             self._pos += n
         return done
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Up to ``size`` bytes; all the rest for ``-1`` or ``None``."""
+        if size is None:
+            size = -1
+        return super().read(size)
+
+    def write(self, b: Any) -> int:
+        raise io.UnsupportedOperation("blob files are read-only; use put()")
 
     def readall(self) -> bytes:
         out = bytearray()
@@ -622,24 +645,32 @@ class BlobReader(io.RawIOBase):
 
 
 def _read_chunks(f: IO[bytes] | Any, cs: int) -> Iterator[bytes]:
-    """Exactly ``cs`` bytes at a time from ``f`` (the last piece shorter)."""
+    """Exactly ``cs`` bytes at a time from ``f`` (the last piece shorter).
+
+    Reads of any length are accepted: a short one need not be the end, a
+    long one (more than asked) is cut into chunks.
+    """
+    acc = bytearray()
     while True:
-        buf = f.read(cs)
-        if not buf:
-            return
+        buf = f.read(cs - len(acc) if len(acc) < cs else cs)
         if not isinstance(buf, bytes | bytearray | memoryview):
-            raise TypeError(f"file.read() returned {type(buf).__name__}, not bytes")
-        if len(buf) < cs:  # a short read need not be the end: fill the chunk
-            acc = bytearray(buf)
-            while len(acc) < cs:
-                more = f.read(cs - len(acc))
-                if not more:
-                    break
-                acc += more
-            buf = acc
-        yield bytes(buf)
-        if len(buf) < cs:
-            return
+            raise TypeError(
+                f"file.read() returned {type(buf).__name__}, not bytes; "
+                "open the file in binary mode ('rb')"
+            )
+        if not buf:
+            break
+        if not acc and len(buf) == cs:  # the usual case: no copy
+            yield bytes(buf)
+            continue
+        acc += buf
+        del buf
+        while len(acc) >= cs:
+            piece = bytes(memoryview(acc)[:cs])
+            del acc[:cs]
+            yield piece
+    if acc:
+        yield bytes(acc)
 
 
 def _undo(txn: Txn, undo: Callable[[], None]) -> None:

@@ -26,7 +26,7 @@ from acid._atomic import AtomicOps
 from acid._bulk import Batch, changes
 from acid._expiry import Expiry, ExpiryOps
 from acid._layout import KIND_INDEX, KIND_TABLE, SEP, ValueCodec
-from acid._txn import run_alone, spoil
+from acid._txn import check_ended, inherited, run_alone, spoil
 from acid.errors import (
     ConfigError,
     ConstraintError,
@@ -460,6 +460,8 @@ class Collection(AtomicOps, ExpiryOps):
         txn = self._ctx_get()
         if txn is not self._ok_txn:  # the first write of this object in txn
             if txn is None or txn.ended:  # autocommit (ended: a task inherited it)
+                if txn is not None:
+                    check_ended(txn)
                 return run_alone(self._engine, self._ctx, True, self.put, rec, key)
             self._writable(txn)
         # Everything that can fail without writing comes first. The key
@@ -480,6 +482,7 @@ class Collection(AtomicOps, ExpiryOps):
         counted = False
         if auto:
             if txn.ended:  # inherited by a task: the counter must not run alone
+                check_ended(txn)
                 return run_alone(self._engine, self._ctx, True, self.put, rec, None)
             key = (self.store.bump(self.counter_name, 1, 1),)
             counted = True
@@ -490,7 +493,7 @@ class Collection(AtomicOps, ExpiryOps):
             full = self.key_prefix + rkey
             old_value = txn.replace(full, value)
         except BaseException:
-            if txn.ended:  # a task inherited it from a block that ended since
+            if txn.ended and inherited(txn):  # its block ended since
                 # A counter key was taken in a transaction of its own (this
                 # one had ended), or in this one, now rolled back: giving it
                 # back would hand it out twice. Take a new one instead.
@@ -541,6 +544,8 @@ class Collection(AtomicOps, ExpiryOps):
         txn = self._ctx_get()
         if txn is not self._ok_txn:  # the first write of this object in txn
             if txn is None or txn.ended:  # autocommit (ended: a task inherited it)
+                if txn is not None:
+                    check_ended(txn)
                 return run_alone(self._engine, self._ctx, True, self.delete, key)
             self._writable(txn)
         rkey = keylib.pack(_query.as_tuple(key))
@@ -549,7 +554,7 @@ class Collection(AtomicOps, ExpiryOps):
         try:
             old_value = txn.pop(full)
         except BaseException:
-            if txn.ended:  # a task inherited it from a block that ended since
+            if txn.ended and inherited(txn):  # its block ended since
                 return run_alone(self._engine, self._ctx, True, self.delete, key)
             raise
         if old_value is None:
@@ -605,6 +610,8 @@ class Collection(AtomicOps, ExpiryOps):
         # ended: a task inherited it from a block that ended since (a bulk
         # call is dearer than this test; put retries after the failure).
         if txn is None or txn.ended:  # autocommit
+            if txn is not None:
+                check_ended(txn)
             return run_alone(self._engine, self._ctx, True, self.put_many, recs)
         if txn is not self._ok_txn:
             self._writable(txn)
@@ -696,6 +703,8 @@ class Collection(AtomicOps, ExpiryOps):
         fulls = list(dict.fromkeys(_pack(as_tuple(k), kp) for k in keys))
         txn = self._ctx_get()
         if txn is None or txn.ended:  # autocommit (ended: as in put_many)
+            if txn is not None:
+                check_ended(txn)
             return run_alone(self._engine, self._ctx, True, self._delete_packed, fulls)
         if txn is not self._ok_txn:
             self._writable(txn)
@@ -753,7 +762,13 @@ class Collection(AtomicOps, ExpiryOps):
         )
         txn = self._ctx_get()
         # An ended txn was inherited by a task from a block (see _txn.active).
-        value = self._engine_get(full) if txn is None or txn.ended else txn.get(full)
+        if txn is None:
+            value = self._engine_get(full)
+        elif txn.ended:
+            check_ended(txn)
+            value = self._engine_get(full)
+        else:
+            value = txn.get(full)
         if value is None:
             return default
         if raw:
@@ -889,7 +904,7 @@ class Collection(AtomicOps, ExpiryOps):
         return _facade.getitem(self, key)
 
     def __setitem__(self, key: Any, rec: Any) -> None:
-        self.put(rec, key=key)
+        _facade.setitem(self, key, rec)
 
     def __delitem__(self, key: Any) -> None:
         _facade.delitem(self, key)

@@ -437,14 +437,14 @@ class Index:
     def search(self, words: str) -> list[tuple[tuple, Any]]:
         """``(key, record)`` of the records holding every word of ``words``
         (kt's FTS_ALL), in key order; a token index only. No words, none."""
-        func = self._text_func(_text.Tokens, "search")
+        func = self._text_func(_text.Tokens, "search", words)
         terms = set(func.terms(words))
         return self._text_query(lambda post: _all(post, terms), None)
 
     def search_any(self, words: str) -> list[tuple[tuple, Any]]:
         """``(key, record)`` of the records holding any word of ``words``
         (kt's FTS_ANY), in key order; a token index only."""
-        func = self._text_func(_text.Tokens, "search_any")
+        func = self._text_func(_text.Tokens, "search_any", words)
         terms = set(func.terms(words))
         return self._text_query(lambda post: _any(post, terms), None)
 
@@ -455,7 +455,7 @@ class Index:
         Candidates hold every word (the index); each is then confirmed by
         tokenizing its text again. A token index only.
         """
-        func = self._text_func(_text.Tokens, "search_phrase")
+        func = self._text_func(_text.Tokens, "search_phrase", phrase)
         seq = list(func.terms(phrase))
 
         def confirm(rec: Any) -> bool:
@@ -472,9 +472,7 @@ class Index:
         needle shorter than ``q`` has no gram of its own: then every distinct
         gram of the index is scanned for it (cost: the index's size).
         """
-        func = self._text_func(_text.QGrams, "contains")
-        if not isinstance(needle, str):
-            raise TypeError(f"contains() takes a str, not {type(needle).__name__}")
+        func = self._text_func(_text.QGrams, "contains", needle)
 
         def confirm(rec: Any) -> bool:
             return any(needle in t for t in func.texts(rec))
@@ -484,9 +482,11 @@ class Index:
         grams = set(func.terms(needle))
         return self._text_query(lambda post: _all(post, grams), confirm)
 
-    def _text_func(self, kind: type[_text.TextFunction], what: str) -> Any:
+    def _text_func(self, kind: type[_text.TextFunction], what: str, arg: Any) -> Any:
         if self._detached is not None:
             self._refuse()
+        if not isinstance(arg, str):
+            raise TypeError(f"{what}() takes a str, not {type(arg).__name__}")
         if not isinstance(self.func, kind):
             made = "acid.tokens()" if kind is _text.Tokens else "acid.qgrams()"
             raise TypeError(

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from acid import keylib
 from acid._fields import candidates, packed, parse_path, resolve
 from acid._plan import IndexInfo, Plan, plan
-from acid._spec import FieldCond, Node, compile_spec, element_filter
+from acid._spec import FieldCond, Node, compile_spec, element_filter, words
 from acid._txn import active
 from acid.errors import QueryError, SchemaError
 
@@ -49,6 +49,9 @@ __all__ = ["Query"]
 
 #: Entries counted at most per candidate index when the planner must choose.
 ESTIMATE_CAP = 1000
+#: Snapshots a query takes at most to find one that its objects' schema
+#: matches, while other writers keep changing the schema.
+_SCHEMA_TRIES = 8
 _INVERT = bytes(range(255, -1, -1))
 Row = tuple[bytes, Any]  # (packed record key, record)
 
@@ -91,7 +94,7 @@ class Query:
         return new
 
     def __repr__(self) -> str:
-        return f"<acid.Query {self.coll.name} {self.spec!r}>"
+        return f"<acid.Query {self.coll.name} {words(self.spec)}>"
 
     # -- chaining ---------------------------------------------------------
 
@@ -142,8 +145,10 @@ class Query:
         return map(keylib.unpack, map(itemgetter(0), self._run()))
 
     def first(self, default: Any = None) -> Any:
-        """The first matching record, or ``default``."""
-        return next(iter(self._copy(limit=1)), default)
+        """The first matching record (after ``offset``, within ``limit``),
+        or ``default``."""
+        one = 1 if self._limit is None else min(self._limit, 1)
+        return next(iter(self._copy(limit=one)), default)
 
     def count(self) -> int:
         """How many records match (after ``offset`` and ``limit``)."""
@@ -159,7 +164,9 @@ class Query:
         coll = self.coll
 
         def run() -> int:
-            keys = [keylib.unpack(k) for k, _ in self._rows(coll.store.active())]
+            txn = coll.store.active()
+            self._current(txn)
+            keys = [keylib.unpack(k) for k, _ in self._rows(txn)]
             return sum(1 for key in keys if coll.delete(key))
 
         return coll.store.in_txn(run, write=True)
@@ -182,6 +189,7 @@ class Query:
     def explain(self) -> str:
         """The plan in plain words: the index and ranges, or a full scan;
         what is filtered afterwards; how the order is obtained."""
+        self.coll.store.schema.refresh()  # indexes dropped elsewhere
         p = self.plan()
         name = self.coll.name
         if p.index is None:
@@ -208,14 +216,47 @@ class Query:
 
     def _run(self) -> Iterator[Row]:
         coll = self.coll
-        if not coll.attached:
-            raise SchemaError(f"collection {coll.name!r} is detached; open it again")
         txn = active(coll.store.context)
         if txn is not None:
+            self._current(txn)
             if txn.write:
                 return self._rerun(txn, list(self._rows(txn)))
             return self._rows(txn)
-        return self._own(coll.store.engine.begin())
+        return self._own(self._begin())
+
+    def _current(self, txn: Txn) -> None:
+        """Bring the collection's indexes up to date with ``txn``'s stored
+        schema (another Store object or process may have dropped or added
+        one): the plan must not read the entries of an index that is gone."""
+        coll = self.coll
+        store = coll.store
+        schema = store.schema
+        if txn.write:
+            if txn is not schema.verified_txn:
+                schema.verify(txn)
+        elif txn.get(store.schema_key) != schema.token:
+            schema.refresh()  # runs in txn: it is the active one
+        if not coll.attached:
+            raise SchemaError(f"collection {coll.name!r} is detached; open it again")
+
+    def _begin(self) -> Txn:
+        """A read transaction whose stored schema the live objects match."""
+        store = self.coll.store
+        schema = store.schema
+        for _ in range(_SCHEMA_TRIES):
+            txn = store.engine.begin()
+            if txn.get(store.schema_key) == schema.token:
+                break
+            txn.abort()  # the schema moved: catch up, then take a new snapshot
+            schema.refresh()
+        else:
+            txn = store.engine.begin()
+        if not self.coll.attached:
+            txn.abort()
+            raise SchemaError(
+                f"collection {self.coll.name!r} is detached; open it again"
+            )
+        return txn
 
     def _own(self, txn: Txn) -> Iterator[Row]:
         try:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from acid import _layout, encoders, keylib
+from acid import _layout, _ttl, encoders, keylib
 from acid._layout import (
     KIND_COUNTER,
     KIND_ENCODER,
@@ -43,6 +43,7 @@ from acid._txn import (
     TxnContextLike,
     abort,
     active,
+    check_ended,
     context_for,
     on_abort,
     run_alone,
@@ -150,7 +151,9 @@ class Store:
         self.engine = engine
         self.prefix = bytes(prefix)
         #: Seconds as a float, for expiry (``time.time`` unless given).
-        self.clock: Callable[[], float] = clock or time.time
+        self.clock: Callable[[], float] = (
+            time.time if clock is None else _ttl.checked_clock(clock)
+        )
         #: Where the active transaction lives (shared by stores on one engine).
         self.context: TxnContextLike = txn_context or context_for(engine)
         #: The encoders and compressors this store knows.
@@ -207,6 +210,8 @@ class Store:
         """
         txn = self.context.get()
         if txn is None or txn.ended:  # ended: inherited by a task, see _txn.active
+            if txn is not None:
+                check_ended(txn)
             return run_alone(self.engine, self.context, bool(write), func)
         if write and not txn.write:
             raise TxnError(

@@ -644,20 +644,6 @@ class EngineConformance:
         second.commit()
         assert _all(engine) == [(b"a", b"1"), (b"b", b"2")]
 
-    def test_concurrent_writers_conflict_lands_nothing(self, engine: Engine) -> None:
-        if not engine.concurrent_writers:
-            pytest.skip("writers take turns on this engine")
-        fill(engine, {b"k": b"0"})
-        first, second = engine.begin(write=True), engine.begin(write=True)
-        first.put(b"k", b"1")
-        second.put(b"k", b"2")
-        second.put(b"other", b"2")
-        first.commit()
-        with pytest.raises(ConflictError) as info:
-            second.commit()
-        assert info.value.retryable and second.closed
-        assert _all(engine) == [(b"k", b"1")]
-
     def test_concurrent_writers_conflict_raises(self, engine: Engine) -> None:
         if not engine.concurrent_writers:
             pytest.skip("writers take turns on this engine")

@@ -51,11 +51,19 @@ SNAPSHOT_MAGIC = b"ACIDMEM\x00"
 LOG_MAGIC = b"ACIDLOG\x00"
 #: magic, format version, flags (0), reserved (0), generation, count.
 _SNAP_HEADER = struct.Struct("<8sHHIQQ")
-#: magic, format version, flags (0), reserved (0), generation.
+#: magic, format version, flags, header check, generation.
 _LOG_HEADER = struct.Struct("<8sHHIQ")
 LOG_HEADER_SIZE = _LOG_HEADER.size
-#: payload length, crc32 of the payload.
+#: Log flag: the header's check field is the CRC-32 of the header (with the
+#: field 0), and every record has a checked frame (:data:`_CHECKED_FRAME`).
+#: A log without it (the first layout) has plain frames and no header check.
+LOG_CHECKED = 1
+#: payload length, crc32 of the payload (logs without LOG_CHECKED).
 _FRAME = struct.Struct("<II")
+#: payload length, crc32 of the payload, crc32 of those 8 bytes: a damaged
+#: length is told from a torn tail.
+_CHECKED_FRAME = struct.Struct("<III")
+_PAIR = struct.Struct("<II")
 _CRC = struct.Struct("<I")
 #: A value length meaning "deleted" in a log record.
 _GONE = 0xFFFFFFFF
@@ -155,6 +163,11 @@ def _read(path: str) -> bytes | None:
     except FileNotFoundError:
         return None
     except IsADirectoryError:
+        if path.endswith(".log"):
+            raise ConfigError(
+                f"memory: {path!r}, the name of the store's log, is a "
+                "directory; move it away"
+            ) from None
         raise ConfigError(
             f"memory: {path!r} is a directory; name a file, e.g. "
             f"memory:{path.rstrip('/')}/data.acid"
@@ -214,16 +227,47 @@ def read_snapshot(path: str) -> tuple[int, list[bytes], list[bytes]] | None:
     return generation, keys, vals
 
 
+def snapshot_generation(path: str) -> int | None:
+    """The generation in the header of the snapshot at ``path``, or
+    ``None`` if it cannot be read (not checked beyond its magic)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_SNAP_HEADER.size)
+    except OSError:
+        return None
+    if len(head) < _SNAP_HEADER.size or head[:8] != SNAPSHOT_MAGIC:
+        return None
+    generation: int = _SNAP_HEADER.unpack(head)[4]
+    return generation
+
+
 # -- the log --------------------------------------------------------------------
 
 
-def encode_commit(keys: list[bytes], vals: list[bytes]) -> bytes:
-    """One framed log record: the puts and deletes of a commit."""
+def check_sizes(keys: list[bytes], vals: list[bytes]) -> None:
+    """``EngineError`` if a key or value is too long for the files (4 GiB
+    or longer), before a commit lands that could never be saved."""
+    # DELETED is an empty bytes: its length counts as 0.
+    longest = max(max(map(len, keys), default=0), max(map(len, vals), default=0))
+    if longest >= _GONE:
+        raise EngineError(
+            "memory: a key or value is 4 GiB or longer; a memory engine with a "
+            "file cannot save it, and the commit did not land"
+        )
+
+
+def encode_commit(keys: list[bytes], vals: list[bytes], checked: bool = True) -> bytes:
+    """One framed log record: the puts and deletes of a commit (with the
+    checked frame of a log with :data:`LOG_CHECKED`)."""
     try:
         klens = array("I", map(len, keys))
         vlens = array("I", [_GONE if v is DELETED else len(v) for v in vals])
     except OverflowError as exc:
         raise EngineError("memory: a key or value is 4 GiB or longer") from exc
+    gone = vlens.count(_GONE)
+    if gone and gone != list(map(id, vals)).count(id(DELETED)):
+        # A value of 4 GiB - 1 bytes would be read back as a delete.
+        raise EngineError("memory: a key or value is 4 GiB or longer")
     payload = b"".join(
         [
             _CRC.pack(len(keys)),
@@ -233,12 +277,25 @@ def encode_commit(keys: list[bytes], vals: list[bytes]) -> bytes:
             b"".join([v for v in vals if v is not DELETED]),
         ]
     )
-    return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+    head = _PAIR.pack(len(payload), zlib.crc32(payload))
+    if checked:
+        head += _CRC.pack(zlib.crc32(head))
+    return head + payload
+
+
+def log_header(generation: int) -> bytes:
+    """The header of a new log of ``generation`` (checked)."""
+    header = _LOG_HEADER.pack(LOG_MAGIC, FORMAT_VERSION, LOG_CHECKED, 0, generation)
+    return _LOG_HEADER.pack(
+        LOG_MAGIC, FORMAT_VERSION, LOG_CHECKED, zlib.crc32(header), generation
+    )
 
 
 def _decode_commit(
     payload: memoryview,
 ) -> tuple[list[bytes], list[bytes]] | None:
+    if len(payload) < 4:
+        return None
     (count,) = _CRC.unpack_from(payload)
     if len(payload) < 4 + 8 * count:
         return None
@@ -280,22 +337,44 @@ def read_log(
             "for its header (not ours, or damaged)"
         )
     _check_header(path, data, LOG_MAGIC, "log")
-    generation = _LOG_HEADER.unpack_from(data)[4]
+    _, _, flags, check, generation = _LOG_HEADER.unpack_from(data)
+    checked = flags == LOG_CHECKED
+    if checked:
+        blank = _LOG_HEADER.pack(LOG_MAGIC, FORMAT_VERSION, flags, 0, generation)
+        good = zlib.crc32(blank) == check
+    else:
+        good = flags == 0 and check == 0
+    if not good:
+        raise CorruptionError(
+            f"memory: the log {path!r} has a damaged header (flags {flags}, "
+            f"check {check:#x}); restore it from a backup"
+        )
+    frame = _CHECKED_FRAME if checked else _FRAME
     view = memoryview(data)
     commits = []
     pos = size
     end = len(data)
     while pos < end:
-        if pos + _FRAME.size > end:
+        if pos + frame.size > end:
             break  # torn frame header
-        length, crc = _FRAME.unpack_from(data, pos)
-        stop = pos + _FRAME.size + length
+        length, crc = _PAIR.unpack_from(data, pos)
+        if (
+            checked
+            and zlib.crc32(view[pos : pos + 8]) != _CRC.unpack_from(data, pos + 8)[0]
+        ):
+            if _zeros(data, pos):
+                break  # a tail the crash left allocated but unwritten
+            raise CorruptionError(
+                f"memory: the log {path!r} is damaged at byte {pos} (a record "
+                "header fails its checksum); restore from a backup"
+            )
+        stop = pos + frame.size + length
         if stop > end:
             break  # torn payload
-        payload = view[pos + _FRAME.size : stop]
+        payload = view[pos + frame.size : stop]
         decoded = _decode_commit(payload) if zlib.crc32(payload) == crc else None
         if decoded is None:
-            if stop == end:
+            if stop == end or _zeros(data, pos):
                 break  # the last record is torn: it never committed
             raise CorruptionError(
                 f"memory: the log {path!r} is damaged at byte {pos} (a record "
@@ -306,6 +385,12 @@ def read_log(
     return generation, commits, pos
 
 
+def _zeros(data: bytes, pos: int) -> bool:
+    """Whether ``data`` is all zero bytes from ``pos``: a tail that a crash
+    left allocated but unwritten, a torn record."""
+    return data.count(0, pos) == len(data) - pos
+
+
 class Log:
     """The open log of a ``sync=commit`` engine: appends fsynced records."""
 
@@ -313,11 +398,18 @@ class Log:
         """Open the log at ``path``; ``length`` is where its good records
         end (a torn tail beyond is cut off), ``None`` to start a new log."""
         self.path = path
+        #: Whether records get checked frames (false in a log of the first
+        #: layout, which is appended to as it is).
+        self.checked = True
         try:
             if length is None:
-                header = _LOG_HEADER.pack(LOG_MAGIC, FORMAT_VERSION, 0, 0, generation)
+                header = log_header(generation)
                 replace_file(path, [header])
                 length = len(header)
+            else:
+                with open(path, "rb") as f:
+                    flags = _LOG_HEADER.unpack(f.read(_LOG_HEADER.size))[2]
+                self.checked = flags == LOG_CHECKED
             self.fd = os.open(path, os.O_WRONLY)
             if os.fstat(self.fd).st_size != length:
                 os.ftruncate(self.fd, length)

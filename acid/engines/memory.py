@@ -169,6 +169,9 @@ class MemoryEngine(Engine):
             #: Keys written by recent commits, for the conflict checks.
             self._recent: list[tuple[int, list[bytes], frozenset[bytes]]] = []
             self._open: weakref.WeakSet[_OptimisticTxn] = weakref.WeakSet()
+            #: Guards ``_open``: a set iterated while another thread adds to
+            #: it raises, and a writer joins it with the snapshot it pins.
+            self._open_lock = threading.Lock()
         if path is None:
             self.url = f"{scheme}:/"
             if sync != "manual":
@@ -181,7 +184,10 @@ class MemoryEngine(Engine):
         self._path = full
         self.url = f"{scheme}:{full}"
         self.persistent = True
-        self._file = _Persistence(full, sync, self._owner)
+        # The files of the symlink's target: a snapshot renamed over the link
+        # would replace it, and another name for the file would get its own
+        # lock (two engines saving over each other).
+        self._file = _Persistence(os.path.realpath(full), sync, self._owner)
         self._current = _Version(self._file.root)
         self._latest = dict(zip(*_btree.items(self._file.root), strict=True))
 
@@ -214,8 +220,11 @@ class MemoryEngine(Engine):
             with self._pin_lock:  # not while a commit changes the data in place
                 return _ReadTxn(self._current, self._cell, self._latest.get)
         if self.concurrent_writers:
-            txn = _OptimisticTxn(self)
-            self._open.add(txn)
+            # Pinned and registered at once: a commit in between would not
+            # be remembered for this writer's conflict check.
+            with self._open_lock:
+                txn = _OptimisticTxn(self)
+                self._open.add(txn)
             return txn
         lock = self._writer
         lock.acquire(timeout, self.lock_timeout, self.url)
@@ -244,7 +253,7 @@ class MemoryEngine(Engine):
         with file.lock:  # logged and published at once (see flush())
             file.append(keys, vals)
             self._apply(keys, vals)
-        file.compact_if_due(self._pin)
+        file.compact_if_due(self._pin)  # never raises: the commit landed
 
     def _apply(self, keys: list[bytes], vals: list[bytes]) -> None:
         with self._pin_lock:
@@ -284,7 +293,9 @@ class MemoryEngine(Engine):
     def _remember(self, seq: int, keys: list[bytes], done: _OptimisticTxn) -> None:
         """Keep the keys of commit ``seq`` while an open writer's snapshot
         is older than it; forget commits no open writer needs."""
-        oldest = min((t._seq for t in self._open if t is not done), default=seq)
+        with self._open_lock:
+            seqs = [t._seq for t in self._open if t is not done]
+        oldest = min(seqs, default=seq)
         recent = self._recent
         if recent and recent[0][0] <= oldest:
             recent[:] = [entry for entry in recent if entry[0] > oldest]
@@ -306,16 +317,22 @@ class MemoryEngine(Engine):
         a file is saved.
 
         Read transactions keep reading the snapshot they pinned (it is plain
-        memory; nothing native is held).
+        memory; nothing native is held). If the file cannot be saved (a full
+        disk), ``EngineError`` says so and the engine keeps the data and the
+        file's lock: calling ``close()`` again tries again.
         """
         if self._closed:
+            if self._file is not None and not self._file.closed:
+                self._file.close(self._pin)  # the save failed: again
             return
         self._closed = True
         writer = self._writer.holder
         if writer is not None:
             writer.close_for_engine(self.url)
         if self.concurrent_writers:
-            for txn in list(self._open):
+            with self._open_lock:
+                txns = list(self._open)
+            for txn in txns:
                 txn.close_for_engine(self.url)
         if self._file is not None:
             self._file.close(self._pin)
@@ -331,6 +348,10 @@ class _Persistence:
         #: Held while a commit is logged and published, and while a snapshot
         #: is saved, so that a snapshot never misses a logged commit.
         self.lock = threading.RLock()
+        #: The log size below which compaction is not tried again (after a
+        #: failed one), and whether close() ran.
+        self.compact_at = 0
+        self.closed = False
         make_dirs("memory", os.path.dirname(path))
         self.lock_fd = _memfile.lock_file(path)
         try:
@@ -378,50 +399,88 @@ class _Persistence:
             self.saved = 0 if empty else -1
 
     def append(self, keys: list[bytes], vals: list[bytes]) -> None:
-        """Make a commit durable before it lands (``sync=commit``); the
-        caller holds ``lock``."""
+        """Make a commit durable before it lands (``sync=commit``), or check
+        that a snapshot can hold it (``sync=manual``); the caller holds
+        ``lock``."""
         log = self.log
-        if log is not None:
+        if log is None:
+            _memfile.check_sizes(keys, vals)  # or no snapshot could hold it
+        else:
             if log.fd < 0:
-                raise EngineError(f"memory: {self.path!r} was closed")
-            log.append(_memfile.encode_commit(keys, vals))
+                if self.closed:
+                    raise EngineError(f"memory: {self.path!r} was closed")
+                # A snapshot was saved but its new log could not be started
+                # (a full disk): start it now, or land nothing.
+                log = self.log = _memfile.Log(self.path + ".log", self.generation, None)
+            log.append(_memfile.encode_commit(keys, vals, log.checked))
 
     def compact_if_due(self, pin: Callable[[], tuple[int, _Version]]) -> None:
+        """Fold the log into a snapshot if it grew enough. A commit that
+        landed calls it: a failure (a full disk) must not make that commit
+        look failed, so it is kept quiet, and tried again once the log
+        doubled; ``flush()`` and ``close()`` still report it."""
         log = self.log
-        if log is not None and log.size > max(COMPACT_MIN, self.snapshot_size):
+        due = max(COMPACT_MIN, self.snapshot_size, self.compact_at)
+        if log is None or log.size <= due or self.closed:
+            return
+        try:
             self.save(pin)
+        except EngineError:
+            self.compact_at = 2 * log.size
+        else:
+            self.compact_at = 0
 
     def save(self, pin: Callable[[], tuple[int, _Version]]) -> None:
         """Write a snapshot of the version ``pin()`` returns (pinned while
         it is written) and start an empty log."""
         with self.lock:
+            if self.closed:  # a compaction that came after close()
+                raise EngineError(f"memory: {self.path!r} was closed")
             seq, version = pin()
             if seq == self.saved:
                 return
             keys, vals = _btree.items(version.root)
             generation = self.generation + 1
-            _memfile.write_snapshot(self.path, generation, keys, vals)
-            self.generation = generation
-            self.saved = seq
-            self.snapshot_size = os.path.getsize(self.path)
-            log_path = self.path + ".log"
-            if self.log is not None:
-                self.log.close()
-                self.log = _memfile.Log(log_path, generation, None)
-            else:
-                try:
-                    os.unlink(log_path)  # replayed, and now in the snapshot
-                except FileNotFoundError:
-                    pass
+            try:
+                _memfile.write_snapshot(self.path, generation, keys, vals)
+            except EngineError:
+                if _memfile.snapshot_generation(self.path) != generation:
+                    raise  # the old snapshot and log stand
+                # Renamed into place, then the directory failed to sync: the
+                # old log is stale now, start the new one before reporting.
+                self._saved(seq, generation)
+                raise
+            self._saved(seq, generation)
+
+    def _saved(self, seq: int, generation: int) -> None:
+        """Bookkeeping after the snapshot ``generation`` of commit ``seq``
+        took the file's name: start its log."""
+        self.generation = generation
+        self.saved = seq
+        self.snapshot_size = os.path.getsize(self.path)
+        log_path = self.path + ".log"
+        if self.log is not None:
+            self.log.close()
+            self.log = _memfile.Log(log_path, generation, None)
+        else:
+            try:
+                os.unlink(log_path)  # replayed, and now in the snapshot
+            except FileNotFoundError:
+                pass
 
     def close(self, pin: Callable[[], tuple[int, _Version]]) -> None:
         with self.lock:  # a commit in flight lands (and is saved) first
             try:
                 self.save(pin)
-            finally:
-                if self.log is not None:
-                    self.log.close()
-                os.close(self.lock_fd)
+            except EngineError as exc:
+                raise EngineError(
+                    f"{exc}; nothing committed since the last save is lost "
+                    "yet: make room and call close() again"
+                ) from exc
+            self.closed = True
+            if self.log is not None:
+                self.log.close()
+            os.close(self.lock_fd)
 
 
 def _update(latest: dict[bytes, bytes], keys: list[bytes], vals: list[bytes]) -> None:
@@ -624,7 +683,9 @@ class _OptimisticTxn(_WriteTxn):
         self._version = _NO_VERSION
         self._reads = set()
         self._ranges = []
-        self._engine._open.discard(self)
+        engine = self._engine
+        with engine._open_lock:
+            engine._open.discard(self)
 
 
 _NO_PUTS: dict[bytes, bytes] = {}

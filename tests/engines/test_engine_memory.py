@@ -379,6 +379,18 @@ def test_a_read_key_changed_meanwhile_conflicts(optimistic: MemoryEngine) -> Non
     assert optimistic.get(b"b") is None
 
 
+def test_blind_writes_to_one_key_conflict(optimistic: MemoryEngine) -> None:
+    first, second = optimistic.begin(write=True), optimistic.begin(write=True)
+    first.put(b"a", b"1")
+    second.put(b"a", b"2")
+    second.put(b"other", b"2")
+    first.commit()
+    with pytest.raises(ConflictError) as info:
+        second.commit()
+    assert info.value.retryable and second.closed
+    assert optimistic.get(b"a") == b"1" and optimistic.get(b"other") is None
+
+
 def test_a_scanned_range_changed_meanwhile_conflicts(optimistic: MemoryEngine) -> None:
     first, second, third = (optimistic.begin(write=True) for _ in range(3))
     assert [k for k, _ in second.iter(b"a")][:1] == [b"a"]  # scanned a.. to the end
