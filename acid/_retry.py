@@ -151,15 +151,21 @@ def is_async(fn: Any) -> bool:
     return inspect.iscoroutinefunction(type(fn).__call__)
 
 
-def retrying(attempt: Callable[[], T], retries: int, policy: Backoff) -> T:
-    """``attempt()``, run again after each retryable error, ``retries``
-    times at most; then the last error propagates with ``attempts`` set."""
+def retrying(
+    attempt: Callable[[], T],
+    retries: int,
+    policy: Backoff,
+    only: type[Error] = Error,
+) -> T:
+    """``attempt()``, run again after each retryable error (of class
+    ``only``), ``retries`` times at most; then the last error propagates
+    with ``attempts`` set."""
     n = 1
     while True:
         try:
             return attempt()
         except Error as exc:
-            if not exc.retryable:
+            if not exc.retryable or not isinstance(exc, only):
                 raise
             if n > retries:
                 exc.attempts = n  # type: ignore[attr-defined]

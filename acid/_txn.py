@@ -14,7 +14,8 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from acid.errors import AbortError, TxnError
+from acid._retry import Backoff, retrying
+from acid.errors import AbortError, ConflictError, TxnError
 
 if TYPE_CHECKING:
     from acid.engines import Txn
@@ -211,6 +212,13 @@ class Block:
         return issubclass(exc_type, AbortError)
 
 
+_AUTOCOMMIT_BACKOFF = Backoff()
+
+#: How often an autocommit write that lost a conflict runs again, on engines
+#: with ``concurrent_writers`` (it is a whole transaction of its own).
+AUTOCOMMIT_RETRIES = 10
+
+
 def run_alone(
     engine: Any, ctx: TxnContextLike, write: bool, fn: Callable[..., T], *args: Any
 ) -> T:
@@ -218,8 +226,24 @@ def run_alone(
     would run it (commit at the end, abort on an exception; after
     :func:`abort`, ``None``). The caller knows no transaction is active.
 
-    One call instead of a block's three: this is every autocommit write.
+    One call instead of a block's three: this is every autocommit write. On
+    an engine whose writers run at once, a write that lost a conflict
+    (:class:`~acid.errors.ConflictError`) runs again, with backoff, as
+    ``store.transact`` would: nothing of the lost attempt was committed.
     """
+    if write and engine.concurrent_writers:
+        return retrying(
+            lambda: _alone(engine, ctx, write, fn, args),
+            AUTOCOMMIT_RETRIES,
+            _AUTOCOMMIT_BACKOFF,
+            only=ConflictError,
+        )
+    return _alone(engine, ctx, write, fn, args)
+
+
+def _alone(
+    engine: Any, ctx: TxnContextLike, write: bool, fn: Callable[..., T], args: Any
+) -> T:
     txn = engine.begin(write=write)
     token = ctx.set(txn)
     running = _running

@@ -21,7 +21,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from acid import _facade, _fields, _query, _ttl, encoders, keylib
+from acid import _facade, _fields, _online, _ops, _query, _ttl, encoders, keylib
 from acid._atomic import AtomicOps
 from acid._bulk import Batch, changes
 from acid._expiry import Expiry, ExpiryOps
@@ -346,14 +346,33 @@ class Collection(AtomicOps, ExpiryOps):
 
     # -- indexes ----------------------------------------------------------
 
-    def add_index(self, name: str, func: Callable[[Any], Any]) -> Index:
+    def add_index(
+        self,
+        name: str,
+        func: Callable[[Any], Any],
+        *,
+        build: str = "now",
+        batch: int = 1000,
+        progress: Callable[[int, int | None], None] | None = None,
+    ) -> Index:
         """Declare the index ``name`` computed by ``func(record)``.
 
         The index's metadata persists; the function does not, so declare it
         again each time the collection is opened. A new index on a collection
         that already has records is filled in the same transaction; if that
         fails (the function raises on a record), nothing of it is left.
+
+        With ``build="online"`` a new index is filled in transactions of
+        ``batch`` records instead, while writers go on, reporting
+        ``progress(done, total)``; an interrupted build resumes when this is
+        called again (see :mod:`acid._online`).
         """
+        if build == "online":
+            return _online.add_index_online(
+                self, name, func, batch=batch, progress=progress
+            )
+        if build != "now":
+            raise ValueError(f"build is 'now' or 'online', not {build!r}")
         if not isinstance(name, str) or not name:
             raise TypeError("an index name must be a non-empty str")
         if not callable(func):
@@ -380,13 +399,48 @@ class Collection(AtomicOps, ExpiryOps):
                 other._update_refusal()
         return idx
 
-    def drop_index(self, name: str) -> None:
+    def build_index(
+        self,
+        name: str,
+        *,
+        batch: int = 1000,
+        progress: Callable[[int, int | None], None] | None = None,
+    ) -> Index:
+        """Finish the online build of the declared index ``name`` (from its
+        stored cursor); a no-op for an index that is ready."""
+        idx = self.indices.get(name)
+        if idx is None:
+            raise NotFound(
+                f"collection {self.name!r} has no declared index {name!r}; "
+                "declare it with add_index() first"
+            )
+        if not idx.building:
+            return idx
+        return _online.backfill(self, idx, batch=batch, progress=progress)
+
+    def drop_index(
+        self, name: str, *, online: bool = False, batch: int = 10_000
+    ) -> None:
         """Delete the index ``name``: its entries and its metadata.
 
         One transaction; entries are deleted as they are read. Index objects
         for it refuse further use. Raises :class:`NotFound` when there is no
-        such stored index.
+        such stored index. With ``online=True`` the entries are deleted
+        afterwards in transactions of ``batch`` keys (see
+        :meth:`Store.drop_collection`).
         """
+        if online:
+            if self.store.txn is not None:
+                raise TxnError(
+                    "an online drop runs its own bounded transactions; call it "
+                    "outside a transaction"
+                )
+            self._drop_index(name, True)
+            self.store.finish_drops(batch=batch)
+            return
+        self._drop_index(name, False)
+
+    def _drop_index(self, name: str, online: bool) -> None:
 
         def run() -> None:
             store = self.store
@@ -397,7 +451,10 @@ class Collection(AtomicOps, ExpiryOps):
             if info is None:
                 raise NotFound(f"collection {self.name!r} has no index {name!r}")
             store.schema.changed()
-            store.delete_range(info["id"])
+            if online:
+                _ops.pending_drops(store, [info["id"]])
+            else:
+                store.delete_range(info["id"])
             store.set_meta(KIND_INDEX, (self.name, name), None)
             store.schema.reconcile_peers()
 
@@ -978,7 +1035,11 @@ class Collection(AtomicOps, ExpiryOps):
         report = CheckReport() if report is None else report
         if self._detached is not None:
             self._refuse_detached()
-        todo = [i for i in self._indexes if i.id not in report.checked_indexes]
+        todo = [  # a building index is incomplete by design: unchecked
+            i
+            for i in self._indexes
+            if i.id not in report.checked_indexes and not i.building
+        ]
         report.checked_indexes.update(i.id for i in todo)
         expiry = self.expiry
         if expiry is not None and expiry.space_id in report.checked_indexes:

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from acid import _query, _text, keylib
 from acid._fields import declared_paths
-from acid._layout import SEP
-from acid.errors import ConfigError, CorruptionError, SchemaError
+from acid._layout import KIND_INDEX, SEP
+from acid.errors import ConfigError, CorruptionError, IndexNotReady, SchemaError
 
 if TYPE_CHECKING:
     from acid.collection import Collection
@@ -70,6 +70,9 @@ class Index:
         # Why this object may no longer be used (dropped, rolled back), or None.
         self._detached: str | None = None
         _check_text_meta(coll.name, info, func)
+        #: True while an online build fills it (see :mod:`acid._online`):
+        #: writes maintain it, queries raise IndexNotReady.
+        self.building: bool = info.get("state") == "building"
 
     def detach(self, reason: str | None) -> None:
         """Refuse (``reason``) or allow again (``None``) queries through this."""
@@ -84,6 +87,18 @@ class Index:
     def key_prefix(self) -> bytes:
         """The raw prefix of this index's entries."""
         return self._prefix
+
+    def _not_ready(self) -> None:
+        """Raise IndexNotReady unless the build finished (maybe elsewhere)."""
+        info = self.store.get_meta(KIND_INDEX, (self.coll.name, self.name))
+        if info is not None and info.get("state") != "building":
+            self.building = False
+            return
+        raise IndexNotReady(
+            f"index {self.coll.name}.{self.name} is being built online and "
+            f"cannot answer queries yet; finish the build with "
+            f"coll.build_index({self.name!r}) or acid build-index"
+        )
 
     def _refuse(self) -> None:
         raise SchemaError(
@@ -240,6 +255,8 @@ class Index:
     ) -> Iterator[Any]:
         if self._detached is not None:
             self._refuse()
+        if self.building:
+            self._not_ready()
         start, stop = self._range(args, lo, hi, prefix, include)
         expiry = self.coll.expiry
         if expiry is not None:  # entries of expired records are skipped
@@ -421,6 +438,8 @@ class Index:
         """Whether an entry with exactly the index tuple ``x`` exists."""
         if self._detached is not None:
             self._refuse()
+        if self.building:
+            self._not_ready()
         start = keylib.pack(_query.as_tuple(x), self._prefix) + SEP
         stop = keylib.prefix_bound(start)
         assert stop is not None

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from acid import _layout, _ttl, encoders, keylib
+from acid import _layout, _ops, _ttl, encoders, keylib
 from acid._layout import (
     KIND_COUNTER,
     KIND_ENCODER,
@@ -439,26 +439,43 @@ class Store:
 
         self.in_txn(run, write=True)
 
-    def drop_collection(self, name: str) -> None:
+    def drop_collection(
+        self, name: str, *, online: bool = False, batch: int = 10_000
+    ) -> None:
         """Delete collection ``name``: its records, index entries and metadata.
 
         One transaction (the active one, or its own); records are deleted as
         they are read, so a large collection never loads into memory. Live
         Collection objects for it refuse further use. Raises
         :class:`NotFound` when there is no such collection.
+
+        With ``online=True`` (outside any transaction) the collection
+        disappears in one short transaction and its keys are then deleted
+        in transactions of ``batch`` keys; an interrupted purge is finished
+        by :meth:`finish_drops`.
         """
+        if online:
+            _ops.refuse_in_txn(self, "an online drop")
 
         def run() -> None:
             info = self.get_meta(KIND_TABLE, name)
             if info is None:
                 raise NotFound(f"no collection named {name!r}")
             self.schema.changed()
+            spaces = [info["id"]]
             for (_, iname), iinfo in self.index_metas(name):
-                self.delete_range(iinfo["id"])
+                spaces.append(iinfo["id"])
+                if not online:
+                    self.delete_range(iinfo["id"])
                 self.set_meta(KIND_INDEX, (name, iname), None)
-            self.delete_range(info["id"])
             if info.get("expiry") is not None:  # deadlines (acid/_expiry.py)
-                self.delete_range(info["expiry"])
+                spaces.append(info["expiry"])
+            if online:
+                _ops.pending_drops(self, spaces)
+            else:
+                self.delete_range(info["id"])
+                if info.get("expiry") is not None:  # deadlines (acid/_expiry.py)
+                    self.delete_range(info["expiry"])
             self.set_meta(KIND_TABLE, name, None)
             counter = info.get("counter")
             others = [i for _, i in self.iter_meta(KIND_TABLE)]
@@ -467,6 +484,13 @@ class Store:
             self.schema.reconcile_peers()
 
         self.in_txn(run, write=True)
+        if online:
+            self.finish_drops(batch=batch)
+
+    def finish_drops(self, *, batch: int = 10_000) -> int:
+        """Delete the keys of collections and indexes dropped online, in
+        transactions of ``batch`` keys; returns how many were deleted."""
+        return _ops.finish_drops(self, batch=batch)
 
     def index_metas(self, coll_name: str) -> list[tuple[tuple[Any, ...], dict]]:
         """``((collection, index), info)`` of every stored index of a collection."""
@@ -679,6 +703,41 @@ class Store:
             txn.delete(k)
             n += 1
         return n
+
+    # -- operations: counters, statistics, backup ---------------------------
+
+    def counters(self) -> dict[str, int]:
+        """Every counter stored here, by name (acid's own ``"\\x00..."`` too)."""
+
+        def run() -> dict[str, int]:
+            out = {}
+            for k, v in self.iter_space(Space.COUNTER.value):
+                name = keylib.unpack(k, self.prefix)[1]
+                out[name] = _counter_value(name, v)
+            return out
+
+        return self.in_txn(run)
+
+    def stats(self) -> dict[str, Any]:
+        """Store and engine statistics, as plain values (JSON-friendly).
+
+        Store-level counts come from one read transaction: per collection its
+        record count and bytes, per index its entry count. ``engine`` holds
+        what the engine reports about itself (``engine.stats()``, when the
+        engine has it).
+        """
+        return _ops.stats(self)
+
+    def backup(self, dest: str, *, batch: int = 10_000) -> dict[str, Any]:
+        """Copy the whole engine, consistently, to ``dest`` while writers go on.
+
+        ``dest`` is an engine URL, or a path meaning the source's own engine
+        kind. LMDB to a path uses LMDB's compacting copy; any other pair
+        copies one read snapshot in write transactions of ``batch`` keys.
+        ``dest`` must not exist yet (or be an empty store). Returns what was
+        copied: ``{"method": ..., "keys": n}``.
+        """
+        return _ops.backup(self.engine, dest, batch=batch)
 
     # -- expiry -----------------------------------------------------------
 

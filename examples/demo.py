@@ -22,8 +22,8 @@ def open_people(store: acid.Store) -> acid.Collection:
 def main() -> None:
     tmp = tempfile.mkdtemp(prefix="acid-demo-")
     url = sys.argv[1] if len(sys.argv) > 1 else f"lmdb:{tmp}/people"
-    print(f"opening {url}")
     with acid.open(url) as store:
+        print(f"opened {store.engine.url}")  # engines leave passwords out
         people = open_people(store)
         with store.begin(write=True):
             people.put(

@@ -18,14 +18,15 @@ LAYERS: list[set[str]] = [
     {"acid._text", "acid._fields"},
     {"acid._spec", "acid._plan"},
     {"acid._layout", "acid._ttl"},
-    {"acid.store", "acid._schema"},
+    {"acid.store", "acid._schema", "acid._ops"},
     {"acid.index", "acid._atomic", "acid._expiry"},
     # Collection.query() returns a Query; query.py knows Collection by type only.
     {"acid.query", "acid._facade"},
-    {"acid.collection", "acid.blobs", "acid._bulk"},
+    {"acid.collection", "acid.blobs", "acid._bulk", "acid._online"},
     {"acid.aio", "acid._aio_threads"},
     {"acid.core", "acid.testing", "acid.tools"},
     {"acid"},
+    {"acid.cli", "acid.__main__"},
 ]
 #: Upward imports the design allows: add_collection creates a Collection.
 ALLOWED_UPWARD = {("acid.store", "acid.collection"), ("acid.store", "acid.blobs")}

@@ -223,6 +223,28 @@ class LevelDBEngine(Engine):
             raise closed_engine(self.url)
         return db.snapshot()
 
+    def stats(self) -> dict[str, Any]:
+        """LevelDB's properties: ``leveldb.stats``, files per level, sizes."""
+        db = self._db
+        if db is None:
+            raise closed_engine(self.url)
+
+        def prop(name: str) -> str | None:
+            value = db.get_property(name.encode())
+            return None if value is None else value.decode(errors="replace")
+
+        return {
+            "leveldb.stats": prop("leveldb.stats"),
+            "leveldb.sstables": prop("leveldb.sstables"),
+            "leveldb.approximate-memory-usage": prop(
+                "leveldb.approximate-memory-usage"
+            ),
+            "files_per_level": [
+                int(prop(f"leveldb.num-files-at-level{n}") or 0) for n in range(7)
+            ],
+            "approximate_size": db.approximate_size(b"", b"\xff" * 16),
+        }
+
     def close(self) -> None:
         """Close the database without waiting for anything.
 

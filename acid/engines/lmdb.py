@@ -248,6 +248,45 @@ class LMDBEngine(Engine):
         except lmdb.Error as exc:
             raise _translate(exc, self, key) from exc
 
+    def stats(self) -> dict[str, Any]:
+        """LMDB's own figures: ``env.stat()``, ``env.info()`` and map use."""
+        env = self._env
+        if env is None:
+            raise closed_engine(self.url)
+        stat, info = env.stat(), env.info()
+        used = (info["last_pgno"] + 1) * stat["psize"]
+        return {
+            "stat": dict(stat),
+            "info": dict(info),
+            "map_used_bytes": used,
+            "map_use": used / info["map_size"],
+        }
+
+    def backup(self, path: str) -> int:
+        """Write a compacted copy of the environment to the new ``path``.
+
+        One read transaction: consistent while writers go on. Returns the
+        number of keys in the copy.
+        """
+        env = self._env
+        if env is None:
+            raise closed_engine(self.url)
+        path = check_path("lmdb", path)
+        make_dirs(
+            "lmdb", path if self._shared.options["subdir"] else os.path.dirname(path)
+        )
+        try:
+            env.copy(path, compact=True)
+        except lmdb.Error as exc:
+            raise _translate(exc, self) from exc
+        copy = lmdb.open(
+            path, subdir=self._shared.options["subdir"], readonly=True, lock=False
+        )
+        try:
+            return int(copy.stat()["entries"])
+        finally:
+            copy.close()
+
     def close(self) -> None:
         """Close the engine without waiting for anything.
 

@@ -58,7 +58,7 @@ from acid.engines import (
     read_only,
     resolve_params,
 )
-from acid.engines._btree import EMPTY, Node
+from acid.engines._btree import EMPTY, Node, count
 from acid.engines._overlay import (
     DELETED,
     Overlay,
@@ -311,6 +311,13 @@ class MemoryEngine(Engine):
             raise closed_engine(self.url)
         if self._file is not None:
             self._file.save(self._pin)
+
+    def stats(self) -> dict[str, Any]:
+        """What the engine holds: keys, the commit number, its file."""
+        if self._closed:
+            raise closed_engine(self.url)
+        seq, version = self._pin()
+        return {"keys": count(version.root), "commit": seq, "file": self._path}
 
     def close(self) -> None:
         """Close the engine; a write transaction still open is aborted, and

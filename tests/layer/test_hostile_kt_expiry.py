@@ -281,6 +281,7 @@ def test_drop_and_rename_a_collection_with_deadlines(
     assert tstore.expire() == 0 and tstore.check().ok
 
 
+@pytest.mark.writers_take_turns  # threads write without store.transact
 def test_expire_while_another_thread_rewrites_the_records(
     tstore: acid.Store, clock: Clock
 ) -> None:

@@ -1,0 +1,645 @@
+"""Dump, load and copy: a store as a stream of items, from one snapshot.
+
+:func:`items` reads a store in one read transaction and yields tuples; the
+dump file writes each as one line of typed JSON (:mod:`acid.cli.typedjson`);
+:class:`Loader` takes the same tuples (from a file, or straight from another
+store for ``acid copy``) and writes them in bounded write transactions. The
+file format is described in ``docs/cli.md``.
+
+>>> import acid
+>>> src, dst = acid.open("skiplist:/"), acid.open("skiplist:/")
+>>> people = src.add_collection("people")
+>>> _ = people.add_index("name", lambda p: p["name"])
+>>> _ = people.put({"name": "Ada"})
+>>> summary = Loader(dst).run(items(src))
+>>> summary["records"], summary["entries"]
+(1, 1)
+>>> list(dst.add_collection("people").items())
+[((1,), {'name': 'Ada'})]
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from acid import encoders, keylib
+from acid._fields import GRAMS, TEXT
+from acid._fields import fields as field_function
+from acid._text import TextFunction, qgrams, tokens
+from acid.cli import typedjson
+from acid.collection import Collection
+from acid.errors import ConstraintError, Error, NameInUse, NotFound
+from acid.index import Index
+from acid.store import (
+    KIND_COUNTER,
+    KIND_ENCODER,
+    KIND_INDEX,
+    KIND_STRUCT,
+    KIND_TABLE,
+    Store,
+)
+
+__all__ = [
+    "DUMP_VERSION",
+    "DumpError",
+    "Loader",
+    "items",
+    "open_collection",
+    "open_index",
+    "DumpReader",
+    "to_line",
+]
+
+#: Version of the dump file format (its first line says which it is).
+DUMP_VERSION = 1
+#: Metadata kinds dumped as such (tables and indexes travel as collections).
+_META_KINDS = (KIND_STRUCT, KIND_COUNTER)
+_FORMAT_META = "\x00acid"
+
+Item = tuple[Any, ...]
+Progress = Callable[[int], None]
+
+
+class DumpError(Error, ValueError):
+    """A dump file (or stream) that cannot be loaded; says which line."""
+
+
+def _key_func_required(name: str) -> Callable[[Any], Any]:
+    def key_func(rec: Any) -> Any:
+        raise ConstraintError(
+            f"collection {name!r} makes its keys with a key function, which "
+            "is code and not stored; give the key (--key) or declare the "
+            "collection with --module"
+        )
+
+    return key_func
+
+
+def _undeclared(cname: str, iname: str) -> Callable[[Any], Any]:
+    def func(rec: Any) -> Any:
+        raise ConstraintError(
+            f"index {cname}.{iname} has no declared function here, so records "
+            "cannot be written through it; declare it with --module"
+        )
+
+    return func
+
+
+def _no_entries(rec: Any) -> None:
+    return None  # entries are copied as data by the Loader
+
+
+#: Metadata fields that describe an index's function (token and q-gram
+#: kinds, declared record fields); placeholders carry them, dumps keep them.
+_FUNC_META = ("text", "q", "fields")
+
+
+def function_from_meta(meta: dict[str, Any]) -> Callable[[Any], Any] | None:
+    """The index function its metadata describes, when it is declarative
+    (``acid.field(s)``, a default token or q-gram index of a field), else
+    None: such indexes need no module to be read, written or rebuilt."""
+    paths = tuple(meta.get("fields") or ())
+    kind = meta.get("text")
+    if not paths:
+        return None
+    if kind is None:
+        return field_function(*paths)
+    (path,) = paths if len(paths) == 1 else ("",)
+    if kind == "tokens" and path.startswith(TEXT):
+        return tokens(path[len(TEXT) :])
+    if kind == "qgrams" and path.startswith(GRAMS):
+        q, _, name = path[len(GRAMS) :].partition(":")
+        if q.isdigit():
+            return qgrams(name, int(q))
+    return None
+
+
+class _TextPlaceholder(TextFunction):
+    """Stands for a token or q-gram index function that is not declared
+    here: it carries the stored kind and ``q``, and its field is ``func``."""
+
+    def __init__(self, meta: dict[str, Any], func: Callable[[Any], Any]) -> None:
+        super().__init__(func)
+        self.kind = str(meta["text"])
+        self._meta = dict(meta)
+
+    def meta(self) -> dict[str, Any]:
+        return dict(self._meta)
+
+
+def placeholder(meta: dict[str, Any], func: Callable[[Any], Any]) -> Any:
+    """``func``, or a text placeholder calling it when ``meta`` says the
+    index is a token or q-gram index."""
+    extra: dict[str, Any] = {k: meta[k] for k in ("text", "q") if k in meta}
+    return _TextPlaceholder(extra, func) if "text" in extra else func
+
+
+def open_collection(store: Store, name: str) -> Collection:
+    """The live collection ``name`` (declared by a module), or one opened for
+    reading and key-given writes without its Python functions."""
+    try:
+        return store[name]
+    except KeyError:
+        pass
+    meta = store.get_meta(KIND_TABLE, name)
+    if meta is None:
+        have = ", ".join(store.collections()) or "none"
+        raise NotFound(f"no collection named {name!r} (collections: {have})")
+    key_func = _key_func_required(name) if meta.get("keys") == "func" else None
+    return store.add_collection(name, key_func=key_func)
+
+
+def open_index(coll: Collection, name: str) -> Index:
+    """The index ``name`` of ``coll``, for reading; declared without its
+    function (one that refuses writes) when no module declared it."""
+    found = coll.indices.get(name)
+    if found is not None:
+        return found
+    if not any(n[1] == name for n, _ in coll.store.index_metas(coll.name)):
+        have = ", ".join(n[1] for n, _ in coll.store.index_metas(coll.name))
+        raise NotFound(
+            f"collection {coll.name!r} has no index {name!r} "
+            f"(indexes: {have or 'none'})"
+        )
+    info = coll.store.get_meta(KIND_INDEX, (coll.name, name)) or {}
+    func = function_from_meta(info) or placeholder(info, _undeclared(coll.name, name))
+    return coll.add_index(name, func)
+
+
+# -- reading ------------------------------------------------------------------
+
+
+def items(
+    store: Store,
+    names: Iterable[str] = (),
+    *,
+    derived: set[tuple[str, str]] = frozenset(),  # type: ignore[assignment]
+) -> Iterator[Item]:
+    """The store (or the collections ``names``) as items, from one snapshot.
+
+    Everything is read in one read transaction that stays open until the
+    generator is exhausted or closed. The entries of the indexes named in
+    ``derived`` (``(collection, index)`` pairs, which the target computes
+    with their functions) are left out.
+    """
+    wanted = list(names)
+    with store.begin():
+        every = store.collections()
+        for name in wanted:
+            if name not in every:
+                raise NotFound(
+                    f"no collection named {name!r} (collections: "
+                    f"{', '.join(every) or 'none'})"
+                )
+        chosen = wanted or every
+        fmt = store.get_meta(KIND_STRUCT, _FORMAT_META) or {}
+        yield ("header", {"acid-dump": DUMP_VERSION, "format": fmt.get("format")})
+        metas = {n[0]: store.get_meta(KIND_TABLE, n) for n in chosen}
+        used = {m["compressor"] for m in metas.values() if m is not None}
+        for (cname,), info in store.iter_meta(KIND_ENCODER):
+            if info.get("type") == "zstd-dict" and cname in used:
+                yield ("compressor", cname, info)
+        totals: dict[str, Any] = {"collections": 0, "records": 0, "entries": 0}
+        for name in chosen:
+            yield from _collection_items(store, name, totals, derived)
+        counters = store.counters()
+        own = {m["counter"] for m in metas.values() if m is not None}
+        for cname, value in counters.items():
+            if not cname.startswith("\x00") and (not wanted or cname in own):
+                yield ("counter", cname, value)
+        if not wanted:
+            for kind in _META_KINDS:
+                for mname, dct in store.iter_meta(kind):
+                    internal = isinstance(mname[0], str) and mname[0][:1] == "\x00"
+                    if not (kind == KIND_STRUCT and internal):
+                        yield ("meta", kind, list(mname), dct)
+        yield ("end", totals)
+
+
+def _collection_items(
+    store: Store, name: str, totals: dict[str, Any], derived: set[tuple[str, str]]
+) -> Iterator[Item]:
+    meta = store.get_meta(KIND_TABLE, name)
+    assert meta is not None
+    coll = open_collection(store, name)
+    metas = store.index_metas(name)
+    inames = [n[1] for n, _ in metas]
+    extra = {
+        n[1]: {k: info[k] for k in _FUNC_META if k in info}
+        for n, info in metas
+        if any(k in info for k in _FUNC_META)
+    }
+    yield (
+        "collection",
+        {
+            "collection": name,
+            "encoder": meta["encoder"],
+            "compressor": meta["compressor"],
+            "counter": meta["counter"],
+            "keys": meta.get("keys", "auto"),
+            "indexes": inames,
+            **({"index_meta": extra} if extra else {}),
+        },
+    )
+    n = 0
+    for key, value in coll.items():
+        yield ("record", key, value)
+        n += 1
+    totals["collections"] += 1
+    totals["records"] += n
+    totals.setdefault("by_collection", {})[name] = n
+    for iname in inames:
+        if (name, iname) in derived:
+            continue
+        idx = open_index(coll, iname)
+        if idx.building:
+            raise ConstraintError(
+                f"index {name}.{iname} is being built online; finish the build "
+                "(acid build-index) before dumping or copying"
+            )
+        yield ("index", iname)
+        e = 0
+        for tup, key in idx.pairs():
+            yield ("entry", tup, key)
+            e += 1
+        totals["entries"] += e
+        totals.setdefault("by_index", {})[f"{name}.{iname}"] = e
+
+
+# -- the file form ------------------------------------------------------------
+
+
+def to_line(item: Item) -> str:
+    """One dump line for an item."""
+    tag = item[0]
+    if tag == "record":
+        return typedjson.dumps({"k": list(item[1]), "v": item[2]})
+    if tag == "entry":
+        return typedjson.dumps({"e": [list(item[1]), list(item[2])]})
+    if tag in ("header", "collection"):
+        return typedjson.dumps(item[1])
+    if tag == "index":
+        return typedjson.dumps({"index": item[1]})
+    if tag == "compressor":
+        return typedjson.dumps({"compressor": item[1], "info": item[2]})
+    if tag == "counter":
+        return typedjson.dumps({"counter": item[1], "value": item[2]})
+    if tag == "meta":
+        return typedjson.dumps({"meta": item[1], "name": item[2], "value": item[3]})
+    if tag == "end":
+        return typedjson.dumps({"end": item[1]})
+    raise ValueError(f"unknown dump item {tag!r}")
+
+
+def _want(obj: dict[str, Any], field: str, kind: type | tuple[type, ...]) -> Any:
+    value = obj.get(field)
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is int:
+        raise ValueError(
+            f"{field!r} is missing or not a {getattr(kind, '__name__', kind)}"
+        )
+    return value
+
+
+def _key(value: Any, what: str) -> tuple[Any, ...]:
+    if type(value) is not list:
+        raise ValueError(f"{what} must be a JSON array")
+    return tuple(value)
+
+
+def _parse(obj: Any) -> Item:
+    if type(obj) is not dict:
+        raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+    if "k" in obj:
+        if set(obj) != {"k", "v"}:
+            raise ValueError("a record line has exactly 'k' and 'v'")
+        return ("record", _key(obj["k"], "'k'"), obj["v"])
+    if "e" in obj:
+        pair = obj["e"]
+        if type(pair) is not list or len(pair) != 2:
+            raise ValueError("an entry line is {'e': [index tuple, record key]}")
+        return ("entry", _key(pair[0], "the index tuple"), _key(pair[1], "the key"))
+    if "acid-dump" in obj:
+        version = obj["acid-dump"]
+        if version != DUMP_VERSION:
+            raise ValueError(
+                f"dump format {version!r}; this acid reads format {DUMP_VERSION}"
+            )
+        return ("header", obj)
+    if "collection" in obj:
+        for field in ("collection", "encoder", "compressor", "counter", "keys"):
+            _want(obj, field, str)
+        if obj["keys"] not in ("auto", "func"):
+            raise ValueError("'keys' is 'auto' or 'func'")
+        names = _want(obj, "indexes", list)
+        if not all(isinstance(n, str) and n for n in names):
+            raise ValueError("'indexes' holds index names (strings)")
+        extra = obj.get("index_meta", {})
+        if type(extra) is not dict or not all(
+            type(v) is dict and set(v) <= set(_FUNC_META) for v in extra.values()
+        ):
+            raise ValueError("'index_meta' maps index names to {'text', 'q', 'fields'}")
+        return ("collection", obj)
+    if "index" in obj:
+        return ("index", _want(obj, "index", str))
+    if "compressor" in obj:
+        return ("compressor", _want(obj, "compressor", str), _want(obj, "info", dict))
+    if "counter" in obj:
+        return ("counter", _want(obj, "counter", str), _want(obj, "value", int))
+    if "meta" in obj:
+        kind = _want(obj, "meta", str)
+        if kind not in _META_KINDS:
+            raise ValueError(f"metadata kind {kind!r} is not one a dump holds")
+        return ("meta", kind, _want(obj, "name", list), _want(obj, "value", dict))
+    if "end" in obj:
+        return ("end", _want(obj, "end", dict))
+    raise ValueError(f"unknown line with members {sorted(obj)[:5]}")
+
+
+class DumpReader:
+    """Items from dump lines; a bad line raises :class:`DumpError` naming it.
+
+    ``lineno`` is the number of the line last read.
+    """
+
+    def __init__(self, lines: Iterable[bytes | str]) -> None:
+        self.lines = lines
+        self.lineno = 0
+
+    def __iter__(self) -> Iterator[Item]:
+        for line in self.lines:
+            self.lineno += 1
+            if not line.strip():
+                raise DumpError(f"line {self.lineno}: empty line")
+            try:
+                item = _parse(typedjson.loads(line))
+            except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+                text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise DumpError(f"line {self.lineno}: {text}") from None
+            yield item
+        if self.lineno == 0:
+            raise DumpError("line 1: the dump is empty")
+
+
+# -- writing ------------------------------------------------------------------
+
+
+class Loader:
+    """Writes dump items into a store, ``batch`` records per transaction.
+
+    The target must be empty (``force=True`` allows other collections, never
+    one of the dump's own). Counters and metadata are written last, with the
+    final batch. If anything fails, what the load wrote is removed again:
+    its collections (records, indexes) and compressors.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        batch: int = 10_000,
+        force: bool = False,
+        progress: Progress | None = None,
+    ) -> None:
+        if type(batch) is not int or batch < 1:
+            raise ValueError(f"batch must be a positive int, got {batch!r}")
+        self.store = store
+        self.batch = batch
+        self.force = force
+        self.progress = progress
+        self.created: list[str] = []
+        self.compressors: list[str] = []
+        self.derived: set[str] = set()
+        self.counts = {"collections": 0, "records": 0, "entries": 0}
+        self._coll: Collection | None = None
+        self._index: Index | None = None
+        self._skip_entries = False
+        self._late: list[Item] = []
+        #: What the end line of the dump said (counts per collection, index).
+        self.totals: dict[str, Any] = {}
+        self._block: Any = None
+        self._pending = 0
+
+    def run(
+        self, stream: Iterable[Item], lineno: Callable[[], int] | None = None
+    ) -> dict[str, Any]:
+        """Load every item; returns the counts written.
+
+        ``lineno()`` tells errors which line of a file they are about.
+        """
+        self._check_target()
+        try:
+            self._run(stream, lineno or (lambda: 0))
+        except BaseException:
+            self._end_block(ok=False)
+            self._remove()
+            raise
+        return self.counts
+
+    def _check_target(self) -> None:
+        """Refuse a target holding records (empty declared collections, as
+        ``--module`` makes, are fine) unless ``force``."""
+        store = self.store
+
+        def holding() -> list[str]:
+            return [
+                n[0]
+                for n, info in store.iter_meta(KIND_TABLE)
+                if next(store.iter_space(info["id"]), None) is not None
+            ]
+
+        names = store.in_txn(holding)
+        if names and not self.force:
+            raise NameInUse(
+                f"the target store is not empty (collections with records: "
+                f"{', '.join(names)}); load into an empty store, or pass --force "
+                "to add new collections to this one"
+            )
+
+    def _run(self, stream: Iterable[Item], lineno: Callable[[], int]) -> None:
+        first = True
+        ended = False
+        for item in stream:
+            tag = item[0]
+            where = f"line {lineno()}: " if lineno() else ""
+            if ended:
+                raise DumpError(f"{where}data after the end line")
+            if first and tag != "header":
+                raise DumpError(f"{where}the dump does not start with its header")
+            first = False
+            try:
+                ended = self._apply(item)
+            except (Error, TypeError, ValueError) as exc:
+                try:
+                    again = type(exc)(f"{where}{exc}")
+                except Exception:  # an exception class with other arguments
+                    raise exc from None
+                raise again from exc
+        if not ended:
+            where = f"line {lineno()}: " if lineno() else ""
+            raise DumpError(f"{where}the dump ends without its end line (truncated?)")
+        self._end_block(ok=True)  # counters and metadata land with the last batch
+        if self.progress is not None and self._pending:
+            self.progress(self._pending)
+
+    def _apply(self, item: Item) -> bool:
+        tag = item[0]
+        if tag == "record":
+            coll = self._need_coll("a record")
+            self._write()
+            coll.put(item[2], key=item[1])
+            self.counts["records"] += 1
+            self._tick()
+        elif tag == "entry":
+            idx = self._index
+            if idx is None:
+                raise DumpError("an index entry before its index line")
+            if not self._skip_entries:
+                self._write()
+                rkey = keylib.pack(item[2])
+                idx.update(
+                    self.store.active(),
+                    rkey,
+                    (),
+                    (keylib.pack(item[1], idx.key_prefix),),
+                )
+                self.counts["entries"] += 1
+            self._tick()
+        elif tag == "collection":
+            self._collection(item[1])
+        elif tag == "index":
+            coll = self._need_coll("an index line")
+            if item[1] not in coll.indices:
+                raise DumpError(
+                    f"index {item[1]!r} is not declared by its collection line"
+                )
+            self._index = coll.indices[item[1]]
+            self._skip_entries = item[1] in self.derived
+        elif tag == "compressor":
+            self._compressor(item[1], item[2])
+        elif tag in ("counter", "meta"):
+            self._late.append(item)
+        elif tag == "end":
+            self.totals = item[1]
+            self._finish(item[1])
+            return True
+        elif tag != "header":
+            raise DumpError(f"unknown item {tag!r}")
+        return False
+
+    def _need_coll(self, what: str) -> Collection:
+        if self._coll is None:
+            raise DumpError(f"{what} before any collection line")
+        return self._coll
+
+    def _write(self) -> None:
+        if self._block is None:
+            self._block = self.store.begin(write=True)
+            self._block.__enter__()
+            self._pending = 0
+
+    def _tick(self) -> None:
+        self._pending += 1
+        if self._pending >= self.batch:
+            self._end_block(ok=True)
+            if self.progress is not None:
+                self.progress(self._pending)
+            self._pending = 0
+
+    def _end_block(self, ok: bool) -> None:
+        block, self._block = self._block, None
+        if block is None:
+            return
+        if ok:
+            block.__exit__(None, None, None)
+        else:
+            exc = RuntimeError("load failed")
+            block.__exit__(RuntimeError, exc, None)
+
+    def _compressor(self, name: str, info: dict[str, Any]) -> None:
+        if info.get("type") != "zstd-dict":
+            raise DumpError(f"compressor {name!r}: only zstd-dict ones travel in dumps")
+        if self.store.registry.compressor(name) is not None:
+            return
+        comp = encoders.ZstdDictCompressor(name, info["dict"], level=info["level"])
+        self._end_block(ok=True)
+        self.store.add_encoder(comp)
+        self.compressors.append(name)
+
+    def _collection(self, spec: dict[str, Any]) -> None:
+        self._end_block(ok=True)
+        name = spec["collection"]
+        store = self.store
+        if name in store.collections():
+            declared = store[name] if name in store else None  # noqa: SIM401
+            if declared is None or declared.findkey() is not None:
+                raise NameInUse(f"collection {name!r} already exists in the target")
+            coll = declared
+            if coll.encoder.name != spec["encoder"]:
+                raise DumpError(
+                    f"collection {name!r} is declared with encoder "
+                    f"{coll.encoder.name!r}, the dump has {spec['encoder']!r}"
+                )
+        else:
+            key_func = _key_func_required(name) if spec["keys"] == "func" else None
+            coll = store.add_collection(
+                name,
+                key_func=key_func,
+                encoder=spec["encoder"],
+                compressor=spec["compressor"],
+                counter_name=spec["counter"],
+            )
+        self.created.append(name)
+        self.derived = set()
+        for iname in spec["indexes"]:
+            if iname in coll.indices:
+                self.derived.add(iname)  # a module declared its function
+            else:
+                meta = spec.get("index_meta", {}).get(iname, {})
+                func = function_from_meta(meta)
+                if func is not None:  # declarative: recomputed, like --module
+                    self.derived.add(iname)
+                    coll.add_index(iname, func)
+                else:
+                    coll.add_index(iname, placeholder(meta, _no_entries))
+        self._coll, self._index = coll, None
+        self.counts["collections"] += 1
+
+    def _finish(self, totals: dict[str, Any]) -> None:
+        self._write()
+        for item in self._late:
+            if item[0] == "counter":
+                self._set_counter(item[1], item[2])
+            else:
+                self.store.set_meta(item[1], tuple(item[2]), item[3])
+        for field in ("collections", "records"):
+            if totals.get(field, self.counts[field]) != self.counts[field]:
+                raise DumpError(
+                    f"the end line counts {totals.get(field)} {field}, the dump "
+                    f"held {self.counts[field]}: it is damaged"
+                )
+
+    def _set_counter(self, name: str, value: int) -> None:
+        current = self.store.counters().get(name)
+        if current is None:
+            self.store.count(name, 1, init=value - 1)
+        elif current != value:
+            self.store.count(name, value - current)
+
+    def _remove(self) -> None:
+        store = self.store
+        try:
+            with store.begin(write=True):
+                for name in self.created:
+                    if store.get_meta(KIND_TABLE, name) is not None:
+                        store.drop_collection(name)
+                for name in self.compressors:
+                    store.set_meta(KIND_ENCODER, name, None)
+        except Error:
+            pass  # the error that stopped the load is the one to report
+
+
+def dump_json(value: Any) -> str:
+    """``value`` as indented JSON for people (stats)."""
+    return json.dumps(value, indent=2, default=str, ensure_ascii=False)
