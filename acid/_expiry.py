@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from acid import _query, _ttl, keylib
 from acid._layout import KIND_TABLE, SEP
-from acid._txn import active
+from acid._txn import active, spoil
 from acid.errors import CorruptionError, SchemaError
 
 if TYPE_CHECKING:
@@ -197,18 +197,21 @@ class Expiry:
             )
 
 
+_SPOILED = (
+    "a record was written but its deadline could not be; the transaction "
+    "can only be aborted (leave its block)"
+)
+
+
 def _set_deadlines(txn: Txn, exp: Expiry, rkeys: Any, when: float | None) -> None:
     """Set the deadline of each record written just before; if that fails
-    the records are written without it, so the transaction is ended whole
-    (aborted) rather than left half done."""
+    the records are written without it, so the transaction is spoiled (it
+    can only abort: see ``acid._txn.spoil``) rather than left half done."""
     try:
         for rkey in rkeys:
             exp.set_deadline(txn, rkey, when)
     except BaseException:
-        try:
-            txn.abort()
-        except Exception:  # already ended by the engine
-            pass
+        spoil(txn, _SPOILED)
         raise
 
 
@@ -362,9 +365,11 @@ class ExpiryOps:
         exp = self.expiry
         assert exp is not None
 
+        recs = _query.many(records, "records", "put_many")
+
         def run() -> list[tuple[Any, ...]]:
             when = _ttl.deadline(None, exp.default, self.store.clock)  # first:
-            keys = type(self).put_many(self, records)  # a clock may raise
+            keys = type(self).put_many(self, recs)  # a clock may raise
             _set_deadlines(self.store.active(), exp, map(keylib.pack, keys), when)
             return keys
 
@@ -372,13 +377,14 @@ class ExpiryOps:
 
     def _expiring_get_many(self, keys: Any, default: Any = None) -> list[Any]:
         """``get_many`` from one snapshot, expired records as ``default``."""
-        keys = list(keys)
+        keys = _query.many(keys, "keys", "get_many")
         return self.store.in_txn(lambda: [self.get(k, default) for k in keys])
 
     def _expiring_delete_many(self, keys: Any) -> int:
         """``delete_many``: the plain batch; only records still alive count."""
         exp = self.expiry
         assert exp is not None
+        keys = _query.many(keys, "keys", "delete_many")
         rkeys = list(dict.fromkeys(keylib.pack(_query.as_tuple(k)) for k in keys))
 
         def run() -> int:

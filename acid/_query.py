@@ -7,7 +7,7 @@ either. A range is ``[start, stop)`` in raw bytes under a ``base`` prefix.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from itertools import dropwhile, islice
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -35,6 +35,37 @@ def as_tuple(value: Any) -> tuple[Any, ...]:
     if kind in SCALARS or not isinstance(value, keylib.Key):
         return (value,)
     return tuple(value)
+
+
+#: What a bulk call refuses in place of many keys: one key, whose
+#: characters or bytes would each be taken for a key.
+_ONE_KEY = (str, bytes, bytearray, memoryview)
+
+
+def many(items: Any, what: str, call: str) -> list[Any]:
+    """``items`` (an iterable of ``what``) as a list, for the bulk calls.
+
+    A ``str`` or ``bytes`` (and, for records, a mapping: one record) is
+    refused with ``TypeError``: iterating it would take each character, or
+    each field name, for a key or a record.
+    """
+    if type(items) is list:
+        return items
+    if isinstance(items, _ONE_KEY) or (
+        what == "records" and isinstance(items, Mapping)
+    ):
+        one = "record" if what == "records" else "key"
+        raise TypeError(
+            f"{call} takes an iterable of {what}, not a single {one} "
+            f"({type(items).__name__}); wrap it in a list"
+        )
+    try:
+        it = iter(items)
+    except TypeError:
+        raise TypeError(
+            f"{call} takes an iterable of {what}, not {type(items).__name__}"
+        ) from None
+    return list(it)
 
 
 def bounds(

@@ -35,6 +35,7 @@ __all__ = [
     "pending_hook",
     "on_abort",
     "run_alone",
+    "spoil",
 ]
 
 
@@ -165,6 +166,27 @@ def active(ctx: TxnContextLike) -> Txn | None:
         check_ended(txn)
         return None
     return txn
+
+
+def spoil(txn: Txn, message: str) -> None:
+    """Leave ``txn`` half-written but unable to land: every later call and
+    its commit raise :class:`~acid.errors.TxnError` (``message``), and its
+    block or ``in_txn`` ends it aborted.
+
+    Not aborted at once: an ended transaction is taken for one that a task
+    inherited from a finished block, and writes after it would each commit
+    on their own, outside the block that is still running. A transaction
+    the engine already poisoned (LMDB after ``MAP_FULL``) keeps its error.
+    """
+    if txn.ended or getattr(txn, "failure", None) is not None:
+        return
+    try:
+        txn.poison(TxnError, message)
+    except Exception:  # an engine that cannot: end it, as before
+        try:
+            txn.abort()
+        except Exception:
+            pass
 
 
 def abort() -> None:

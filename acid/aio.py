@@ -43,10 +43,11 @@ import functools
 import itertools
 import threading
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
 from acid._aio_threads import Worker, WorkerStopped
+from acid._query import many
 from acid._retry import (
     Backoff,
     check_fn,
@@ -806,6 +807,24 @@ class Collection:
     async def delete(self, key: Any) -> bool:
         """:meth:`acid.Collection.delete`."""
         return await self.store._call(True, lambda: self.blocking.delete(key))
+
+    async def put_many(self, records: Iterable[Any]) -> list[tuple[Any, ...]]:
+        """:meth:`acid.Collection.put_many` (``records`` is read here, on
+        the loop, before the batch goes to a thread)."""
+        recs = many(records, "records", "put_many")
+        return await self.store._call(True, lambda: self.blocking.put_many(recs))
+
+    async def get_many(self, keys: Iterable[Any], default: Any = None) -> list[Any]:
+        """:meth:`acid.Collection.get_many`."""
+        ks = many(keys, "keys", "get_many")
+        return await self.store._call(
+            False, lambda: self.blocking.get_many(ks, default)
+        )
+
+    async def delete_many(self, keys: Iterable[Any]) -> int:
+        """:meth:`acid.Collection.delete_many`."""
+        ks = many(keys, "keys", "delete_many")
+        return await self.store._call(True, lambda: self.blocking.delete_many(ks))
 
     async def get(self, key: Any, default: Any = None, raw: bool = False) -> Any:
         """:meth:`acid.Collection.get`."""

@@ -43,6 +43,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from acid import _ttl, keylib
 from acid._layout import KIND_BLOBS
+from acid._txn import spoil
 from acid.errors import CorruptionError, SchemaError
 
 if TYPE_CHECKING:
@@ -673,11 +674,14 @@ def _read_chunks(f: IO[bytes] | Any, cs: int) -> Iterator[bytes]:
 
 
 def _undo(txn: Txn, undo: Callable[[], None]) -> None:
-    """Run ``undo`` after a failed write; if even that fails, abort ``txn``."""
+    """Run ``undo`` after a failed write; if even that fails, spoil ``txn``
+    (it can only abort; aborted at once, later writes of its block would
+    each commit on their own: see ``acid._txn.spoil``)."""
     try:
         undo()
     except BaseException:
-        try:
-            txn.abort()
-        except Exception:  # already ended by the engine
-            pass
+        spoil(
+            txn,
+            "a blob write in this transaction failed and could not be undone; "
+            "the transaction can only be aborted (leave its block)",
+        )

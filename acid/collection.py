@@ -26,7 +26,7 @@ from acid._atomic import AtomicOps
 from acid._bulk import Batch, changes
 from acid._expiry import Expiry, ExpiryOps
 from acid._layout import KIND_INDEX, KIND_TABLE, SEP, ValueCodec, len_counter
-from acid._txn import check_ended, inherited, run_alone
+from acid._txn import check_ended, inherited, run_alone, spoil
 from acid.errors import (
     ConfigError,
     ConstraintError,
@@ -50,6 +50,10 @@ _NONE: tuple[bytes, ...] = ()
 #: What ``_ok_txn`` holds when no transaction passed the checks: never the
 #: active transaction, ``None`` (no transaction) included.
 _NO_TXN = object()
+_SPOILED = (
+    "an earlier write in this transaction failed and could not be undone; "
+    "the transaction can only be aborted (leave its block)"
+)
 # Module globals for the put path: one dict lookup instead of two.
 _SCALARS = _query.SCALARS
 _pack = keylib.pack
@@ -518,7 +522,15 @@ class Collection(AtomicOps, ExpiryOps):
                     check_ended(txn)
                 return run_alone(self._engine, self._ctx, True, self.put, rec, key)
             self._writable(txn)
-        # Everything that can fail without writing comes first.
+        # Everything that can fail without writing comes first. The key
+        # function runs before the value and the entries are made: one that
+        # changes the record changes both alike (as in put_many).
+        auto = False  # the key comes from the counter (taken below)
+        if key is None:
+            if self.key_func is None:
+                auto = True
+            else:
+                key = self.key_func(rec)
         value = self.codec.encode(rec) if self._cid else b"\x00" + self._pack(rec)
         indexes = self._indexes
         if len(indexes) == 1:  # no list comprehension frame for the usual case
@@ -526,12 +538,12 @@ class Collection(AtomicOps, ExpiryOps):
         else:
             new = [idx.entries(rec) for idx in indexes]
         counted = False
-        if key is None:
-            if self.key_func is None:
-                key = (self.store.bump(self.counter_name, 1, 1),)
-                counted = True
-            else:
-                key = self.key_func(rec)
+        if auto:
+            if txn.ended:  # inherited by a task: the counter must not run alone
+                check_ended(txn)
+                return run_alone(self._engine, self._ctx, True, self.put, rec, None)
+            key = (self.store.bump(self.counter_name, 1, 1),)
+            counted = True
         try:
             if type(key) is not tuple:
                 key = (key,) if type(key) in _SCALARS else _query.as_tuple(key)
@@ -540,9 +552,11 @@ class Collection(AtomicOps, ExpiryOps):
             old_value = txn.replace(full, value)
         except BaseException:
             if txn.ended and inherited(txn):  # its block ended since
-                if counted:
-                    self.store.bump(self.counter_name, -1, 1)
-                return run_alone(self._engine, self._ctx, True, self.put, rec, key)
+                # A counter key was taken in a transaction of its own (this
+                # one had ended), or in this one, now rolled back: giving it
+                # back would hand it out twice. Take a new one instead.
+                again = None if counted else key
+                return run_alone(self._engine, self._ctx, True, self.put, rec, again)
             if counted:
                 _roll_back(txn, lambda: self.store.bump(self.counter_name, -1, 1))
             raise
@@ -649,22 +663,20 @@ class Collection(AtomicOps, ExpiryOps):
         >>> people.put_many([{"name": "Ann"}, {"name": "Bob"}])
         [(1,), (2,)]
         """
-        recs = records if type(records) is list else list(records)
+        recs = _query.many(records, "records", "put_many")
         txn = self._ctx_get()
+        # ended: a task inherited it from a block that ended since (a bulk
+        # call is dearer than this test; put retries after the failure).
+        if txn is None or txn.ended:  # autocommit
+            if txn is not None:
+                check_ended(txn)
+            return run_alone(self._engine, self._ctx, True, self.put_many, recs)
         if txn is not self._ok_txn:
-            if txn is None or txn.ended:  # autocommit
-                if txn is not None:
-                    check_ended(txn)
-                return run_alone(self._engine, self._ctx, True, self.put_many, recs)
             self._writable(txn)
         if not recs:
             return []
-        # Everything that can fail without writing comes first.
-        if self._cid:
-            values = [self.codec.encode(r) for r in recs]
-        else:
-            pack = self._packer()
-            values = [b"\x00" + pack(r) for r in recs]
+        # Everything that can fail without writing comes first; the key
+        # function first of all, as in put (it may change the record).
         key_func = self.key_func
         if key_func is None:
             first = self.store.bump(self.counter_name, 0, 1)  # bumped below
@@ -676,6 +688,11 @@ class Collection(AtomicOps, ExpiryOps):
                 k if type(k) is tuple else (k,) if type(k) in _SCALARS else _as_key(k)
                 for k in map(key_func, recs)
             ]
+        if self._cid:
+            values = [self.codec.encode(r) for r in recs]
+        else:
+            pack = self._packer()
+            values = [b"\x00" + pack(r) for r in recs]
         rkeys = [_pack(k) for k in keys]
         kp = self.key_prefix
         fulls = [kp + k for k in rkeys]
@@ -729,6 +746,7 @@ class Collection(AtomicOps, ExpiryOps):
         if self._detached is not None:
             self._refuse_detached()
         kp, as_tuple = self.key_prefix, _query.as_tuple
+        keys = _query.many(keys, "keys", "get_many")
         fulls = [_pack(k if type(k) is tuple else as_tuple(k), kp) for k in keys]
         store = self.store
         values = store.in_txn(lambda: store.active().get_many(fulls))
@@ -742,15 +760,14 @@ class Collection(AtomicOps, ExpiryOps):
         raises on a stored record), none is deleted.
         """
         kp, as_tuple = self.key_prefix, _query.as_tuple
+        keys = _query.many(keys, "keys", "delete_many")
         fulls = list(dict.fromkeys(_pack(as_tuple(k), kp) for k in keys))
         txn = self._ctx_get()
+        if txn is None or txn.ended:  # autocommit (ended: as in put_many)
+            if txn is not None:
+                check_ended(txn)
+            return run_alone(self._engine, self._ctx, True, self._delete_packed, fulls)
         if txn is not self._ok_txn:
-            if txn is None or txn.ended:  # autocommit
-                if txn is not None:
-                    check_ended(txn)
-                return run_alone(
-                    self._engine, self._ctx, True, self._delete_packed, fulls
-                )
             self._writable(txn)
         return self._delete_packed(fulls)
 
@@ -1074,20 +1091,17 @@ def _check_fields(coll: str, info: dict[str, Any], func: Any) -> None:
 
 
 def _roll_back(txn: Txn, undo: Callable[[], Any]) -> None:
-    """Run ``undo`` after a failed write; if even that fails, abort ``txn``.
+    """Run ``undo`` after a failed write; if even that fails, spoil ``txn``.
 
     Called in an ``except`` block, whose error the caller re-raises: the
-    engine's own error (``MapFullError``, say) is what the caller sees. An
-    aborted transaction cannot commit half a write; its block's commit
-    raises ``TxnError``.
+    engine's own error (``MapFullError``, say) is what the caller sees. A
+    spoiled transaction cannot commit half a write: every later call in its
+    block, and the block's commit, raise ``TxnError`` (see ``spoil``).
     """
     try:
         undo()
-    except BaseException:  # the transaction is unusable: end it whole
-        try:
-            txn.abort()
-        except Exception:  # already ended by the engine
-            pass
+    except BaseException:  # the transaction is unusable: it can only abort
+        spoil(txn, _SPOILED)
 
 
 def _check_meta(name: str, meta: dict[str, Any]) -> None:

@@ -233,6 +233,8 @@ class Txn:
         cls._aborted_class = type(cls.__name__, (cls,), {**ended, "_how": _ABORTED})
         failed: dict[str, Any] = {name: _Failed(name) for name in _OPERATIONS}
         failed["_commit"] = _Failed("_commit")
+        if cls.commit is not Txn.commit:  # a wrapper: its commit calls no _commit
+            failed["commit"] = _poisoned_commit
         cls._poisoned_class = type(cls.__name__, (cls,), {**failed, **same})
 
     def get(self, key: bytes) -> bytes | None:
@@ -471,6 +473,14 @@ class Txn:
                 self.abort()
             except Exception:
                 pass
+
+
+def _poisoned_commit(self: Txn) -> None:
+    """``commit`` of a poisoned transaction whose class overrides ``commit``
+    (a wrapper engine's): abort, then raise the failure."""
+    failure = self.failure
+    self.abort()
+    raise failure.error(failure.message)
 
 
 def _ended_abort(self: Txn) -> None:
