@@ -31,7 +31,28 @@ import pytest
 from acid.engines import Engine, Txn
 from acid.errors import ConfigError, ConflictError, EngineError, TxnError, TxnTimeout
 
-__all__ = ["EngineConformance", "close_within", "fill", "longest_stall"]
+__all__ = ["EngineConformance", "FakeClock", "close_within", "fill", "longest_stall"]
+
+
+class FakeClock:
+    """A clock for ``acid.open(url, clock=...)`` that only moves when told,
+    so tests of expiry never sleep::
+
+        clock = FakeClock()
+        store = acid.open("memory:/", clock=clock)
+        clock.now += 60  # a minute later
+
+    ``broken``, when set to an exception, is raised by the next reading.
+    """
+
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now: Any = now
+        self.broken: BaseException | None = None
+
+    def __call__(self) -> Any:
+        if self.broken is not None:
+            raise self.broken
+        return self.now
 
 
 def fill(engine: Engine, items: dict[bytes, bytes]) -> None:

@@ -18,21 +18,14 @@ import pytest
 import acid
 from acid.blobs import STAGE_CHUNKS, VALID_KEY_RE, BlobStore
 from acid.errors import SchemaError
+from acid.testing import FakeClock as Clock
 
 CS = 1024  # small chunks, so that tests cross many chunk boundaries
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(1000.0)
 
 
 @pytest.fixture

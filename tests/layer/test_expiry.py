@@ -17,15 +17,8 @@ from hypothesis import strategies as st
 
 import acid
 from acid.errors import SchemaError
+from acid.testing import FakeClock as Clock
 from tests.conftest import PERSISTENT
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -10,14 +10,7 @@ from typing import Any
 import pytest
 
 import acid
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from acid.testing import FakeClock as Clock
 
 
 @pytest.fixture

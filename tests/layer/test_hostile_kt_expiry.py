@@ -13,22 +13,12 @@ import pytest
 
 import acid
 from acid import keylib
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now: Any = 1000.0
-        self.broken: BaseException | None = None
-
-    def __call__(self) -> Any:
-        if self.broken is not None:
-            raise self.broken
-        return self.now
+from acid.testing import FakeClock as Clock
 
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(1000.0)
 
 
 @pytest.fixture
