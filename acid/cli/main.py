@@ -176,7 +176,35 @@ BATCH = click.option(
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _PipeClosed(Exception):
+    """The reader of standard output went away (``acid ls ... | head``)."""
+
+
+class _Group(click.Group):
+    """Lets a closed output pipe reach :func:`main` (click itself turns it
+    into exit status 1, which the table above reserves for failures)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError as exc:
+            raise _PipeClosed() from exc
+
+
+class _InputFile(click.File):
+    """``click.File`` that refuses a closed standard input with status 2
+    (click raises ``RuntimeError`` when there is no stdin to read)."""
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> Any:
+        try:
+            return super().convert(value, param, ctx)
+        except RuntimeError as exc:
+            self.fail(f"cannot read {value!r}: {exc}", param, ctx)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
 @click.version_option(acid.__version__, prog_name="acid")
 @click.pass_obj
@@ -323,6 +351,8 @@ def put(url: str, coll: str, key: str | None, module: str | None) -> None:
     module declares its key function. Creates the store and the collection
     (JSON, counter keys) if needed."""
     k = None if key is None else parse_key(key)
+    if sys.stdin is None:
+        raise InputError("standard input is closed: pipe the record into put")
     text = sys.stdin.read()
     try:
         record = typedjson.loads(text)
@@ -431,7 +461,7 @@ def dump(
 
 @cli.command()
 @click.argument("url")
-@click.argument("file", type=click.File("rb"), default="-")
+@click.argument("file", type=_InputFile("rb"), default="-")
 @click.option(
     "--force", is_flag=True, help="Allow a target with other collections in it."
 )
@@ -842,7 +872,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("acid: interrupted", err=True)
         return 130
-    except BrokenPipeError:
+    except (BrokenPipeError, _PipeClosed):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return OK

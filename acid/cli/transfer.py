@@ -412,6 +412,13 @@ class Loader:
         self.compressors: list[str] = []
         self.derived: set[str] = set()
         self.counts = {"collections": 0, "records": 0, "entries": 0}
+        #: What the file held, derived entries included, to hold the end
+        #: line's counts against (``counts`` is what was written).
+        self._seen: dict[str, Any] = {
+            "entries": 0,
+            "by_collection": {},
+            "by_index": {},
+        }
         self._coll: Collection | None = None
         self._index: Index | None = None
         self._skip_entries = False
@@ -490,11 +497,17 @@ class Loader:
             self._write()
             coll.put(item[2], key=item[1])
             self.counts["records"] += 1
+            by_coll = self._seen["by_collection"]
+            by_coll[coll.name] = by_coll.get(coll.name, 0) + 1
             self._tick()
         elif tag == "entry":
             idx = self._index
             if idx is None:
                 raise DumpError("an index entry before its index line")
+            self._seen["entries"] += 1
+            by_index = self._seen["by_index"]
+            iname = f"{self._need_coll('an entry').name}.{idx.name}"
+            by_index[iname] = by_index.get(iname, 0) + 1
             if not self._skip_entries:
                 self._write()
                 rkey = keylib.pack(item[2])
@@ -613,11 +626,16 @@ class Loader:
                 self._set_counter(item[1], item[2])
             else:
                 self.store.set_meta(item[1], tuple(item[2]), item[3])
-        for field in ("collections", "records"):
-            if totals.get(field, self.counts[field]) != self.counts[field]:
+        held = {k: self.counts[k] for k in ("collections", "records")}
+        held.update(self._seen)
+        for field, count in held.items():
+            said = totals.get(field, count)
+            if isinstance(count, dict) and isinstance(said, dict):
+                said = {k: v for k, v in said.items() if v}  # 0 is no line
+            if said != count:
                 raise DumpError(
                     f"the end line counts {totals.get(field)} {field}, the dump "
-                    f"held {self.counts[field]}: it is damaged"
+                    f"held {count}: it is damaged"
                 )
 
     def _set_counter(self, name: str, value: int) -> None:
