@@ -14,7 +14,7 @@ import os
 import stat
 import sys
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +31,7 @@ from acid.cli.transfer import (
     DumpReader,
     Loader,
     items,
+    left_out,
     open_collection,
     open_index,
     to_line,
@@ -443,6 +444,7 @@ def dump(
     """Write the store (or some collections) as JSON lines, from one snapshot:
     settings, index declarations and entries, records, counters, metadata."""
     with opened(url, module=module) as store:
+        _warn_left_out(store, colls)
         total = _total(store, list(colls)) if not no_progress else None
         out = (
             open(output_path, "w", encoding="utf-8")  # noqa: SIM115
@@ -457,6 +459,15 @@ def dump(
         finally:
             if output_path:
                 out.close()
+
+
+def _warn_left_out(store: Store, colls: Iterable[str]) -> None:
+    """Name on standard error what a dump or copy does not carry."""
+    for what in left_out(store, colls):
+        click.echo(
+            f"acid: warning: not carried: {what}; acid backup copies everything",
+            err=True,
+        )
 
 
 @cli.command()
@@ -572,6 +583,7 @@ def copy(
     """Copy every collection from one store to another (any engines), from
     one snapshot, then verify counts and check() on the copy."""
     with opened(src_url, module=module) as src:
+        _warn_left_out(src, ())
         dst = open_store(dst_url, create=True)
         try:
             names = dst.collections()

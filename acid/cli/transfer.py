@@ -27,6 +27,7 @@ from typing import Any
 from acid import encoders, keylib
 from acid._fields import GRAMS, TEXT
 from acid._fields import fields as field_function
+from acid._layout import KIND_BLOBS
 from acid._text import TextFunction, qgrams, tokens
 from acid.cli import typedjson
 from acid.collection import Collection
@@ -46,6 +47,7 @@ __all__ = [
     "DumpError",
     "Loader",
     "items",
+    "left_out",
     "open_collection",
     "open_index",
     "DumpReader",
@@ -169,6 +171,28 @@ def open_index(coll: Collection, name: str) -> Index:
 
 
 # -- reading ------------------------------------------------------------------
+
+
+def left_out(store: Store, names: Iterable[str] = ()) -> list[str]:
+    """What a dump or copy of the store (or of the collections ``names``)
+    does not carry: blob stores, and collections' expiry settings and record
+    deadlines (``acid backup`` copies those)."""
+    wanted = list(names)
+
+    def run() -> list[str]:
+        out = []
+        for (name,), info in store.iter_meta(KIND_TABLE):
+            if wanted and name not in wanted:
+                continue
+            if info.get("expiry") is not None or info.get("ttl") is not None:
+                out.append(
+                    f"the expiry of collection {name!r} (records will not expire)"
+                )
+        if not wanted:
+            out.extend(f"blob store {n[0]!r}" for n, _ in store.iter_meta(KIND_BLOBS))
+        return out
+
+    return store.in_txn(run)
 
 
 def items(
