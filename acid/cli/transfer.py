@@ -375,7 +375,12 @@ def _parse(obj: Any) -> Item:
         kind = _want(obj, "meta", str)
         if kind not in _META_KINDS:
             raise ValueError(f"metadata kind {kind!r} is not one a dump holds")
-        return ("meta", kind, _want(obj, "name", list), _want(obj, "value", dict))
+        name = _want(obj, "name", list)
+        if name and isinstance(name[0], str) and name[0][:1] == "\x00":
+            raise ValueError(
+                f"metadata names starting with '\\x00' are the store's own: {name!r}"
+            )
+        return ("meta", kind, name, _want(obj, "value", dict))
     if "end" in obj:
         return ("end", _want(obj, "end", dict))
     raise ValueError(f"unknown line with members {sorted(obj)[:5]}")
@@ -597,6 +602,10 @@ class Loader:
     def _compressor(self, name: str, info: dict[str, Any]) -> None:
         if info.get("type") != "zstd-dict":
             raise DumpError(f"compressor {name!r}: only zstd-dict ones travel in dumps")
+        if type(info.get("dict")) is not bytes or type(info.get("level")) is not int:
+            raise DumpError(
+                f"compressor {name!r}: its info needs 'dict' (bytes) and 'level' (int)"
+            )
         if self.store.registry.compressor(name) is not None:
             return
         comp = encoders.ZstdDictCompressor(name, info["dict"], level=info["level"])

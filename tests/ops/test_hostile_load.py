@@ -13,6 +13,7 @@ import pytest
 
 import acid
 from acid.cli.transfer import DumpError
+from tests.conftest import HAVE_PLYVEL
 from tests.ops.conftest import Run
 from tests.ops.test_dump_load import declare, dump_text, fill, load_text
 
@@ -162,3 +163,73 @@ def test_output_piped_to_a_reader_that_stops_exits_0(
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 0, err
     assert first and err == ""
+
+
+def _with_line(lines: list[str], at: int, line: str) -> str:
+    return "\n".join([*lines[:at], line, *lines[at:]]) + "\n"
+
+
+def test_a_dump_cannot_write_the_stores_own_metadata(tmp_path: Path) -> None:
+    """A meta line named like the store's format record (``\\x00acid``) was
+    loaded over it: exit 0, and the store then claimed a format it is not."""
+    a = acid.open("skiplist:/")
+    fill(a)
+    lines = dump_text(a).splitlines()
+    own = '{"meta":"struct","name":["\\u0000acid"],"value":{"format":99}}'
+    b = acid.open(f"lmdb:{tmp_path / 'b'}")
+    with pytest.raises(DumpError, match=f"line {len(lines)}: metadata names"):
+        load_text(b, _with_line(lines, len(lines) - 1, own))
+    assert (b.get_meta(acid.KIND_STRUCT, "\x00acid") or {}).get("format") != 99
+    _nothing_loaded(b)
+    b.close()
+    assert acid.open(f"lmdb:{tmp_path / 'b'}").collections() == []
+
+
+@pytest.mark.parametrize(
+    "info",
+    [
+        '{"type":"zstd-dict"}',
+        '{"type":"zstd-dict","dict":"abc","level":3}',
+        '{"type":"zstd-dict","dict":{"$bytes":"AAAA"},"level":"3"}',
+    ],
+)
+def test_a_compressor_line_without_its_dictionary_is_a_dump_error(
+    tmp_path: Path, acid_cmd: Run, info: str
+) -> None:
+    """It escaped as a bare KeyError/TypeError (no line number; exit 1 for
+    the KeyError, as if something was not found)."""
+    a = acid.open("skiplist:/")
+    fill(a)
+    lines = dump_text(a).splitlines()
+    text = _with_line(lines, 1, f'{{"compressor":"d","info":{info}}}')
+    b = acid.open("skiplist:/")
+    with pytest.raises(DumpError, match="line 2: compressor 'd'"):
+        load_text(b, text)
+    _nothing_loaded(b)
+    (tmp_path / "d.jsonl").write_text(text)
+    proc = acid_cmd("load", f"lmdb:{tmp_path / 'db'}", str(tmp_path / "d.jsonl"))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("acid: error: line 2: compressor 'd'")
+    assert len(proc.stderr.splitlines()) == 1
+
+
+def test_a_trained_dictionary_still_travels(tmp_path: Path, acid_cmd: Run) -> None:
+    url = f"lmdb:{tmp_path / 'src'}"
+    store = acid.open(url)
+    samples = [f'{{"name": "user{i}", "city": "Paris"}}'.encode() for i in range(300)]
+    comp = store.train_compressor("d1", samples, size=1024)
+    coll = store.add_collection("z", compressor=comp)
+    for i in range(50):
+        coll.put({"name": f"user{i}", "city": "Paris"})
+    store.close()
+    dump = acid_cmd("dump", url)
+    assert dump.returncode == 0 and '{"compressor":"d1"' in dump.stdout
+    dst = f"leveldb:{tmp_path / 'dst'}" if HAVE_PLYVEL else f"lmdb:{tmp_path / 'dst'}"
+    proc = acid_cmd("load", dst, input=dump.stdout)
+    assert proc.returncode == 0, proc.stderr
+    back = acid.open(dst)
+    assert list(back.add_collection("z").values())[7] == {
+        "name": "user7",
+        "city": "Paris",
+    }
+    assert back.check().ok
