@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from acid._fields import declared_paths
 from acid._layout import KIND_INDEX
 from acid.errors import NameInUse, SchemaError
 from acid.index import index_meta
@@ -97,6 +98,9 @@ def add_index_online(
             "state": BUILDING,
             **index_meta(func),  # token and q-gram indexes: kind and q
         }
+        paths = declared_paths(func)
+        if paths:  # as add_index() stores them: for the planner and checks
+            info["fields"] = tuple(paths)
         store.set_meta(KIND_INDEX, (coll.name, name), info)
 
     store.transact(create, retries=100)

@@ -196,6 +196,11 @@ def backup(
     """What :meth:`acid.Store.backup` does (see there)."""
     url = dest_url(engine, dest)
     parsed = parse_url(url)
+    if parsed.scheme in ("memory", "skiplist") and parsed.path in ("", "/"):
+        raise ConfigError(
+            f"{url} keeps nothing once closed: a backup there would be lost; "
+            f"give a file (memory:/path/backup.acid) or another engine"
+        )
     _check_fresh(url)
     native = getattr(engine, "backup", None)
     scheme = str(getattr(engine, "url", "")).partition(":")[0]

@@ -14,7 +14,7 @@ import os
 import stat
 import sys
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +31,7 @@ from acid.cli.transfer import (
     DumpReader,
     Loader,
     items,
+    left_out,
     open_collection,
     open_index,
     to_line,
@@ -176,7 +177,35 @@ BATCH = click.option(
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _PipeClosed(Exception):
+    """The reader of standard output went away (``acid ls ... | head``)."""
+
+
+class _Group(click.Group):
+    """Lets a closed output pipe reach :func:`main` (click itself turns it
+    into exit status 1, which the table above reserves for failures)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError as exc:
+            raise _PipeClosed() from exc
+
+
+class _InputFile(click.File):
+    """``click.File`` that refuses a closed standard input with status 2
+    (click raises ``RuntimeError`` when there is no stdin to read)."""
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> Any:
+        try:
+            return super().convert(value, param, ctx)
+        except RuntimeError as exc:
+            self.fail(f"cannot read {value!r}: {exc}", param, ctx)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
 @click.version_option(acid.__version__, prog_name="acid")
 @click.pass_obj
@@ -323,6 +352,8 @@ def put(url: str, coll: str, key: str | None, module: str | None) -> None:
     module declares its key function. Creates the store and the collection
     (JSON, counter keys) if needed."""
     k = None if key is None else parse_key(key)
+    if sys.stdin is None:
+        raise InputError("standard input is closed: pipe the record into put")
     text = sys.stdin.read()
     try:
         record = typedjson.loads(text)
@@ -413,6 +444,7 @@ def dump(
     """Write the store (or some collections) as JSON lines, from one snapshot:
     settings, index declarations and entries, records, counters, metadata."""
     with opened(url, module=module) as store:
+        _warn_left_out(store, colls)
         total = _total(store, list(colls)) if not no_progress else None
         out = (
             open(output_path, "w", encoding="utf-8")  # noqa: SIM115
@@ -429,9 +461,18 @@ def dump(
                 out.close()
 
 
+def _warn_left_out(store: Store, colls: Iterable[str]) -> None:
+    """Name on standard error what a dump or copy does not carry."""
+    for what in left_out(store, colls):
+        click.echo(
+            f"acid: warning: not carried: {what}; acid backup copies everything",
+            err=True,
+        )
+
+
 @cli.command()
 @click.argument("url")
-@click.argument("file", type=click.File("rb"), default="-")
+@click.argument("file", type=_InputFile("rb"), default="-")
 @click.option(
     "--force", is_flag=True, help="Allow a target with other collections in it."
 )
@@ -542,6 +583,7 @@ def copy(
     """Copy every collection from one store to another (any engines), from
     one snapshot, then verify counts and check() on the copy."""
     with opened(src_url, module=module) as src:
+        _warn_left_out(src, ())
         dst = open_store(dst_url, create=True)
         try:
             names = dst.collections()
@@ -842,7 +884,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("acid: interrupted", err=True)
         return 130
-    except BrokenPipeError:
+    except (BrokenPipeError, _PipeClosed):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return OK

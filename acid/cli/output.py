@@ -52,7 +52,13 @@ def table(
         t.add_column(name, justify="right" if i in right else "left", no_wrap=True)
     for row in rows:
         t.add_row(*("" if cell is None else str(cell) for cell in row))
-    _console().print(t)
+    console = _console()
+    need = console.measure(t, options=console.options.update_width(10_000)).maximum
+    if need > console.width:  # a narrow terminal: let it wrap, never cut cells
+        console = Console(
+            file=console.file, width=need, highlight=False, soft_wrap=False
+        )
+    console.print(t)
 
 
 @contextmanager

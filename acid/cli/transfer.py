@@ -27,6 +27,7 @@ from typing import Any
 from acid import encoders, keylib
 from acid._fields import GRAMS, TEXT
 from acid._fields import fields as field_function
+from acid._layout import KIND_BLOBS
 from acid._text import TextFunction, qgrams, tokens
 from acid.cli import typedjson
 from acid.collection import Collection
@@ -46,6 +47,7 @@ __all__ = [
     "DumpError",
     "Loader",
     "items",
+    "left_out",
     "open_collection",
     "open_index",
     "DumpReader",
@@ -169,6 +171,28 @@ def open_index(coll: Collection, name: str) -> Index:
 
 
 # -- reading ------------------------------------------------------------------
+
+
+def left_out(store: Store, names: Iterable[str] = ()) -> list[str]:
+    """What a dump or copy of the store (or of the collections ``names``)
+    does not carry: blob stores, and collections' expiry settings and record
+    deadlines (``acid backup`` copies those)."""
+    wanted = list(names)
+
+    def run() -> list[str]:
+        out = []
+        for (name,), info in store.iter_meta(KIND_TABLE):
+            if wanted and name not in wanted:
+                continue
+            if info.get("expiry") is not None or info.get("ttl") is not None:
+                out.append(
+                    f"the expiry of collection {name!r} (records will not expire)"
+                )
+        if not wanted:
+            out.extend(f"blob store {n[0]!r}" for n, _ in store.iter_meta(KIND_BLOBS))
+        return out
+
+    return store.in_txn(run)
 
 
 def items(
@@ -351,7 +375,12 @@ def _parse(obj: Any) -> Item:
         kind = _want(obj, "meta", str)
         if kind not in _META_KINDS:
             raise ValueError(f"metadata kind {kind!r} is not one a dump holds")
-        return ("meta", kind, _want(obj, "name", list), _want(obj, "value", dict))
+        name = _want(obj, "name", list)
+        if name and isinstance(name[0], str) and name[0][:1] == "\x00":
+            raise ValueError(
+                f"metadata names starting with '\\x00' are the store's own: {name!r}"
+            )
+        return ("meta", kind, name, _want(obj, "value", dict))
     if "end" in obj:
         return ("end", _want(obj, "end", dict))
     raise ValueError(f"unknown line with members {sorted(obj)[:5]}")
@@ -412,6 +441,13 @@ class Loader:
         self.compressors: list[str] = []
         self.derived: set[str] = set()
         self.counts = {"collections": 0, "records": 0, "entries": 0}
+        #: What the file held, derived entries included, to hold the end
+        #: line's counts against (``counts`` is what was written).
+        self._seen: dict[str, Any] = {
+            "entries": 0,
+            "by_collection": {},
+            "by_index": {},
+        }
         self._coll: Collection | None = None
         self._index: Index | None = None
         self._skip_entries = False
@@ -490,11 +526,17 @@ class Loader:
             self._write()
             coll.put(item[2], key=item[1])
             self.counts["records"] += 1
+            by_coll = self._seen["by_collection"]
+            by_coll[coll.name] = by_coll.get(coll.name, 0) + 1
             self._tick()
         elif tag == "entry":
             idx = self._index
             if idx is None:
                 raise DumpError("an index entry before its index line")
+            self._seen["entries"] += 1
+            by_index = self._seen["by_index"]
+            iname = f"{self._need_coll('an entry').name}.{idx.name}"
+            by_index[iname] = by_index.get(iname, 0) + 1
             if not self._skip_entries:
                 self._write()
                 rkey = keylib.pack(item[2])
@@ -560,6 +602,10 @@ class Loader:
     def _compressor(self, name: str, info: dict[str, Any]) -> None:
         if info.get("type") != "zstd-dict":
             raise DumpError(f"compressor {name!r}: only zstd-dict ones travel in dumps")
+        if type(info.get("dict")) is not bytes or type(info.get("level")) is not int:
+            raise DumpError(
+                f"compressor {name!r}: its info needs 'dict' (bytes) and 'level' (int)"
+            )
         if self.store.registry.compressor(name) is not None:
             return
         comp = encoders.ZstdDictCompressor(name, info["dict"], level=info["level"])
@@ -613,11 +659,16 @@ class Loader:
                 self._set_counter(item[1], item[2])
             else:
                 self.store.set_meta(item[1], tuple(item[2]), item[3])
-        for field in ("collections", "records"):
-            if totals.get(field, self.counts[field]) != self.counts[field]:
+        held = {k: self.counts[k] for k in ("collections", "records")}
+        held.update(self._seen)
+        for field, count in held.items():
+            said = totals.get(field, count)
+            if isinstance(count, dict) and isinstance(said, dict):
+                said = {k: v for k, v in said.items() if v}  # 0 is no line
+            if said != count:
                 raise DumpError(
                     f"the end line counts {totals.get(field)} {field}, the dump "
-                    f"held {self.counts[field]}: it is damaged"
+                    f"held {count}: it is damaged"
                 )
 
     def _set_counter(self, name: str, value: int) -> None:
