@@ -504,6 +504,8 @@ class Index:
     def _text_func(self, kind: type[_text.TextFunction], what: str, arg: Any) -> Any:
         if self._detached is not None:
             self._refuse()
+        if self.building:
+            self._not_ready()
         if not isinstance(arg, str):
             raise TypeError(f"{what}() takes a str, not {type(arg).__name__}")
         if not isinstance(self.func, kind):

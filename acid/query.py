@@ -330,11 +330,12 @@ def _order_words(order: tuple[tuple[str, bool], ...]) -> str:
 
 
 def index_infos(coll: Collection) -> list[IndexInfo]:
-    """The indexes of ``coll`` that declare their fields."""
+    """The indexes of ``coll`` that declare their fields and can answer
+    (not those still being built online: their entries are partial)."""
     return [
         IndexInfo(name, idx.fields)
         for name, idx in coll.indices.items()
-        if idx.fields and idx.attached
+        if idx.fields and idx.attached and not idx.building
     ]
 
 

@@ -73,11 +73,6 @@ def test_index_paths_on_a_building_index_raise(call: str) -> None:
         list(result) if hasattr(result, "__iter__") else result
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the planner (acid/query.py index_infos) offers a building field "
-    "index to coll.query, which then reads its partial entries",
-)
 @pytest.mark.parametrize(
     "spec,want",
     [({"city": "c1"}, [1, 4, 7]), ({"n": {"$gte": 5}}, [5, 6, 7, 8, 9])],
@@ -97,12 +92,6 @@ def test_a_planned_query_never_answers_from_a_building_index(
     assert sorted(r["n"] for r in coll.query(spec)) == want
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Index._text_func (acid/index.py) does not check building: "
-    "search/contains on a building token or q-gram index return the "
-    "backfilled part only",
-)
 @pytest.mark.parametrize(
     "kind,call,arg",
     [
