@@ -83,28 +83,30 @@ def add_index_online(
     if name in coll.indices:
         raise NameInUse(f"collection {coll.name!r} already has an index {name!r}")
 
-    def create() -> None:
+    def create() -> Index:
         store.schema.refresh()
         if not coll.attached:
             coll.add_index(name, func)  # raises the collection's SchemaError
-        if store.get_meta(KIND_INDEX, (coll.name, name)) is not None:
-            return  # made before (maybe building): declare it and resume
-        store.schema.changed()
-        info = {
-            "name": name,
-            "id": store.schema.allocate_id(),
-            "collection": coll.name,
-            "uid": os.urandom(8),
-            "state": BUILDING,
-            **index_meta(func),  # token and q-gram indexes: kind and q
-        }
-        paths = declared_paths(func)
-        if paths:  # as add_index() stores them: for the planner and checks
-            info["fields"] = tuple(paths)
-        store.set_meta(KIND_INDEX, (coll.name, name), info)
+        if store.get_meta(KIND_INDEX, (coll.name, name)) is None:
+            store.schema.changed()
+            info = {
+                "name": name,
+                "id": store.schema.allocate_id(),
+                "collection": coll.name,
+                "uid": os.urandom(8),
+                "state": BUILDING,
+                **index_meta(func),  # token and q-gram indexes: kind and q
+            }
+            paths = declared_paths(func)
+            if paths:  # as add_index() stores them: for the planner and checks
+                info["fields"] = tuple(paths)
+            store.set_meta(KIND_INDEX, (coll.name, name), info)
+        # Declared in the same transaction (made before, maybe building: it
+        # resumes), so that no writer of this process ever finds it stored
+        # but undeclared.
+        return coll.add_index(name, func)
 
-    store.transact(create, retries=100)
-    idx = coll.add_index(name, func)  # stored now: declared, not filled
+    idx = store.transact(create, retries=100)
     if idx.building:
         backfill(coll, idx, batch=batch, progress=progress)
     return idx
