@@ -582,9 +582,17 @@ class WriterLock:
         #: The :func:`this_thread` token of the thread holding it.
         self._owner: ThreadToken | None = None
         self._txn: weakref.ref[Txn] | None = None
-        # The callback of ``_txn``, bound once (a cycle through this lock,
-        # which lives as long as its engine anyway).
-        self._freed = self._holder_freed
+        # The callback of ``_txn``, made once. It reaches this lock through a
+        # weak reference: a bound method would make a cycle, left to the
+        # cyclic collector, for every lock (one per optimistic writer).
+        me = _ref(self)
+
+        def freed(ref: weakref.ref[Txn]) -> None:
+            lock = me()
+            if lock is not None:
+                lock._holder_freed(ref)
+
+        self._freed = freed
 
     def acquire(self, timeout: float | None, default: float, what: str) -> ThreadToken:
         """Take the lock, waiting at most ``timeout`` seconds (``None``:

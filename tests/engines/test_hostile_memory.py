@@ -496,12 +496,6 @@ def test_a_long_reader_pins_one_version_while_10k_commits_run(writers: str) -> N
     reader.abort()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="each optimistic write transaction owns a WriterLock, whose weak "
-    "reference callback is a bound method of the lock itself (acid/engines/"
-    "__init__.py): a reference cycle per transaction, left to the cyclic GC",
-)
 def test_an_optimistic_transaction_leaves_no_cyclic_garbage() -> None:
     import gc
 
