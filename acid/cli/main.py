@@ -104,18 +104,24 @@ def open_store(url: str, *, create: bool = False, module: str | None = None) -> 
     return store
 
 
+def _import(where: str, name: str) -> Any:
+    """The module ``where`` names: a dotted name, or a .py file (imported
+    under ``name``)."""
+    if not (where.endswith(".py") or os.sep in where):
+        return importlib.import_module(where)
+    spec = importlib.util.spec_from_file_location(name, where)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {where!r}")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def declare(store: Store, module: str) -> None:
     """Import ``module`` (a dotted name or a .py file) and call its
     ``declare(store)``, which declares collections and index functions."""
     try:
-        if module.endswith(".py") or os.sep in module:
-            spec = importlib.util.spec_from_file_location("acid_declare", module)
-            if spec is None or spec.loader is None:
-                raise ImportError(f"cannot import {module!r}")
-            mod = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(mod)
-        else:
-            mod = importlib.import_module(module)
+        mod = _import(module, "acid_declare")
     except (ImportError, OSError, SyntaxError) as exc:
         raise InputError(f"--module {module}: cannot import it ({exc})") from exc
     func = getattr(mod, "declare", None)
@@ -768,14 +774,7 @@ def load_function(spec: str) -> Callable[[Any], Any]:
     if not sep or not where or not attr:
         raise InputError(f"{spec!r}: give the function as MODULE:FUNCTION")
     try:
-        if where.endswith(".py") or os.sep in where:
-            mspec = importlib.util.spec_from_file_location("acid_index_fn", where)
-            if mspec is None or mspec.loader is None:
-                raise ImportError(f"cannot import {where!r}")
-            mod = importlib.util.module_from_spec(mspec)
-            mspec.loader.exec_module(mod)
-        else:
-            mod = importlib.import_module(where)
+        mod = _import(where, "acid_index_fn")
     except (ImportError, OSError, SyntaxError) as exc:
         raise InputError(f"{spec!r}: cannot import {where!r} ({exc})") from exc
     func = getattr(mod, attr, None)
