@@ -1,4 +1,4 @@
-"""Builds the optional C twin ``acid._keylib``.
+"""Builds the optional C extensions ``acid._keylib`` and ``acid._writepath``.
 
 A machine without a working compiler still gets a working, pure-Python
 install: the build failure is reported and ``acid.keylib`` falls back to
@@ -27,7 +27,7 @@ class OptionalBuildExt(build_ext):
         try:
             super().run()
         except Exception as exc:  # any build failure degrades
-            self._warn(exc)
+            self._warn(exc, "of acid")
 
     def build_extension(self, ext: Extension) -> None:
         if REQUIRE_C:
@@ -36,13 +36,13 @@ class OptionalBuildExt(build_ext):
         try:
             super().build_extension(ext)
         except Exception as exc:
-            self._warn(exc)
+            self._warn(exc, ext.name)
 
     @staticmethod
-    def _warn(exc: BaseException) -> None:
+    def _warn(exc: BaseException, name: str = "acid._keylib") -> None:
         sys.stderr.write(
-            f"WARNING: the C extension acid._keylib was not built ({exc}); "
-            "using the pure-Python key encoder.\n"
+            f"WARNING: the C extension {name} was not built ({exc}); "
+            "using its pure-Python twin.\n"
         )
 
 
@@ -53,7 +53,13 @@ setup(
             sources=["acid/_keylib.c"],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
             optional=not REQUIRE_C,
-        )
+        ),
+        Extension(
+            "acid._writepath",
+            sources=["acid/_writepath.c"],
+            extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+            optional=not REQUIRE_C,
+        ),
     ],
     cmdclass={"build_ext": OptionalBuildExt},
 )

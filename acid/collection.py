@@ -25,6 +25,7 @@ from acid import _facade, _fields, _online, _ops, _query, _ttl, encoders, keylib
 from acid._atomic import AtomicOps
 from acid._bulk import Batch, changes
 from acid._expiry import Expiry, ExpiryOps
+from acid._facade import COUNT_UNKNOWN
 from acid._layout import KIND_INDEX, KIND_TABLE, SEP, ValueCodec, len_counter
 from acid._txn import check_ended, inherited, run_alone, spoil
 from acid.errors import (
@@ -57,6 +58,21 @@ _SPOILED = (
 # Module globals for the put path: one dict lookup instead of two.
 _SCALARS = _query.SCALARS
 _pack = keylib.pack
+
+# The C write path (acid/_writepath.c): the hot part of put, used with the C
+# key encoder. The Python code of put below is its reference and its
+# fallback, and runs every case it leaves out (see Collection._make_plan).
+_cput: Callable[..., tuple[Any, ...]] | None = None
+if keylib.IMPLEMENTATION == "c":
+    try:
+        from acid import _writepath
+
+        _cput = _writepath.put
+    except ImportError:  # pragma: no cover - built with the C key encoder
+        pass
+#: What ``_fast`` holds when put cannot take the C path: ``(transaction it
+#: serves, plan, count cell, undo slot)``.
+_NO_FAST: tuple[Any, Any, Any, Any] = (_NO_TXN, None, None, None)
 
 
 def _key_kind(key_func: Any) -> str:
@@ -118,6 +134,10 @@ class Collection(AtomicOps, ExpiryOps):
         # The write transaction in which this object last passed its checks
         # (schema token, declared indexes): writes in it skip them.
         self._ok_txn: object = _NO_TXN
+        # The same for the C path of put, with what it needs in that
+        # transaction, in one tuple so that a thread reads all of it at once.
+        self._fast: tuple[Any, Any, Any, Any] = _NO_FAST
+        self._plan: tuple[Any, ...] | None = None
         enc = None if encoder is None else store.resolve_encoder(encoder)
         comp = None if compressor is None else store.resolve_compressor(compressor)
         store.schema.check_format()  # a newer layout is refused at open
@@ -301,12 +321,41 @@ class Collection(AtomicOps, ExpiryOps):
 
     def _update_refusal(self) -> None:
         self._ok_txn = _NO_TXN
+        self._fast = _NO_FAST
+        self._plan = self._make_plan()
         if self._detached is not None:
             self._refusal = self._refuse_detached
         elif self._undeclared:
             self._refusal = self._refuse_undeclared
         else:
             self._refusal = None
+
+    def _make_plan(self) -> tuple[Any, ...] | None:
+        """What the C path of put needs (see acid/_writepath.c), or ``None``
+        without the C extension. Puts of keys from a counter take the Python
+        path."""
+        if _cput is None:
+            return None
+        codec = self.codec
+        plain = not self._cid
+        add, len_key, unknown = self.store.counter_add, self._len_key, COUNT_UNKNOWN
+
+        def count_now(txn: Txn) -> None:
+            add(txn, len_key, 1, unknown)
+
+        return (
+            self.key_func,
+            self._pack if plain else codec.encode,
+            plain,
+            self.key_prefix,
+            keylib.pack,
+            tuple(idx.plan_entry() for idx in self._indexes),
+            codec.decode,
+            SEP,
+            _SCALARS,
+            _query.as_tuple,
+            count_now,
+        )
 
     def _refuse_detached(self) -> None:
         raise SchemaError(
@@ -339,11 +388,16 @@ class Collection(AtomicOps, ExpiryOps):
                 schema.verify(txn)
         if self._refusal is not None:
             self._refusal()
+        plan = self._plan
+        if plan is not None:
+            cell = self.store.count_cell(txn, self._len_key, COUNT_UNKNOWN)
+            self._fast = (txn, plan, cell, [])
         self._ok_txn = txn
 
     def forget_txn(self) -> None:
         """Check the schema again before the next write (it may have moved)."""
         self._ok_txn = _NO_TXN
+        self._fast = _NO_FAST
 
     # -- indexes ----------------------------------------------------------
 
@@ -516,12 +570,27 @@ class Collection(AtomicOps, ExpiryOps):
         if ttl is not None:  # the first record that expires: see "Expiry"
             return self.put_with_ttl(rec, key, ttl)
         txn = self._ctx_get()
-        if txn is not self._ok_txn:  # the first write of this object in txn
+        fast = self._fast
+        if txn is not fast[0] and txn is not self._ok_txn:
+            # The first write of this object in txn.
             if txn is None or txn.ended:  # autocommit (ended: a task inherited it)
                 if txn is not None:
                     check_ended(txn)
                 return run_alone(self._engine, self._ctx, True, self.put, rec, key)
             self._writable(txn)
+            fast = self._fast
+        if txn is fast[0] and (key is not None or self.key_func is not None):
+            # The C path: the same steps as below.
+            try:
+                return _cput(fast[1], txn, rec, key, fast[2], fast[3])  # type: ignore[misc]
+            except BaseException:
+                slot = fast[3]
+                if slot:  # failed after writing: put back what it wrote
+                    state = slot.pop()
+                    _roll_back(txn, lambda: _undo(txn, *state))
+                elif txn.ended and inherited(txn):  # as below
+                    return run_alone(self._engine, self._ctx, True, self.put, rec, key)
+                raise
         # Everything that can fail without writing comes first. The key
         # function runs before the value and the entries are made: one that
         # changes the record changes both alike (as in put_many).

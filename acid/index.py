@@ -136,6 +136,12 @@ class Index:
             return {keylib.pack(as_tuple(x), prefix) for x in result}
         return (keylib.pack(_query.as_tuple(result), self._prefix),)
 
+    def plan_entry(self) -> tuple[Any, bytes, Any, Any]:
+        """What the C write path (``acid._writepath``) needs to do
+        :meth:`entries` and :meth:`update` itself: ``(func, prefix,
+        other_entries, update)``."""
+        return (self.func, self._prefix, self._other_entries, self.update)
+
     def entries_many(self, recs: list[Any]) -> list[Entries]:
         """:meth:`entries` of each record, in one call (the bulk path)."""
         func, prefix, scalars = self.func, self._prefix, _SCALARS

@@ -106,10 +106,14 @@ class _Counts:
         self.cells: dict[bytes, list[int]] = {}
 
     def settle(self, key: bytes) -> None:
-        """Write the pending sum of the counter at ``key`` now."""
-        cell = self.cells.pop(key, None)
+        """Write the pending sum of the counter at ``key`` now.
+
+        The cell stays, zeroed: a writer may hold it (:meth:`Store.count_cell`).
+        """
+        cell = self.cells.get(key)
         if cell is not None and cell[0]:
-            self._write(key, cell[0], cell[1])
+            n, cell[0] = cell[0], 0
+            self._write(key, n, cell[1])
 
     def __call__(self) -> None:
         for key, (n, init) in self.cells.items():
@@ -395,6 +399,22 @@ class Store:
         else:
             cell[0] += n
 
+    def count_cell(self, txn: Txn, key: bytes, init: int) -> list[int] | None:
+        """The pending-additions cell of the counter at ``key`` in write
+        transaction ``txn`` (``[sum, initial value]``): adding to its first
+        item is :meth:`counter_add`, without the call. It stays valid until
+        ``txn`` ends. ``None`` in the transaction of an autocommit write,
+        where :meth:`counter_add` writes at once."""
+        if txn is alone[0]:
+            return None
+        counts = self._counts
+        if counts is None or counts.txn is not txn:
+            counts = self._counts = before_commit(txn, _Counts, _Counts)
+        cell = counts.cells.get(key)
+        if cell is None:
+            cell = counts.cells[key] = [0, init]
+        return cell
+
     def counter_peek(self, txn: Txn, key: bytes, init: int) -> int:
         """The value of the counter at ``key`` in ``txn``, additions of
         :meth:`counter_add` still pending included; nothing is written."""
@@ -411,8 +431,9 @@ class Store:
         txn = self.active()
         key = keylib.pack((name,), self._counter_prefix)
         counts = pending_hook(txn, _Counts)
-        if counts is not None:
-            counts.cells.pop(key, None)
+        cell = None if counts is None else counts.cells.get(key)
+        if cell is not None:
+            cell[0] = 0  # zeroed, not removed: a writer may hold it
         txn.delete(key)
 
     # -- metadata ---------------------------------------------------------

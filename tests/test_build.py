@@ -52,9 +52,9 @@ def build(tree: Path, require: str | None) -> subprocess.CompletedProcess[str]:
     )
 
 
-def built(tree: Path) -> list[Path]:
-    return sorted((tree / "acid").glob("_keylib*.so")) + sorted(
-        (tree / "acid").glob("_keylib*.pyd")
+def built(tree: Path, name: str = "_keylib") -> list[Path]:
+    return sorted((tree / "acid").glob(f"{name}*.so")) + sorted(
+        (tree / "acid").glob(f"{name}*.pyd")
     )
 
 
@@ -85,4 +85,6 @@ def test_required_build_of_intact_source_succeeds(tmp_path: Path) -> None:
     result = build(tree, "1")
     assert result.returncode == 0, result.stdout + result.stderr
     assert WARNING not in result.stderr
+    assert "warning:" not in result.stderr  # -Wall -Wextra: no compiler warning
     assert len(built(tree)) == 1
+    assert len(built(tree, "_writepath")) == 1

@@ -22,7 +22,7 @@ LAYERS: list[set[str]] = [
     {"acid.index", "acid._atomic", "acid._expiry"},
     # Collection.query() returns a Query; query.py knows Collection by type only.
     {"acid.query", "acid._facade"},
-    {"acid.collection", "acid.blobs", "acid._bulk", "acid._online"},
+    {"acid.collection", "acid.blobs", "acid._bulk", "acid._online", "acid._writepath"},
     {"acid.aio", "acid._aio_threads"},
     {"acid.core", "acid.testing", "acid.tools"},
     {"acid"},
