@@ -444,7 +444,239 @@ done:
     return result;
 }
 
+/* keys, values and index entries of many records, for put_many:
+ *
+ * prepare_many(plan, recs, keys, encode) -> (keys, rkeys, fulls, values, news)
+ *
+ * ``keys`` is None (the key function makes them) or the list of keys.
+ * ``encode`` packs a record (the bulk packer). In the order put_many's
+ * Python code takes: every key first, then every value, then the entries of
+ * each index for every record (``news[i][j]``: index i, record j). Nothing
+ * is written, so an error simply propagates. */
+static PyObject *
+wp_prepare_many(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "prepare_many(plan, recs, keys, encode)");
+        return NULL;
+    }
+    PyObject *plan = args[0], *recs = args[1], *given = args[2], *encode = args[3];
+    if (check_plan(plan) < 0) {
+        return NULL;
+    }
+    if (!PyList_CheckExact(recs) || (given != Py_None && !PyList_CheckExact(given))) {
+        PyErr_SetString(PyExc_TypeError, "prepare_many: recs and keys must be lists");
+        return NULL;
+    }
+    PyObject *pack = PyTuple_GET_ITEM(plan, P_PACK);
+    PyObject *scalars = PyTuple_GET_ITEM(plan, P_SCALARS);
+    PyObject *indexes = PyTuple_GET_ITEM(plan, P_INDEXES);
+    PyObject *prefix = PyTuple_GET_ITEM(plan, P_PREFIX);
+    PyObject *key_func = PyTuple_GET_ITEM(plan, P_KEY_FUNC);
+    Py_ssize_t nidx = PyTuple_GET_SIZE(indexes);
+    int plain = PyObject_IsTrue(PyTuple_GET_ITEM(plan, P_PLAIN));
+    if (plain < 0) {
+        return NULL;
+    }
+    if (given == Py_None && key_func == Py_None) {
+        PyErr_SetString(PyExc_TypeError, "prepare_many: no keys and no key function");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(recs);
+    if (given != Py_None && PyList_GET_SIZE(given) != n) {
+        PyErr_SetString(PyExc_ValueError, "prepare_many: one key per record");
+        return NULL;
+    }
+    PyObject *keys = PyList_New(n), *rkeys = PyList_New(n), *fulls = PyList_New(n);
+    PyObject *values = PyList_New(n), *news = PyList_New(nidx), *out = NULL;
+    if (!keys || !rkeys || !fulls || !values || !news) {
+        goto done;
+    }
+    /* The list may change under a key function: index it as it is now. */
+    for (Py_ssize_t j = 0; j < n; j++) {
+        if (j >= PyList_GET_SIZE(recs)) {
+            PyErr_SetString(PyExc_RuntimeError, "records changed during put_many");
+            goto done;
+        }
+        PyObject *key;
+        if (given != Py_None) {
+            if (j >= PyList_GET_SIZE(given)) {
+                PyErr_SetString(PyExc_RuntimeError, "keys changed during put_many");
+                goto done;
+            }
+            key = Py_NewRef(PyList_GET_ITEM(given, j));
+        } else {
+            PyObject *rec = Py_NewRef(PyList_GET_ITEM(recs, j));
+            key = PyObject_CallOneArg(key_func, rec);
+            Py_DECREF(rec);
+            if (key == NULL) {
+                goto done;
+            }
+        }
+        if (!PyTuple_CheckExact(key)) {
+            int scalar = PySet_Contains(scalars, (PyObject *)Py_TYPE(key));
+            PyObject *t = NULL;
+            if (scalar > 0) {
+                t = PyTuple_Pack(1, key);
+            } else if (scalar == 0) {
+                t = PyObject_CallOneArg(PyTuple_GET_ITEM(plan, P_AS_TUPLE), key);
+            }
+            Py_DECREF(key);
+            if (t == NULL) {
+                goto done;
+            }
+            key = t;
+        }
+        PyList_SET_ITEM(keys, j, key);
+    }
+    for (Py_ssize_t j = 0; j < n; j++) {
+        if (j >= PyList_GET_SIZE(recs)) {
+            PyErr_SetString(PyExc_RuntimeError, "records changed during put_many");
+            goto done;
+        }
+        PyObject *rec = Py_NewRef(PyList_GET_ITEM(recs, j));
+        PyObject *payload = PyObject_CallOneArg(encode, rec);
+        Py_DECREF(rec);
+        if (payload == NULL) {
+            goto done;
+        }
+        PyObject *value = plain ? PySequence_Concat(s_zero_byte, payload)
+                                : Py_NewRef(payload);
+        Py_DECREF(payload);
+        if (value == NULL) {
+            goto done;
+        }
+        PyList_SET_ITEM(values, j, value);
+    }
+    for (Py_ssize_t i = 0; i < nidx; i++) {
+        PyObject *col = PyList_New(n);
+        if (col == NULL) {
+            goto done;
+        }
+        PyList_SET_ITEM(news, i, col);
+        PyObject *idx = PyTuple_GET_ITEM(indexes, i);
+        for (Py_ssize_t j = 0; j < n; j++) {
+            if (j >= PyList_GET_SIZE(recs)) {
+                PyErr_SetString(PyExc_RuntimeError, "records changed during put_many");
+                goto done;
+            }
+            PyObject *rec = Py_NewRef(PyList_GET_ITEM(recs, j));
+            PyObject *e = entries_of(idx, rec, pack, scalars);
+            Py_DECREF(rec);
+            if (e == NULL) {
+                goto done;
+            }
+            PyList_SET_ITEM(col, j, e);
+        }
+    }
+    for (Py_ssize_t j = 0; j < n; j++) {
+        PyObject *rkey = pack_one(pack, PyList_GET_ITEM(keys, j), NULL, 0);
+        if (rkey == NULL) {
+            goto done;
+        }
+        PyList_SET_ITEM(rkeys, j, rkey);
+        PyObject *full = concat3(prefix, rkey, NULL);
+        if (full == NULL) {
+            goto done;
+        }
+        PyList_SET_ITEM(fulls, j, full);
+    }
+    out = PyTuple_Pack(5, keys, rkeys, fulls, values, news);
+
+done:
+    Py_XDECREF(keys);
+    Py_XDECREF(rkeys);
+    Py_XDECREF(fulls);
+    Py_XDECREF(values);
+    Py_XDECREF(news);
+    return out;
+}
+
+/* The pairs to write for records none of which was stored:
+ *
+ * new_pairs(fulls, values, news, rkeys, sep) -> [(key, value), ...]
+ *
+ * every (full, value), then for each index every entry of every record:
+ * (entry + sep + rkey, rkey), as Index.entry_pairs makes them. */
+static PyObject *
+wp_new_pairs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "new_pairs(fulls, values, news, rkeys, sep)");
+        return NULL;
+    }
+    PyObject *fulls = args[0], *values = args[1], *news = args[2], *rkeys = args[3];
+    PyObject *sep = args[4];
+    if (!PyList_CheckExact(fulls) || !PyList_CheckExact(values) ||
+        !PyList_CheckExact(news) || !PyList_CheckExact(rkeys) || !PyBytes_Check(sep)) {
+        PyErr_SetString(PyExc_TypeError, "new_pairs: lists and bytes expected");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(fulls);
+    if (PyList_GET_SIZE(values) != n || PyList_GET_SIZE(rkeys) != n) {
+        PyErr_SetString(PyExc_ValueError, "new_pairs: lists of different lengths");
+        return NULL;
+    }
+    PyObject *pairs = PyList_New(0);
+    if (pairs == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t j = 0; j < n; j++) {
+        PyObject *pair = PyTuple_Pack(2, PyList_GET_ITEM(fulls, j),
+                                      PyList_GET_ITEM(values, j));
+        if (pair == NULL || PyList_Append(pairs, pair) < 0) {
+            Py_XDECREF(pair);
+            goto fail;
+        }
+        Py_DECREF(pair);
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(news); i++) {
+        PyObject *col = PyList_GET_ITEM(news, i);
+        if (!PyList_CheckExact(col) || PyList_GET_SIZE(col) != n) {
+            PyErr_SetString(PyExc_ValueError, "new_pairs: one entry set per record");
+            goto fail;
+        }
+        for (Py_ssize_t j = 0; j < n; j++) {
+            PyObject *rkey = PyList_GET_ITEM(rkeys, j);
+            if (!PyBytes_Check(rkey)) {
+                PyErr_SetString(PyExc_TypeError, "new_pairs: rkeys must be bytes");
+                goto fail;
+            }
+            PyObject *it = PyObject_GetIter(PyList_GET_ITEM(col, j));
+            if (it == NULL) {
+                goto fail;
+            }
+            PyObject *p;
+            while ((p = PyIter_Next(it)) != NULL) {
+                PyObject *k = concat3(p, sep, rkey);
+                Py_DECREF(p);
+                PyObject *pair = k ? PyTuple_Pack(2, k, rkey) : NULL;
+                Py_XDECREF(k);
+                if (pair == NULL || PyList_Append(pairs, pair) < 0) {
+                    Py_XDECREF(pair);
+                    Py_DECREF(it);
+                    goto fail;
+                }
+                Py_DECREF(pair);
+            }
+            Py_DECREF(it);
+            if (PyErr_Occurred()) {
+                goto fail;
+            }
+        }
+    }
+    return pairs;
+
+fail:
+    Py_DECREF(pairs);
+    return NULL;
+}
+
 static PyMethodDef wp_methods[] = {
+    {"prepare_many", (PyCFunction)(void (*)(void))wp_prepare_many, METH_FASTCALL,
+     "prepare_many(plan, recs, keys, encode) -> (keys, rkeys, fulls, values, news)"},
+    {"new_pairs", (PyCFunction)(void (*)(void))wp_new_pairs, METH_FASTCALL,
+     "new_pairs(fulls, values, news, rkeys, sep) -> pairs of new records"},
     {"put", (PyCFunction)(void (*)(void))wp_put, METH_FASTCALL,
      "put(plan, txn, rec, key, cell, slot) -> key: the hot part of Collection.put."},
     {NULL, NULL, 0, NULL},

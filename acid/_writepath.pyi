@@ -10,3 +10,15 @@ def put(
     cell: list[int] | None,
     slot: list[tuple[Any, ...]],
 ) -> tuple[Any, ...]: ...
+def prepare_many(
+    plan: tuple[Any, ...], recs: list[Any], keys: list[Any] | None, encode: Any
+) -> tuple[
+    list[tuple[Any, ...]], list[bytes], list[bytes], list[bytes], list[list[Any]]
+]: ...
+def new_pairs(
+    fulls: list[bytes],
+    values: list[bytes],
+    news: list[list[Any]],
+    rkeys: list[bytes],
+    sep: bytes,
+) -> list[tuple[bytes, bytes]]: ...

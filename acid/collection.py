@@ -63,11 +63,15 @@ _pack = keylib.pack
 # key encoder. The Python code of put below is its reference and its
 # fallback, and runs every case it leaves out (see Collection._make_plan).
 _cput: Callable[..., tuple[Any, ...]] | None = None
+_prepare_many: Callable[..., Any] = None  # type: ignore[assignment]
+_new_pairs: Callable[..., list[tuple[bytes, bytes]]] = None  # type: ignore[assignment]
 if keylib.IMPLEMENTATION == "c":
     try:
         from acid import _writepath
 
         _cput = _writepath.put
+        _prepare_many = _writepath.prepare_many
+        _new_pairs = _writepath.new_pairs
     except ImportError:  # pragma: no cover - built with the C key encoder
         pass
 #: What ``_fast`` holds when put cannot take the C path: ``(transaction it
@@ -747,24 +751,33 @@ class Collection(AtomicOps, ExpiryOps):
         # Everything that can fail without writing comes first; the key
         # function first of all, as in put (it may change the record).
         key_func = self.key_func
+        keys: list[tuple[Any, ...]] | None = None
         if key_func is None:
             first = self.store.bump(self.counter_name, 0, 1)  # bumped below
-            keys: list[tuple[Any, ...]] = [
-                (i,) for i in range(first, first + len(recs))
-            ]
+            keys = [(i,) for i in range(first, first + len(recs))]
+        plan = self._plan
+        news: list[list[Entries]] | None = None
+        if plan is not None:  # the same steps in C (acid/_writepath.c)
+            encode = self.codec.encode if self._cid else self._packer()
+            keys, rkeys, fulls, values, news = _prepare_many(plan, recs, keys, encode)
         else:
-            keys = [
-                k if type(k) is tuple else (k,) if type(k) in _SCALARS else _as_key(k)
-                for k in map(key_func, recs)
-            ]
-        if self._cid:
-            values = [self.codec.encode(r) for r in recs]
-        else:
-            pack = self._packer()
-            values = [b"\x00" + pack(r) for r in recs]
-        rkeys = [_pack(k) for k in keys]
-        kp = self.key_prefix
-        fulls = [kp + k for k in rkeys]
+            if keys is None:
+                keys = [
+                    k
+                    if type(k) is tuple
+                    else (k,)
+                    if type(k) in _SCALARS
+                    else _as_key(k)
+                    for k in map(key_func, recs)  # type: ignore[arg-type]
+                ]
+            if self._cid:
+                values = [self.codec.encode(r) for r in recs]
+            else:
+                pack = self._packer()
+                values = [b"\x00" + pack(r) for r in recs]
+            rkeys = [_pack(k) for k in keys]
+            kp = self.key_prefix
+            fulls = [kp + k for k in rkeys]
         if key_func is None or len(set(rkeys)) == len(rkeys):  # no key twice
             last: Sequence[int] = range(len(rkeys))
         else:  # the last record under each key is the one that lands
@@ -777,12 +790,16 @@ class Collection(AtomicOps, ExpiryOps):
         batch = Batch(txn, fulls, olds)
         if len(fulls) == len(recs) and olds.count(None) == len(olds):
             # Only new keys (a load): the pairs are all there is to write.
-            pairs = batch.written = list(zip(fulls, values, strict=True))
-            for idx in self._indexes:
-                idx.entry_pairs(recs, rkeys, pairs)
+            if news is not None:
+                pairs = batch.written = _new_pairs(fulls, values, news, rkeys, SEP)
+            else:
+                pairs = batch.written = list(zip(fulls, values, strict=True))
+                for idx in self._indexes:
+                    idx.entry_pairs(recs, rkeys, pairs)
         else:
             pairs = [(f, values[j]) for f, j in zip(fulls, last, strict=True)]
-            news = [idx.entries_many(recs) for idx in self._indexes]
+            if news is None:
+                news = [idx.entries_many(recs) for idx in self._indexes]
             batch.changed = changes(news, self._entries_of(olds), rkeys, last)
         try:
             if key_func is None:
