@@ -30,6 +30,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <string.h>
+#include <structmember.h>
 
 enum {
     P_KEY_FUNC,  /* rec -> key, or None (then a key must be given) */
@@ -257,14 +258,9 @@ count_one(PyObject *plan, PyObject *txn, PyObject *cell)
 }
 
 static PyObject *
-wp_put(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+put_impl(PyObject *plan, PyObject *txn, PyObject *rec, PyObject *key_arg,
+         PyObject *cell, PyObject *slot)
 {
-    if (nargs != 6) {
-        PyErr_SetString(PyExc_TypeError, "put(plan, txn, rec, key, cell, slot)");
-        return NULL;
-    }
-    PyObject *plan = args[0], *txn = args[1], *rec = args[2];
-    PyObject *cell = args[4], *slot = args[5];
     if (check_plan(plan) < 0) {
         return NULL;
     }
@@ -282,8 +278,8 @@ wp_put(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *old_rec = NULL, *old_entries = NULL, *result = NULL;
 
     /* 1. Nothing written yet: errors propagate as they are. */
-    if (args[3] != Py_None) {
-        key = Py_NewRef(args[3]);
+    if (key_arg != Py_None) {
+        key = Py_NewRef(key_arg);
     } else if (PyTuple_GET_ITEM(plan, P_KEY_FUNC) == Py_None) {
         PyErr_SetString(PyExc_TypeError, "put: no key and no key function");
         goto done;
@@ -443,6 +439,191 @@ done:
     Py_XDECREF(old_entries);
     return result;
 }
+
+static PyObject *
+wp_put(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "put(plan, txn, rec, key, cell, slot)");
+        return NULL;
+    }
+    return put_impl(args[0], args[1], args[2], args[3], args[4], args[5]);
+}
+
+/* PutBase: the base class of acid.Collection whose ``put`` runs the C path
+ * without a Python frame. It reads two attributes that Collection keeps:
+ * ``_fast`` (see Collection._writable: ``(txn, plan, cell, slot)``) and
+ * ``_ctx_get`` (returns the active transaction). Whatever it does not serve
+ * itself it hands to ``self._put`` (the Python reference, same arguments);
+ * a failure of the C path goes to ``self._put_failed(exc, txn, rec, key,
+ * slot)``, which undoes what was written and raises, or runs the put again
+ * on its own (see Collection). */
+typedef struct {
+    PyObject_HEAD
+    PyObject *fast;
+    PyObject *ctx_get;
+} PutBase;
+
+static PyObject *s_put_py, *s_put_failed, *s_key, *s_ttl;
+
+static PyObject *
+pb_forward(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    PyObject *small[8];
+    PyObject **all = small;
+    if (nargs + nkw + 1 > 8) {
+        all = PyMem_Malloc((size_t)(nargs + nkw + 1) * sizeof(PyObject *));
+        if (all == NULL) {
+            return PyErr_NoMemory();
+        }
+    }
+    all[0] = self;
+    for (Py_ssize_t i = 0; i < nargs + nkw; i++) {
+        all[i + 1] = args[i];
+    }
+    PyObject *out = PyObject_VectorcallMethod(s_put_py, all, (size_t)(nargs + 1), kwnames);
+    if (all != small) {
+        PyMem_Free(all);
+    }
+    return out;
+}
+
+static PyObject *
+pb_put(PyObject *self, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *rec, *key = Py_None;
+    if (nargs < 1 || nargs > 2) {
+        return pb_forward(self, args, (size_t)nargs, kwnames);
+    }
+    rec = args[0];
+    if (nargs == 2) {
+        key = args[1];
+    }
+    if (kwnames != NULL) {
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
+            PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+            PyObject *value = args[nargs + i];
+            if (name == s_key && nargs == 1) {
+                key = value;
+            } else if (!(name == s_ttl && value == Py_None)) {
+                /* ttl, or anything the Python signature must judge */
+                return pb_forward(self, args, (size_t)nargs, kwnames);
+            }
+        }
+    }
+    PutBase *pb = (PutBase *)self;
+    PyObject *fast = pb->fast;
+    if (fast == NULL || !PyTuple_CheckExact(fast) || PyTuple_GET_SIZE(fast) != 4 ||
+        pb->ctx_get == NULL) {
+        return pb_forward(self, args, (size_t)nargs, kwnames);
+    }
+    Py_INCREF(fast); /* a key function may replace self._fast meanwhile */
+    PyObject *txn = PyObject_CallNoArgs(pb->ctx_get);
+    if (txn == NULL) {
+        Py_DECREF(fast);
+        return NULL;
+    }
+    PyObject *plan = PyTuple_GET_ITEM(fast, 1);
+    if (txn != PyTuple_GET_ITEM(fast, 0) || !PyTuple_CheckExact(plan) ||
+        PyTuple_GET_SIZE(plan) != P_LEN ||
+        (key == Py_None && PyTuple_GET_ITEM(plan, P_KEY_FUNC) == Py_None)) {
+        Py_DECREF(txn);
+        Py_DECREF(fast);
+        return pb_forward(self, args, (size_t)nargs, kwnames);
+    }
+    PyObject *slot = PyTuple_GET_ITEM(fast, 3);
+    PyObject *out = put_impl(plan, txn, rec, key, PyTuple_GET_ITEM(fast, 2), slot);
+    if (out == NULL) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        if (value == NULL) { /* cannot happen: an error is set */
+            value = Py_NewRef(Py_None);
+        }
+        if (tb != NULL) {
+            PyException_SetTraceback(value, tb);
+        }
+        PyObject *fargs[6] = {self, value, txn, rec, key, slot};
+        out = PyObject_VectorcallMethod(s_put_failed, fargs, 6, NULL);
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+    }
+    Py_DECREF(txn);
+    Py_DECREF(fast);
+    return out;
+}
+
+static int
+pb_traverse(PutBase *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->fast);
+    Py_VISIT(self->ctx_get);
+    return 0;
+}
+
+static int
+pb_clear(PutBase *self)
+{
+    Py_CLEAR(self->fast);
+    Py_CLEAR(self->ctx_get);
+    return 0;
+}
+
+static void
+pb_dealloc(PutBase *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    pb_clear(self);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyMemberDef pb_members[] = {
+    {"_fast", T_OBJECT, offsetof(PutBase, fast), 0,
+     "(transaction, plan, count cell, undo slot) of the C path, or None"},
+    {"_ctx_get", T_OBJECT, offsetof(PutBase, ctx_get), 0,
+     "returns the active transaction"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyMethodDef pb_methods[] = {
+    {"put", (PyCFunction)(void (*)(void))pb_put, METH_FASTCALL | METH_KEYWORDS,
+     "put($self, /, rec, key=None, *, ttl=None)\n--\n\n"
+     "Create or replace a record; return its key.\n\n"
+     "``key`` overrides the key function (a scalar becomes a 1-tuple).\n"
+     "``ttl``: seconds until the record expires, :data:`acid.FOREVER`, or\n"
+     "``None`` for the collection's default (see \"Expiry\" below).\n"
+     "Index entries change in the same transaction as the record. A put\n"
+     "that fails (an index function or encoder that raises, a value the\n"
+     "engine rejects) changes nothing, so the caller may catch the error\n"
+     "and commit the rest of the transaction."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot pb_slots[] = {
+    {Py_tp_doc, "Base class of acid.Collection: put without a Python frame."},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_dealloc, pb_dealloc},
+    {Py_tp_traverse, pb_traverse},
+    {Py_tp_clear, pb_clear},
+    {Py_tp_members, pb_members},
+    {Py_tp_methods, pb_methods},
+    {0, NULL},
+};
+
+static PyType_Spec pb_spec = {
+    .name = "acid._writepath.PutBase",
+    .basicsize = sizeof(PutBase),
+    .itemsize = 0,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .slots = pb_slots,
+};
 
 /* keys, values and index entries of many records, for put_many:
  *
@@ -698,8 +879,23 @@ PyInit__writepath(void)
     s_delete = PyUnicode_InternFromString("delete");
     s_zero_byte = PyBytes_FromStringAndSize("\0", 1);
     s_one = PyLong_FromLong(1);
-    if (!s_replace || !s_put || !s_delete || !s_zero_byte || !s_one) {
+    s_put_py = PyUnicode_InternFromString("_put");
+    s_put_failed = PyUnicode_InternFromString("_put_failed");
+    s_key = PyUnicode_InternFromString("key");
+    s_ttl = PyUnicode_InternFromString("ttl");
+    if (!s_replace || !s_put || !s_delete || !s_zero_byte || !s_one || !s_put_py ||
+        !s_put_failed || !s_key || !s_ttl) {
         return NULL;
     }
-    return PyModule_Create(&wp_module);
+    PyObject *module = PyModule_Create(&wp_module);
+    if (module == NULL) {
+        return NULL;
+    }
+    PyObject *type = PyType_FromSpec(&pb_spec);
+    if (type == NULL || PyModule_AddObject(module, "PutBase", type) < 0) {
+        Py_XDECREF(type);
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
 }

@@ -22,3 +22,10 @@ def new_pairs(
     rkeys: list[bytes],
     sep: bytes,
 ) -> list[tuple[bytes, bytes]]: ...
+
+class PutBase:
+    """Base class of acid.Collection: put without a Python frame."""
+
+    _fast: Any
+    _ctx_get: Any
+    def put(self, rec: Any, key: Any = None, *, ttl: Any = None) -> tuple[Any, ...]: ...

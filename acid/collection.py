@@ -74,6 +74,18 @@ if keylib.IMPLEMENTATION == "c":
         _new_pairs = _writepath.new_pairs
     except ImportError:  # pragma: no cover - built with the C key encoder
         pass
+
+
+class _PutPy:
+    """What :class:`Collection` derives from without the C extension (with
+    it, ``acid._writepath.PutBase``, whose ``put`` runs the C path without a
+    Python frame and hands everything else to ``Collection._put``)."""
+
+
+_PutBase: type = _PutPy
+if _cput is not None:
+    _PutBase = _writepath.PutBase
+
 #: What ``_fast`` holds when put cannot take the C path: ``(transaction it
 #: serves, plan, count cell, undo slot)``.
 _NO_FAST: tuple[Any, Any, Any, Any] = (_NO_TXN, None, None, None)
@@ -83,7 +95,7 @@ def _key_kind(key_func: Any) -> str:
     return "auto" if key_func is None else "func"
 
 
-class Collection(AtomicOps, ExpiryOps):
+class Collection(_PutBase, AtomicOps, ExpiryOps):
     """Records of one kind in a :class:`~acid.Store`, with their indexes.
 
     ``info`` is the collection's name. ``key_func(rec)`` makes a record's
@@ -560,7 +572,7 @@ class Collection(AtomicOps, ExpiryOps):
 
     # -- writes -----------------------------------------------------------
 
-    def put(self, rec: Any, key: Any = None, *, ttl: Any = None) -> tuple[Any, ...]:
+    def _put(self, rec: Any, key: Any = None, *, ttl: Any = None) -> tuple[Any, ...]:
         """Create or replace a record; return its key.
 
         ``key`` overrides the key function (a scalar becomes a 1-tuple).
@@ -587,14 +599,8 @@ class Collection(AtomicOps, ExpiryOps):
             # The C path: the same steps as below.
             try:
                 return _cput(fast[1], txn, rec, key, fast[2], fast[3])  # type: ignore[misc]
-            except BaseException:
-                slot = fast[3]
-                if slot:  # failed after writing: put back what it wrote
-                    state = slot.pop()
-                    _roll_back(txn, lambda: _undo(txn, *state))
-                elif txn.ended and inherited(txn):  # as below
-                    return run_alone(self._engine, self._ctx, True, self.put, rec, key)
-                raise
+            except BaseException as exc:
+                return self._put_failed(exc, txn, rec, key, fast[3])
         # Everything that can fail without writing comes first. The key
         # function runs before the value and the entries are made: one that
         # changes the record changes both alike (as in put_many).
@@ -666,6 +672,23 @@ class Collection(AtomicOps, ExpiryOps):
             _roll_back(txn, undo)
             raise
         return key
+
+    def _put_failed(
+        self, exc: BaseException, txn: Txn, rec: Any, key: Any, slot: list[Any]
+    ) -> tuple[Any, ...]:
+        """After the C path of put raised ``exc``: put back what it wrote
+        (its undo state is in ``slot``) and raise ``exc``; or, if ``txn``
+        came with a context whose block is over, run the put on its own."""
+        if slot:  # failed after writing
+            state = slot.pop()
+            _roll_back(txn, lambda: _undo(txn, *state))
+        elif txn.ended and inherited(txn):  # as in the Python path
+            return run_alone(self._engine, self._ctx, True, self.put, rec, key)
+        raise exc
+
+    # With the C extension, put is PutBase.put; without it, the code above.
+    if TYPE_CHECKING or _PutBase is _PutPy:
+        put = _put
 
     def delete(self, key: Any) -> bool:
         """Delete the record under ``key`` and its index entries.
