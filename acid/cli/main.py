@@ -37,6 +37,7 @@ from acid.cli.transfer import (
     leftovers,
     open_collection,
     open_index,
+    shown_name,
     to_line,
     user_collections,
 )
@@ -250,8 +251,9 @@ def info(url: str, as_json: bool) -> None:
     click.echo(f"records: {st['records']}")
     rows = []
     for name, c in st["collections"].items():
+        shown = shown_name(name)
         rows.append(
-            (name, c["records"], c["encoder"], c["compressor"], c["keys"], c["bytes"])
+            (shown, c["records"], c["encoder"], c["compressor"], c["keys"], c["bytes"])
         )
         for iname, i in c["indexes"].items():
             rows.append((f"  .{iname}", i["entries"], "", "", "index", i["bytes"]))

@@ -63,6 +63,7 @@ __all__ = [
     "user_collections",
     "open_collection",
     "open_index",
+    "shown_name",
     "DumpReader",
     "to_line",
 ]
@@ -212,6 +213,14 @@ def temp_name(token: str, name: str) -> str:
 def _split_temp(name: str) -> tuple[str, str]:
     token, _, real = name[len(TEMP_PREFIX) :].partition(":")
     return token, real
+
+
+def shown_name(name: str) -> str:
+    """A collection name for tables: a temporary as ``NAME (load TOKEN)``."""
+    if not is_temporary(name):
+        return name
+    token, real = _split_temp(name)
+    return f"{real} (unfinished load {token})"
 
 
 def user_collections(store: Store) -> list[str]:

@@ -47,8 +47,8 @@ def source(n: int = 40, m: int = 3) -> acid.Store:
     with src.begin(write=True):
         for i in range(n):
             big.put({"i": i})
-        for name in "abcdefghijklmnopqrstuvwxyz"[:m]:
-            small.put({"name": name})
+        for i in range(m):
+            small.put({"name": f"n{i:04d}"})
         src.count("visits", 7)
     return src
 
@@ -397,6 +397,9 @@ def test_kill_9_mid_load_leaves_only_findable_temporaries(
     temps = [t for t, _, _ in left.collections]
     assert all(t.startswith(f"{TEMP_PREFIX}{left.token}:") for t in temps)
     store.close()
+    shown = acid_cmd("info", url)
+    assert shown.returncode == 0, shown.stderr
+    assert f"big (unfinished load {left.token})" in shown.stdout
     # A new load works, warns of the leftover, and does not reuse it.
     proc2 = acid_cmd("load", url, str(dump))
     assert proc2.returncode == 0, proc2.stderr
@@ -463,3 +466,41 @@ def test_the_dump_cannot_name_temporaries_or_reserved_counters() -> None:
         load(store, twice)
     nothing_of_the_load(store)
     assert store.collections() == []
+
+
+@pytest.mark.stress
+def test_kill_9_of_acid_load_at_random_points(tmp_path: Path) -> None:
+    """``acid load`` killed at random moments: every time, the store holds
+    either the whole load under its real names or none of it, plus
+    temporaries that ``drop_leftovers`` removes."""
+    import random
+    import time
+
+    src = source(3000, 500)
+    dump = tmp_path / "d.jsonl"
+    dump.write_text(dump_text(src))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    rng = random.Random(7)
+    for trial in range(20):
+        url = f"lmdb:{tmp_path / f'dst{trial}'}"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "acid", "load", "--batch", "50", url, str(dump)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        time.sleep(rng.uniform(0.3, 2.5))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        store = acid.open(url)
+        names = user_collections(store)
+        assert names in ([], ["big", "small"]), names
+        if names:
+            big = store.add_collection("big")
+            small = store.add_collection("small", key_func=lambda r: r["name"])
+            assert (len(big), len(small)) == (3000, 500)
+        drop_leftovers(store)
+        assert leftovers(store) == []
+        assert user_collections(store) == store.collections()
+        assert store.stats()["records"] in (0, 3500)
+        store.close()
