@@ -33,7 +33,7 @@ from typing import Any
 from acid import encoders, keylib
 from acid._fields import GRAMS, TEXT
 from acid._fields import fields as field_function
-from acid._layout import KIND_BLOBS
+from acid._layout import KIND_BLOBS, len_counter
 from acid._text import TextFunction, qgrams, tokens
 from acid._ttl import FOREVER, check_ttl
 from acid.cli import typedjson
@@ -281,10 +281,13 @@ def leftovers(store: Store) -> list[Leftover]:
 
     def run() -> list[Leftover]:
         found: dict[str, Leftover] = {}
+        counters = store.counters()
         for (name,), info in store.iter_meta(KIND_TABLE):
             if is_temporary(name):
                 token, real = _split_temp(name)
-                n = sum(1 for _ in store.iter_space(info["id"]))
+                n = counters.get(len_counter(info))  # kept with every batch
+                if n is None:
+                    n = sum(1 for _ in store.iter_space(info["id"]))
                 found.setdefault(token, Leftover(token)).collections.append(
                     (name, real, n)
                 )
