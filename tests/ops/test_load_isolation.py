@@ -504,3 +504,41 @@ def test_kill_9_of_acid_load_at_random_points(tmp_path: Path) -> None:
         assert user_collections(store) == store.collections()
         assert store.stats()["records"] in (0, 3500)
         store.close()
+
+
+@pytest.mark.parametrize("after", range(0, 17))
+def test_a_commit_that_fails_at_any_batch_leaves_nothing(after: int) -> None:
+    """The k-th commit of the load fails (the last one is the renames): the
+    load is undone, the store holds what it held before, and what another
+    writer committed meanwhile."""
+    from acid.engines import from_url
+    from acid.errors import ConflictError
+    from tests.hooked_engine import HookedEngine
+
+    text = dump_text(source())  # 16 full batches of 5, then a last one
+    engine = HookedEngine(from_url("memory:/"))
+    dst = acid.Store(engine)
+    dst.add_collection("before").put({"b": 1})
+    batches: list[int] = []
+
+    def fail_next(n: int) -> None:
+        batches.append(n)
+        if len(batches) == 1:
+            dst.add_collection("during").put({"d": 1})
+        if len(batches) == after:
+            engine.fail_commits = 1  # the load's next commit
+
+    if after == 0:
+        engine.fail_commits = 1  # the commit that creates the first temporary
+    with pytest.raises(ConflictError):
+        load(dst, text, progress=fail_next, force=True)
+    assert engine.fail_commits == 0 and len(batches) == after
+    expected = ["before", "during"] if after else ["before"]
+    assert dst.collections() == expected
+    nothing_of_the_load(dst)
+    assert dst.stats()["records"] == len(expected)
+    assert dst.check().ok
+    # And the same load then succeeds whole.
+    load(dst, text, force=True)
+    assert dst.collections() == sorted([*expected, "big", "small"])
+    assert dst.stats()["records"] == len(expected) + 43
