@@ -583,10 +583,13 @@ class Collection(_PutBase, AtomicOps, ExpiryOps):
         ``key`` overrides the key function (a scalar becomes a 1-tuple).
         ``ttl``: seconds until the record expires, :data:`acid.FOREVER`, or
         ``None`` for the collection's default (see "Expiry" below).
-        Index entries change in the same transaction as the record. A put
-        that fails (an index function or encoder that raises, a value the
-        engine rejects) changes nothing, so the caller may catch the error
-        and commit the rest of the transaction.
+        Index entries change in the same transaction as the record, and are
+        computed from the record as stored (as ``get`` returns it: JSON
+        turns a tuple into a list); a record the encoder would not give
+        back whole raises ``ValueError`` (docs/guide.md). A put that fails
+        (an index function or encoder that raises, a value the engine
+        rejects) changes nothing, so the caller may catch the error and
+        commit the rest of the transaction.
         """
         if ttl is not None:  # the first record that expires: see "Expiry"
             return self.put_with_ttl(rec, key, ttl)

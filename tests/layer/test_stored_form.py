@@ -9,6 +9,7 @@ back whole: a tuple dict key under msgpack, two JSON keys that become one.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import pickle
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import acid
+import acid.aio
 from acid import encoders, keylib
 from acid.testing import FakeClock
 
@@ -225,6 +227,27 @@ def test_compressed_collection(store: acid.Store, encoder: str) -> None:
     coll.put_many([rec, ODD[1]])
     assert coll.get(key) == stored_form(encoder, rec)
     assert_agrees(store, coll)
+
+
+@pytest.mark.parametrize("encoder", ENCODERS)
+def test_asyncio_writes(store: acid.Store, encoder: str) -> None:
+    async def main() -> acid.aio.Store:
+        astore = acid.aio.Store(store)
+        coll = await astore.add_collection(next(names), encoder=encoder)
+        for name, func in FUNCS.items():
+            await coll.add_index(name, func)
+        await coll.put(ODD[0], key="x")
+        await coll.put_many(ODD[1:])
+        bad = {"json": {1: 1, "1": 2}, "msgpack": {(1,): 1}}[encoder]
+        with pytest.raises(ValueError):
+            await coll.put({"a": 1, "m": bad}, key="y")
+        assert await coll.get("x") == stored_form(encoder, ODD[0])
+        assert await coll.get("y") is None
+        return astore
+
+    astore = asyncio.run(main())
+    assert_agrees(store, store[store.collections()[-1]])
+    asyncio.run(astore.close())
 
 
 # -- records that would not come back whole are refused ------------------
