@@ -1371,7 +1371,7 @@ kl_prefix_bound(PyObject *module, PyObject *raw)
 
 /* ------------------------------------------------------- records, exactly */
 
-/* See acid._keylib_py.exact_json. The walk only reads types and container slots
+/* See acid/_keylib_exact.py. The walk only reads types and container slots
  * (no Python code runs, so borrowed references stay valid and nothing can
  * change the record under it); depth is capped at MAX_DEPTH (deeper is "not
  * exact", as in the twin) and guarded by Py_EnterRecursiveCall. */
@@ -1379,7 +1379,7 @@ kl_prefix_bound(PyObject *module, PyObject *raw)
 #define EXACT_MSGPACK 1
 #define EXACT_PICKLE 2
 
-static int
+static inline int
 exact_key_scalar(PyObject *k, int kind)
 {
     PyTypeObject *t = Py_TYPE(k);
@@ -1410,14 +1410,23 @@ exact_key_tuple(PyObject *key, int depth)
     return r;
 }
 
+/* Whether obj is a scalar every built-in encoder gives back as it is: the
+ * usual element, tested inline before any recursive call. */
+static inline int
+exact_leaf(PyObject *obj)
+{
+    PyTypeObject *t = Py_TYPE(obj);
+    return t == &PyUnicode_Type || t == &PyLong_Type || t == &PyFloat_Type ||
+           t == &PyBool_Type || obj == Py_None;
+}
+
 /* 1: the encoder `kind` gives obj back as it is; 0: not known; -1: error. */
 static int
 exact_value(PyObject *obj, int kind, int depth)
 {
-    PyTypeObject *t = Py_TYPE(obj);
-    if (t == &PyUnicode_Type || t == &PyLong_Type || t == &PyFloat_Type ||
-        t == &PyBool_Type || obj == Py_None)
+    if (exact_leaf(obj))
         return 1;
+    PyTypeObject *t = Py_TYPE(obj);
     if (t == &PyBytes_Type)
         return kind != EXACT_JSON;
     int is_seq = t == &PyList_Type || (t == &PyTuple_Type && kind == EXACT_PICKLE);
@@ -1430,12 +1439,18 @@ exact_value(PyObject *obj, int kind, int depth)
     int r = 1;
     if (t == &PyList_Type) {
         /* The size is read again on every step (it cannot change here). */
-        for (Py_ssize_t i = 0; r == 1 && i < PyList_GET_SIZE(obj); i++)
-            r = exact_value(PyList_GET_ITEM(obj, i), kind, depth + 1);
+        for (Py_ssize_t i = 0; r == 1 && i < PyList_GET_SIZE(obj); i++) {
+            PyObject *v = PyList_GET_ITEM(obj, i);
+            if (!exact_leaf(v))
+                r = exact_value(v, kind, depth + 1);
+        }
     }
     else if (is_seq) {
-        for (Py_ssize_t i = 0; r == 1 && i < PyTuple_GET_SIZE(obj); i++)
-            r = exact_value(PyTuple_GET_ITEM(obj, i), kind, depth + 1);
+        for (Py_ssize_t i = 0; r == 1 && i < PyTuple_GET_SIZE(obj); i++) {
+            PyObject *v = PyTuple_GET_ITEM(obj, i);
+            if (!exact_leaf(v))
+                r = exact_value(v, kind, depth + 1);
+        }
     }
     else {
         Py_ssize_t pos = 0;
@@ -1450,7 +1465,8 @@ exact_value(PyObject *obj, int kind, int depth)
                 if (r != 1)
                     break;
             }
-            r = exact_value(v, kind, depth + 1);
+            if (!exact_leaf(v))
+                r = exact_value(v, kind, depth + 1);
         }
     }
     Py_LeaveRecursiveCall();
@@ -1491,11 +1507,11 @@ PyDoc_STRVAR(unpack_doc,
 PyDoc_STRVAR(unpacks_doc,
              "unpacks(raw, prefix=b'') -> list\n\nSee acid._keylib_py.unpacks.");
 PyDoc_STRVAR(exact_json_doc,
-             "exact_json(obj) -> bool\n\nSee acid._keylib_py.exact_json.");
+             "exact_json(obj) -> bool\n\nSee acid._keylib_exact.exact_json.");
 PyDoc_STRVAR(exact_msgpack_doc,
-             "exact_msgpack(obj) -> bool\n\nSee acid._keylib_py.exact_msgpack.");
+             "exact_msgpack(obj) -> bool\n\nSee acid._keylib_exact.exact_msgpack.");
 PyDoc_STRVAR(exact_pickle_doc,
-             "exact_pickle(obj) -> bool\n\nSee acid._keylib_py.exact_pickle.");
+             "exact_pickle(obj) -> bool\n\nSee acid._keylib_exact.exact_pickle.");
 PyDoc_STRVAR(prefix_bound_doc,
              "prefix_bound(raw) -> bytes | None\n\n"
              "See acid._keylib_py.prefix_bound.");

@@ -62,7 +62,7 @@ packs = _impl.packs
 unpacks = _impl.unpacks
 prefix_bound = _impl.prefix_bound
 # Whether a built-in record encoder surely gives a record back as it is
-# (acid.encoders uses them; see acid._keylib_py.exact_json).
+# (acid.encoders uses them; see acid._keylib_exact).
 exact_json = _impl.exact_json
 exact_msgpack = _impl.exact_msgpack
 exact_pickle = _impl.exact_pickle
