@@ -1410,6 +1410,41 @@ exact_key_tuple(PyObject *key, int depth)
     return r;
 }
 
+/* A tzinfo pickle gives back equal: none, or a datetime.timezone. */
+static int
+exact_zone(PyObject *tz)
+{
+    return tz == Py_None || Py_TYPE(tz) == Py_TYPE(PyDateTimeAPI->TimeZone_UTC);
+}
+
+/* 1: a set whose elements pickle gives back as they are (tuple keys); 0: not
+ * known; -1: error. Iterating a set runs no Python code either. */
+static int
+exact_key_set(PyObject *set, int depth)
+{
+    if (depth >= MAX_DEPTH)
+        return 0;
+    if (Py_EnterRecursiveCall(" while checking a record"))
+        return -1;
+    PyObject *it = PyObject_GetIter(set);
+    if (it == NULL) {
+        Py_LeaveRecursiveCall();
+        return -1;
+    }
+    int r = 1;
+    PyObject *k;
+    while (r == 1 && (k = PyIter_Next(it)) != NULL) {
+        if (!exact_key_scalar(k, EXACT_PICKLE))
+            r = PyTuple_CheckExact(k) ? exact_key_tuple(k, depth + 1) : 0;
+        Py_DECREF(k);
+    }
+    if (r == 1 && PyErr_Occurred())
+        r = -1;
+    Py_DECREF(it);
+    Py_LeaveRecursiveCall();
+    return r;
+}
+
 /* Whether obj is a scalar every built-in encoder gives back as it is: the
  * usual element, tested inline before any recursive call. */
 static inline int
@@ -1429,6 +1464,17 @@ exact_value(PyObject *obj, int kind, int depth)
     PyTypeObject *t = Py_TYPE(obj);
     if (t == &PyBytes_Type)
         return kind != EXACT_JSON;
+    if (kind == EXACT_PICKLE) {
+        if (t == &PyComplex_Type || t == (PyTypeObject *)UUIDType ||
+            PyDate_CheckExact(obj) || PyDelta_CheckExact(obj))
+            return 1;
+        if (PyDateTime_CheckExact(obj))
+            return exact_zone(PyDateTime_DATE_GET_TZINFO(obj));
+        if (PyTime_CheckExact(obj))
+            return exact_zone(PyDateTime_TIME_GET_TZINFO(obj));
+        if (t == &PySet_Type || t == &PyFrozenSet_Type)
+            return exact_key_set(obj, depth);
+    }
     int is_seq = t == &PyList_Type || (t == &PyTuple_Type && kind == EXACT_PICKLE);
     if (!is_seq && t != &PyDict_Type)
         return 0;

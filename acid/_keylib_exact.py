@@ -13,7 +13,9 @@ looks like once stored").
 
 from __future__ import annotations
 
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
+from uuid import UUID
 
 __all__ = ["exact_json", "exact_msgpack", "exact_pickle"]
 
@@ -26,6 +28,9 @@ _MSGPACK = 1
 _PICKLE = 2
 
 _SCALARS = frozenset((str, int, float, bool, type(None)))
+#: More values pickle gives back equal and of the same type (a datetime or
+#: time too, when its tzinfo is None or a ``datetime.timezone``).
+_PICKLED = frozenset((complex, date, timedelta, UUID))
 #: Dict key types each encoder gives back as they were, by kind. No float:
 #: a NaN key comes back as another NaN object, which a lookup by the first
 #: one does not find.
@@ -70,11 +75,17 @@ def exact_msgpack(obj: Any) -> bool:
 
 
 def exact_pickle(obj: Any) -> bool:
-    """:func:`exact_msgpack` for the pickle encoder: ``tuple`` too, and
-    tuple dict keys (of non-float scalars and such tuples).
+    """:func:`exact_msgpack` for the pickle encoder: ``tuple`` too; tuple
+    dict keys (of non-float scalars and such tuples); ``set`` and
+    ``frozenset`` of what may be a key; ``complex``, ``UUID``, ``date``,
+    ``timedelta``, and ``datetime`` and ``time`` whose tzinfo is None or a
+    ``datetime.timezone`` (another tzinfo class may pickle as it likes).
 
-    >>> exact_pickle({(1, "a"): (b"x", [None])}), exact_pickle({1.5: 1})
+    >>> exact_pickle({(1, "a"): (b"x", [None], {2, (3,)})}), exact_pickle({1.5: 1})
     (True, False)
+    >>> from datetime import datetime, timezone
+    >>> exact_pickle([datetime(2024, 1, 1, tzinfo=timezone.utc), 1j])
+    True
     """
     return _exact(obj, _PICKLE, 0)
 
@@ -85,6 +96,13 @@ def _exact(obj: Any, kind: int, depth: int) -> bool:
         return True
     if t is bytes:
         return kind != _JSON
+    if kind == _PICKLE:
+        if t in _PICKLED:
+            return True
+        if t is datetime or t is time:
+            return obj.tzinfo is None or type(obj.tzinfo) is timezone
+        if t is set or t is frozenset:
+            return _exact_key(obj, depth)
     if t is list or (t is tuple and kind == _PICKLE):
         if depth >= MAX_DEPTH:
             return False
@@ -105,8 +123,8 @@ def _exact(obj: Any, kind: int, depth: int) -> bool:
     return False
 
 
-def _exact_key(key: tuple, depth: int) -> bool:
-    """A tuple key for pickle: tuples of non-float scalars, nested."""
+def _exact_key(key: tuple | set | frozenset, depth: int) -> bool:
+    """A tuple key or a set for pickle: non-float scalars and such tuples."""
     if depth >= MAX_DEPTH:
         return False
     keys = _KEYS[_PICKLE]
