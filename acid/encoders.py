@@ -202,7 +202,12 @@ def _msgpack_unpack(data: Any, _unpackb: Any = msgpack.unpackb) -> Any:
     # strict_map_key (msgpack's default) refuses any map key but str and
     # bytes, a guard against hash flooding by untrusted input; stored
     # values are trusted, and a record with an int key must read back.
-    return _unpackb(data, strict_map_key=False)
+    # Passing the option costs more than the retry (the usual record has
+    # str keys only), so only a refused value is read again without it.
+    try:
+        return _unpackb(data)
+    except ValueError:
+        return _unpackb(data, strict_map_key=False)
 
 
 MSGPACK = Encoder(
