@@ -325,6 +325,19 @@ def test_msgpack_int_keys_written_before_read_back(store: acid.Store) -> None:
     assert coll.get(1) == {"s": [b"b", 1.5]}
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [b"\xc1", msgpack.packb({1: "x"}) + b"\x00", msgpack.packb({1: 2})[:-1], b""],
+    ids=["bad-byte", "extra-data", "cut", "empty"],
+)
+def test_msgpack_damaged_values_still_raise(store: acid.Store, raw: bytes) -> None:
+    coll = store.add_collection(next(names), encoder="msgpack")
+    with store.begin(write=True):
+        store.active().put(keylib.pack((1,), coll.key_prefix), b"\x00" + raw)
+    with pytest.raises(acid.errors.CorruptionError):
+        coll.get(1)
+
+
 def test_json_turns_keys_into_str(store: acid.Store) -> None:
     coll = make(store, "json")
     key = coll.put({"a": 1, "m": {1: "i", 2.5: "f", False: "t", None: "n"}})
