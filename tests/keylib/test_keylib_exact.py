@@ -179,16 +179,23 @@ def test_recursion_limit_near_the_top_of_the_stack(impl: ModuleType) -> None:
             return impl.exact_json(nest(DEPTH, "list"))
         return dive(n - 1)
 
+    here = 0
+    frame = sys._getframe()
+    while frame.f_back is not None:
+        here, frame = here + 1, frame.f_back
     old = sys.getrecursionlimit()
-    sys.setrecursionlimit(200)
+    sys.setrecursionlimit(here + 400)
+    answered = failed = 0
     try:
-        for n in range(150, 200, 5):
+        for n in range(0, 400, 7):
             try:
                 assert dive(n) is True
+                answered += 1
             except RecursionError:
-                pass
+                failed += 1
     finally:
         sys.setrecursionlimit(old)
+    assert answered and failed  # both sides of the limit were reached
     assert impl.exact_json(nest(DEPTH, "list")) is True
 
 
