@@ -11,7 +11,10 @@
  *
  * 1. Everything that can fail without writing: the key function, the
  *    encoder, every index function, the key's packing. An error here
- *    propagates and nothing was written.
+ *    propagates and nothing was written. Index functions see the record as
+ *    a read will give it back: ``rec`` when ``plan[P_EXACT](rec)`` says the
+ *    encoder gives it back unchanged, else ``plan[P_STORED](rec, value)``
+ *    (which refuses a record that would not come back whole).
  * 2. ``old = txn.replace(full_key, value)``. An error here propagates too:
  *    the engine wrote nothing.
  * 3. Index entries: new ones for a new record (then one more record is
@@ -44,6 +47,8 @@ enum {
     P_SCALARS,   /* frozenset of the types a key or index value wraps */
     P_AS_TUPLE,  /* key -> tuple, for keys that are not tuples or scalars */
     P_COUNT_NOW, /* txn -> None: count one new record at once */
+    P_EXACT,     /* rec -> bool: the encoder surely gives rec back as it is */
+    P_STORED,    /* (rec, value) -> rec as a read of value gives it back */
     P_LEN
 };
 
@@ -276,6 +281,7 @@ put_impl(PyObject *plan, PyObject *txn, PyObject *rec, PyObject *key_arg,
     PyObject *key = NULL, *payload = NULL, *value = NULL, *new_entries = NULL;
     PyObject *rkey = NULL, *full = NULL, *old = NULL, *tail = NULL;
     PyObject *old_rec = NULL, *old_entries = NULL, *result = NULL;
+    PyObject *seen = NULL; /* rec as a read gives it back */
 
     /* 1. Nothing written yet: errors propagate as they are. */
     if (key_arg != Py_None) {
@@ -301,12 +307,30 @@ put_impl(PyObject *plan, PyObject *txn, PyObject *rec, PyObject *key_arg,
     } else {
         value = Py_NewRef(payload);
     }
+    seen = PyObject_CallOneArg(PyTuple_GET_ITEM(plan, P_EXACT), rec);
+    if (seen == NULL) {
+        goto done;
+    }
+    if (seen == Py_True) {
+        Py_SETREF(seen, Py_NewRef(rec));
+    } else {
+        int exact = PyObject_IsTrue(seen);
+        if (exact < 0) {
+            goto done;
+        }
+        Py_SETREF(seen, exact ? Py_NewRef(rec)
+                              : PyObject_CallFunctionObjArgs(
+                                    PyTuple_GET_ITEM(plan, P_STORED), rec, value, NULL));
+        if (seen == NULL) {
+            goto done;
+        }
+    }
     new_entries = PyList_New(nidx);
     if (new_entries == NULL) {
         goto done;
     }
     for (Py_ssize_t i = 0; i < nidx; i++) {
-        PyObject *e = entries_of(PyTuple_GET_ITEM(indexes, i), rec, pack, scalars);
+        PyObject *e = entries_of(PyTuple_GET_ITEM(indexes, i), seen, pack, scalars);
         if (e == NULL) {
             goto done;
         }
@@ -430,6 +454,7 @@ done:
     Py_XDECREF(key);
     Py_XDECREF(payload);
     Py_XDECREF(value);
+    Py_XDECREF(seen);
     Py_XDECREF(new_entries);
     Py_XDECREF(rkey);
     Py_XDECREF(full);

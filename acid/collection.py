@@ -192,6 +192,9 @@ class Collection(_PutBase, AtomicOps, ExpiryOps):
         self._pack = enc.pack
         self._packer = enc.packer
         self._unpack = enc.unpack
+        # Index entries come from the record as a read gives it back:
+        # Encoder.exact(rec) says when that is rec itself (no decode).
+        self._exact: Callable[[Any], bool] = enc.exact or self._unindexed
         self._cid = self.codec.cid
         stored_indexes = {n[1] for n, _ in store.index_metas(name)}
         self._undeclared: set[str] = stored_indexes
@@ -371,6 +374,8 @@ class Collection(_PutBase, AtomicOps, ExpiryOps):
             _SCALARS,
             _query.as_tuple,
             count_now,
+            self._exact,
+            self._stored,
         )
 
     def _refuse_detached(self) -> None:
@@ -578,10 +583,13 @@ class Collection(_PutBase, AtomicOps, ExpiryOps):
         ``key`` overrides the key function (a scalar becomes a 1-tuple).
         ``ttl``: seconds until the record expires, :data:`acid.FOREVER`, or
         ``None`` for the collection's default (see "Expiry" below).
-        Index entries change in the same transaction as the record. A put
-        that fails (an index function or encoder that raises, a value the
-        engine rejects) changes nothing, so the caller may catch the error
-        and commit the rest of the transaction.
+        Index entries change in the same transaction as the record, and are
+        computed from the record as stored (as ``get`` returns it: JSON
+        turns a tuple into a list); a record the encoder would not give
+        back whole raises ``ValueError`` (docs/guide.md). A put that fails
+        (an index function or encoder that raises, a value the engine
+        rejects) changes nothing, so the caller may catch the error and
+        commit the rest of the transaction.
         """
         if ttl is not None:  # the first record that expires: see "Expiry"
             return self.put_with_ttl(rec, key, ttl)
@@ -611,11 +619,12 @@ class Collection(_PutBase, AtomicOps, ExpiryOps):
             else:
                 key = self.key_func(rec)
         value = self.codec.encode(rec) if self._cid else b"\x00" + self._pack(rec)
+        stored = rec if self._exact(rec) else self._stored(rec, value)
         indexes = self._indexes
         if len(indexes) == 1:  # no list comprehension frame for the usual case
-            new = [indexes[0].entries(rec)]
+            new = [indexes[0].entries(stored)]
         else:
-            new = [idx.entries(rec) for idx in indexes]
+            new = [idx.entries(stored) for idx in indexes]
         counted = False
         if auto:
             if txn.ended:  # inherited by a task: the counter must not run alone
@@ -734,6 +743,17 @@ class Collection(_PutBase, AtomicOps, ExpiryOps):
             raise
         return True
 
+    def _unindexed(self, rec: Any) -> bool:
+        """``exact`` for an encoder that has none: decode while indexed."""
+        return not self._indexes
+
+    def _stored(self, rec: Any, value: bytes) -> Any:
+        """``rec`` as a read of its stored ``value`` gives it back.
+
+        Raises ``ValueError`` for a record that would not read back whole.
+        """
+        return self.codec.encoder.stored(rec, self.codec.decompress(value))
+
     def _decode(self, value: bytes) -> Any:
         """``codec.decode(value)`` with the plain case inlined (the hot path)."""
         if value and value[0] == 0:
@@ -778,7 +798,10 @@ class Collection(_PutBase, AtomicOps, ExpiryOps):
         if key_func is None:
             first = self.store.bump(self.counter_name, 0, 1)  # bumped below
             keys = [(i,) for i in range(first, first + len(recs))]
-        plan = self._plan
+        # Records the encoder may change are indexed as a read gives them
+        # back, which only the Python steps below do.
+        exact = all(map(self._exact, recs))
+        plan = self._plan if exact else None
         news: list[list[Entries]] | None = None
         if plan is not None:  # the same steps in C (acid/_writepath.c)
             encode = self.codec.encode if self._cid else self._packer()
@@ -798,6 +821,11 @@ class Collection(_PutBase, AtomicOps, ExpiryOps):
             else:
                 pack = self._packer()
                 values = [b"\x00" + pack(r) for r in recs]
+            if not exact:  # index them as a read gives them
+                recs = [
+                    r if self._exact(r) else self._stored(r, v)
+                    for r, v in zip(recs, values, strict=True)
+                ]
             rkeys = [_pack(k) for k in keys]
             kp = self.key_prefix
             fulls = [kp + k for k in rkeys]

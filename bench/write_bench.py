@@ -26,6 +26,7 @@ cost that is work, not Python: a target below it cannot be met by any
 implementation of acid's contract. ``acid/same`` is acid's own overhead.
 
 Run: python bench/write_bench.py [--n 10000 100000] [--repeat 5]
+[--encoder json]
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ import acid
 TAGS = ["red", "green", "blue", "admin", "staff", "new", "vip"]
 _Q = struct.Struct(">Q").pack
 _IQ = struct.Struct(">BQ").pack
+#: The encoder of acid's collection (``--encoder``); the floors use msgpack.
+ENCODER = "msgpack"
 
 
 def make_records(n: int, seed: int = 42) -> list[dict[str, Any]]:
@@ -282,7 +285,7 @@ def same_level_get_each(db: Any, ids: list[int]) -> None:
 
 def acid_open(url: str) -> tuple[acid.Store, acid.Collection]:
     store = acid.open(url)
-    coll = store.add_collection("users", key_func=lambda r: r["id"], encoder="msgpack")
+    coll = store.add_collection("users", key_func=lambda r: r["id"], encoder=ENCODER)
     coll.add_index("age", lambda r: r["age"])
     return store, coll
 
@@ -503,8 +506,18 @@ def main() -> None:
     ap.add_argument("--n", type=int, nargs="+", default=[10_000, 100_000])
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--only", nargs="*", help="substrings of operation names")
+    ap.add_argument(
+        "--encoder",
+        default="msgpack",
+        choices=["msgpack", "json"],
+        help="the encoder of acid's collection (the floors use msgpack)",
+    )
     args = ap.parse_args()
-    print(f"acid.keylib implementation: {acid.keylib.IMPLEMENTATION}")
+    global ENCODER
+    ENCODER = args.encoder
+    print(
+        f"acid.keylib implementation: {acid.keylib.IMPLEMENTATION}, encoder {ENCODER}"
+    )
     for n in args.n:
         run(n, args.repeat, args.only)
 
