@@ -389,7 +389,7 @@ def put(url: str, coll: str, key: str | None, module: str | None) -> None:
             )
         try:
             written = c.put(record, key=k)
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:  # ValueError: would not read back
             raise InputError(
                 f"collection {coll!r} (encoder {c.encoder.name}) cannot store "
                 f"this record: {exc}"

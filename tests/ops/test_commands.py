@@ -163,12 +163,17 @@ def test_bad_input_is_exit_2_on_one_line(
         (["ls", url, "people", "--lo", "{"], None),
         (["put", url, "people"], "{not json"),
         (["put", url, "people"], '{"$float": "big"}'),
+        # JSON would store both keys as "1": refused, nothing written
+        (["put", url, "fresh"], '{"$dict": [[1, "a"], ["1", "b"]]}'),
         (["info", "nosuch:/x"], None),
         (["info", f"{url}{'&' if '?' in url else '?'}bogus=1"], None),
     ]:
         proc = acid_cmd(*args, input=stdin)
         assert proc.returncode == 2, (args, proc.stderr)
         one_line_error(proc)
+    store = acid.open(url)
+    assert len(store.add_collection("fresh")) == 0  # the refused put wrote nothing
+    store.close()
     proc = acid_cmd("ls", url)  # usage: click names what is missing
     assert proc.returncode == 2 and "Missing argument" in proc.stderr
     proc = acid_cmd("ls", url, "nope")
