@@ -11,9 +11,12 @@
  *
  * 1. Everything that can fail without writing: the key function, the
  *    encoder, every index function, the key's packing. An error here
- *    propagates and nothing was written.
- * 2. ``old = txn.replace(full_key, value)``. An error here propagates too:
- *    the engine wrote nothing.
+ *    propagates and nothing was written; one in making the key a tuple or
+ *    packing it appends ``(key,)`` to the list ``slot`` first, so that the
+ *    caller can run the put again with that key, on its own, when its
+ *    transaction ended under it (as the Python code does).
+ * 2. ``old = txn.replace(full_key, value)``. An error here propagates too,
+ *    after appending ``(key,)``: the engine wrote nothing.
  * 3. Index entries: new ones for a new record (then one more record is
  *    counted), or only those that changed against the old record. An error
  *    here appends ``(full, old, rkey, old_entries, new_entries, inserted)``
@@ -191,6 +194,24 @@ note_failure(PyObject *slot, PyObject *full, PyObject *old, PyObject *rkey,
     PyErr_Restore(type, value, tb);
 }
 
+/* Append ``(key,)`` to the slot, keeping the current exception: the put
+ * failed before writing, making or packing the record's key or in
+ * ``txn.replace``, and the caller may run it again with ``key`` (the key
+ * function is not called twice) if its transaction ended under it. Without
+ * room for it the error propagates as it is, and is not retried. */
+static void
+note_key(PyObject *slot, PyObject *key)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyObject *state = PyTuple_Pack(1, key);
+    if (state == NULL || PyList_Append(slot, state) < 0) {
+        PyErr_Clear();
+    }
+    Py_XDECREF(state);
+    PyErr_Restore(type, value, tb);
+}
+
 /* Write every entry of ``entries`` (an iterable of packed bytes). */
 static int
 put_entries(PyObject *txn, PyObject *entries, PyObject *tail, PyObject *rkey)
@@ -298,7 +319,10 @@ wp_put(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     }
     if (PyObject_IsTrue(PyTuple_GET_ITEM(plan, P_PLAIN))) {
-        value = PySequence_Concat(s_zero_byte, payload);
+        /* b"\x00" + payload, as Python adds them: a payload that is not
+         * exactly bytes may have its own __radd__. */
+        value = PyBytes_CheckExact(payload) ? concat3(s_zero_byte, payload, NULL)
+                                            : PyNumber_Add(s_zero_byte, payload);
         if (value == NULL) {
             goto done;
         }
@@ -316,34 +340,41 @@ wp_put(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
         PyList_SET_ITEM(new_entries, i, e);
     }
+    /* From here on a failure before the write leaves (key,) in the slot. */
     if (!PyTuple_CheckExact(key)) {
         int scalar = PySet_Contains(scalars, (PyObject *)Py_TYPE(key));
         if (scalar < 0) {
+            note_key(slot, key);
             goto done;
         }
         PyObject *t = scalar ? PyTuple_Pack(1, key)
                              : PyObject_CallOneArg(PyTuple_GET_ITEM(plan, P_AS_TUPLE), key);
         if (t == NULL) {
+            note_key(slot, key);
             goto done;
         }
         Py_SETREF(key, t);
     }
     rkey = pack_one(pack, key, NULL, 0);
     if (rkey == NULL) {
+        note_key(slot, key);
         goto done;
     }
     if (!PyBytes_Check(rkey)) {
         PyErr_SetString(PyExc_TypeError, "put: pack must return bytes");
+        note_key(slot, key);
         goto done;
     }
     full = concat3(PyTuple_GET_ITEM(plan, P_PREFIX), rkey, NULL);
     if (full == NULL) {
+        note_key(slot, key);
         goto done;
     }
 
     /* 2. The record. */
     old = call_txn(txn, s_replace, full, value);
     if (old == NULL) {
+        note_key(slot, key);
         goto done;
     }
 

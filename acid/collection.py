@@ -585,11 +585,14 @@ class Collection(AtomicOps, ExpiryOps):
                 return _cput(fast[1], txn, rec, key, fast[2], fast[3])  # type: ignore[misc]
             except BaseException:
                 slot = fast[3]
-                if slot:  # failed after writing: put back what it wrote
-                    state = slot.pop()
+                if not slot:  # the key, value or entries failed: nothing to do
+                    raise
+                state = slot.pop()
+                if len(state) != 1:  # failed after writing: put back what it wrote
                     _roll_back(txn, lambda: _undo(txn, *state))
-                elif txn.ended and inherited(txn):  # as below
-                    return run_alone(self._engine, self._ctx, True, self.put, rec, key)
+                elif txn.ended and inherited(txn):  # as below, with the key made
+                    ctx, again = self._ctx, state[0]
+                    return run_alone(self._engine, ctx, True, self.put, rec, again)
                 raise
         # Everything that can fail without writing comes first. The key
         # function runs before the value and the entries are made: one that
