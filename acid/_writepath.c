@@ -23,6 +23,10 @@
  *    to the list ``slot`` before it propagates, so that the caller can
  *    put back what was written (acid/collection.py ``_undo``).
  *
+ * ``slot`` also carries ``[indexes]`` (a list) when the collection's indexes
+ * changed while a put ran (its key function or encoder declared or dropped
+ * one): the put takes them, as the Python code reads the indexes only then.
+ *
  * ``plan`` is the tuple Collection._make_plan builds (see P_* below);
  * ``cell`` is the transaction's pending record count for the collection (a
  * list whose first item is an int), or None to call ``plan[P_COUNT_NOW]``.
@@ -51,6 +55,25 @@ enum {
 
 static PyObject *s_replace, *s_put, *s_delete, *s_zero_byte, *s_one;
 
+/* The plan's tuple of (func, prefix, other_entries, update), checked. */
+static int
+check_indexes(PyObject *indexes)
+{
+    if (!PyTuple_CheckExact(indexes)) {
+        PyErr_SetString(PyExc_TypeError, "put: malformed plan");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(indexes); i++) {
+        PyObject *idx = PyTuple_GET_ITEM(indexes, i);
+        if (!PyTuple_CheckExact(idx) || PyTuple_GET_SIZE(idx) != 4 ||
+            !PyBytes_Check(PyTuple_GET_ITEM(idx, 1))) {
+            PyErr_SetString(PyExc_TypeError, "put: malformed index in plan");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int
 check_plan(PyObject *plan)
 {
@@ -65,16 +88,7 @@ check_plan(PyObject *plan)
         PyErr_SetString(PyExc_TypeError, "put: malformed plan");
         return -1;
     }
-    PyObject *indexes = PyTuple_GET_ITEM(plan, P_INDEXES);
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(indexes); i++) {
-        PyObject *idx = PyTuple_GET_ITEM(indexes, i);
-        if (!PyTuple_CheckExact(idx) || PyTuple_GET_SIZE(idx) != 4 ||
-            !PyBytes_Check(PyTuple_GET_ITEM(idx, 1))) {
-            PyErr_SetString(PyExc_TypeError, "put: malformed index in plan");
-            return -1;
-        }
-    }
-    return 0;
+    return check_indexes(PyTuple_GET_ITEM(plan, P_INDEXES));
 }
 
 /* a + b + c for bytes a, c and bytes b (c may be NULL). */
@@ -296,11 +310,12 @@ wp_put(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *pack = PyTuple_GET_ITEM(plan, P_PACK);
     PyObject *scalars = PyTuple_GET_ITEM(plan, P_SCALARS);
     PyObject *indexes = PyTuple_GET_ITEM(plan, P_INDEXES);
-    Py_ssize_t nidx = PyTuple_GET_SIZE(indexes);
+    Py_ssize_t nidx;
 
     PyObject *key = NULL, *payload = NULL, *value = NULL, *new_entries = NULL;
     PyObject *rkey = NULL, *full = NULL, *old = NULL, *tail = NULL;
     PyObject *old_rec = NULL, *old_entries = NULL, *result = NULL;
+    Py_INCREF(indexes);
 
     /* 1. Nothing written yet: errors propagate as they are. */
     if (args[3] != Py_None) {
@@ -329,6 +344,20 @@ wp_put(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     } else {
         value = Py_NewRef(payload);
     }
+    /* The key function or the encoder may have changed the collection's
+     * indexes (Collection._update_refusal): then the slot's last item is
+     * [new indexes], taken here as the Python path reads them now. */
+    if (PyList_GET_SIZE(slot) > 0) {
+        PyObject *last = PyList_GET_ITEM(slot, PyList_GET_SIZE(slot) - 1);
+        if (PyList_CheckExact(last) && PyList_GET_SIZE(last) == 1) {
+            PyObject *fresh = Py_NewRef(PyList_GET_ITEM(last, 0));
+            Py_SETREF(indexes, fresh);
+            if (check_indexes(indexes) < 0) {
+                goto done;
+            }
+        }
+    }
+    nidx = PyTuple_GET_SIZE(indexes);
     new_entries = PyList_New(nidx);
     if (new_entries == NULL) {
         goto done;
@@ -462,6 +491,7 @@ wp_put(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     result = Py_NewRef(key);
 
 done:
+    Py_DECREF(indexes);
     Py_XDECREF(key);
     Py_XDECREF(payload);
     Py_XDECREF(value);

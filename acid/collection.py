@@ -321,8 +321,14 @@ class Collection(AtomicOps, ExpiryOps):
 
     def _update_refusal(self) -> None:
         self._ok_txn = _NO_TXN
+        running = self._fast[3]
         self._fast = _NO_FAST
-        self._plan = self._make_plan()
+        self._plan = plan = self._make_plan()
+        if running is not None and plan is not None:
+            # A put in the C path may be running (this was called from its key
+            # function or encoder): like the Python path, which reads the
+            # indexes after those, it takes the new ones (see _writepath.c).
+            running.append([plan[5]])
         if self._detached is not None:
             self._refusal = self._refuse_detached
         elif self._undeclared:
@@ -585,8 +591,8 @@ class Collection(AtomicOps, ExpiryOps):
                 return _cput(fast[1], txn, rec, key, fast[2], fast[3])  # type: ignore[misc]
             except BaseException:
                 slot = fast[3]
-                if not slot:  # the key, value or entries failed: nothing to do
-                    raise
+                if not slot or type(slot[-1]) is not tuple:
+                    raise  # the key, value or entries failed: nothing to do
                 state = slot.pop()
                 if len(state) != 1:  # failed after writing: put back what it wrote
                     _roll_back(txn, lambda: _undo(txn, *state))
