@@ -12,6 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import acid
 from acid import collection as collection_module
@@ -379,3 +381,145 @@ def test_a_failed_put_whose_undo_delete_fails_leaves_no_entry(
     report = store.check()
     store.close()
     assert report.ok, report
+
+
+# -- a differential run over hostile index results, keys and engine failures --
+
+_UUID = __import__("uuid").UUID(int=7)
+_WHEN = __import__("datetime").datetime(2024, 1, 2, 3, 4, 5)
+
+
+def _hostile_value(tag: Any) -> Any:
+    """An index function's result (or key) from a drawn tag: every type the
+    write path tells apart, and some it must refuse."""
+    kind, x = tag
+    table: dict[str, Callable[[], Any]] = {
+        "int": lambda: x,
+        "bool": lambda: x % 2 == 0,
+        "str": lambda: "s" * (x % 3),
+        "bytes": lambda: b"b" * (x % 3),
+        "float": lambda: x / 2,
+        "uuid": lambda: _UUID,
+        "datetime": lambda: _WHEN,
+        "tuple": lambda: (x, "t"),
+        "empty_tuple": lambda: (),
+        "list_dups": lambda: [x, x, x + 1],
+        "list_tuples": lambda: [(x,), (x, 1), (x,)],
+        "set": lambda: {x, x + 2},
+        "generator": lambda: (i for i in (x, x)),
+        "dict": lambda: {"x": x},
+        "key": lambda: acid.keylib.Key((x, "k")),
+        "object": lambda: object(),
+        "nan": lambda: float("nan"),
+        "list_unpackable": lambda: [x, object()],
+    }
+    return table[kind]()
+
+
+_kinds = st.sampled_from(
+    [
+        "int",
+        "bool",
+        "str",
+        "bytes",
+        "float",
+        "uuid",
+        "datetime",
+        "tuple",
+        "empty_tuple",
+        "list_dups",
+        "list_tuples",
+        "set",
+        "generator",
+        "dict",
+        "key",
+        "object",
+        "nan",
+        "list_unpackable",
+    ]
+)
+_tags = st.one_of(st.none(), st.tuples(_kinds, st.integers(0, 3)))
+_recs = st.fixed_dictionaries({"k": st.integers(0, 4), "i": _tags, "j": _tags})
+_ops = st.lists(
+    st.tuples(
+        st.sampled_from(["put", "put_key", "delete", "block", "block_abort"]),
+        _recs,
+        _tags,  # the key of put_key
+        st.one_of(st.none(), st.integers(1, 12)),  # the engine call that fails
+    ),
+    max_size=12,
+)
+
+
+class _Failing:
+    """Makes the n-th engine write (put, replace, delete) fail while armed."""
+
+    def __init__(self) -> None:
+        self.at: int | None = None
+        self.calls = 0
+
+    def install(self, monkeypatch: pytest.MonkeyPatch, store: acid.Store) -> None:
+        with store.begin(write=True) as txn:
+            cls = type(txn)
+            acid.abort()
+        for name in ("put", "replace", "delete"):
+            real = getattr(cls, name)
+
+            def wrapper(txn: Any, *args: Any, _real: Any = real) -> Any:
+                if self.at is not None:
+                    self.calls += 1
+                    if self.calls == self.at:
+                        raise acid.errors.EngineError("injected engine failure")
+                return _real(txn, *args)
+
+            monkeypatch.setattr(cls, name, wrapper)
+
+
+def _hostile_setup(store: acid.Store) -> acid.Collection:
+    coll = store.add_collection("c", key_func=lambda r: r["k"])
+    coll.add_index("i", lambda r: None if r["i"] is None else _hostile_value(r["i"]))
+    coll.add_index("j", lambda r: None if r["j"] is None else _hostile_value(r["j"]))
+    return coll
+
+
+def _run_op(store: acid.Store, coll: acid.Collection, step: Any) -> Any:
+    op, rec, key_tag, _ = step
+    if op == "put":
+        return coll.put(rec)
+    if op == "put_key":
+        key = None if key_tag is None else _hostile_value(key_tag)
+        return coll.put(rec, key=("k", 0) if key is None else key)
+    if op == "delete":
+        return coll.delete(rec["k"])
+    with store.begin(write=True):  # two puts, the second of the next key
+        first = outcome(lambda: coll.put(rec))
+        second = outcome(lambda: coll.put(dict(rec, k=rec["k"] + 1)))
+        if op == "block_abort":
+            acid.abort()
+    return first, second
+
+
+@needs_c
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(_ops)
+def test_hostile_results_keys_and_engine_failures_give_the_same_store(
+    monkeypatch: pytest.MonkeyPatch, script: list[Any]
+) -> None:
+    sides = open_both(monkeypatch, _hostile_setup)
+    failing = _Failing()
+    with monkeypatch.context() as m:
+        failing.install(m, sides[0][0])  # both stores' transactions are of one class
+        for step in script:
+            outcomes = []
+            for store, coll in sides:
+                failing.at, failing.calls = step[3], 0  # the engine write that fails
+                outcomes.append(
+                    outcome(lambda s=store, c=coll, t=step: _run_op(s, c, t))
+                )
+                failing.at = None
+            assert outcomes[0] == outcomes[1], step
+            assert stored(*sides[0]) == stored(*sides[1])
+    for store, coll in sides:
+        assert store.check().ok
+        assert len(coll) == len(list(coll.keys()))
+        store.close()
