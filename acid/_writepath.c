@@ -410,7 +410,7 @@ wp_put(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     /* 3. Its index entries: a failure here leaves undo state in the slot. */
     tail = concat3(PyTuple_GET_ITEM(plan, P_SEP), rkey, NULL);
     if (tail == NULL) {
-        note_failure(slot, full, NULL, rkey, NULL, new_entries, old == Py_None);
+        note_failure(slot, full, old, rkey, NULL, new_entries, old == Py_None);
         goto done;
     }
     if (old == Py_None) {

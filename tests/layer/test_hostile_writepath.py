@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 import json
 from collections.abc import Callable
 from typing import Any
@@ -559,3 +560,53 @@ def test_a_ttl_put_failing_to_drop_the_old_deadline_changes_nothing(
     report = store.check()
     store.close()
     assert report.ok, report
+
+
+def _fail_one_allocation(n: int, call: Callable[[], Any]) -> BaseException | None:
+    """Run ``call`` with the n-th memory allocation from now failing
+    (CPython's test hooks); return what it raised."""
+    testcapi = pytest.importorskip("_testcapi")
+    if not hasattr(testcapi, "set_nomemory"):  # pragma: no cover
+        pytest.skip("this Python cannot make allocations fail")
+    gc.disable()
+    try:
+        testcapi.set_nomemory(n, n + 1)
+        try:
+            call()
+        finally:
+            testcapi.remove_mem_hooks()
+    except BaseException as exc:
+        return exc
+    finally:
+        gc.enable()
+    return None
+
+
+@needs_c
+@pytest.mark.parametrize("key", [1, 2], ids=["update", "insert"])
+def test_a_put_failing_for_memory_changes_nothing_or_spoils_the_block(key: int) -> None:
+    # Each allocation of one put fails in turn. A put that raises must leave
+    # its transaction as it found it, or unable to commit (spoiled). The C
+    # path, when making the entries' common tail failed after the record was
+    # replaced, left the old record out of its undo state: the undo deleted
+    # the record, and the block could commit without it.
+    store = acid.open("memory:/")
+    coll = store.add_collection("c", key_func=lambda r: r["k"])
+    coll.add_index("n", lambda r: r["n"])
+    coll.add_index("tags", lambda r: r["tags"])
+    coll.put({"k": 1, "n": 1, "tags": ["a", "b"]})
+    changed = []
+    for n in range(400):
+        with store.begin(write=True) as txn:
+            coll.put({"k": 9, "n": 9, "tags": []})  # the C path is set up
+            before = list(txn.iter(b""))
+            error = _fail_one_allocation(
+                n, lambda: coll.put({"k": key, "n": 2, "tags": ["b", "c"]})
+            )
+            spoiled = getattr(txn, "failure", None) is not None
+            if error is not None and not spoiled and list(txn.iter(b"")) != before:
+                changed.append((n, repr(error)))
+            acid.abort()
+    assert changed == []
+    assert store.check().ok and len(coll) == 1
+    store.close()
