@@ -54,6 +54,10 @@ enum {
 };
 
 static PyObject *s_replace, *s_put, *s_delete, *s_zero_byte, *s_one;
+/* The MemoryError raised when a failure's undo state cannot be recorded,
+ * made in advance (there may be no memory left to make it then): the
+ * caller knows it by identity (``LOST``) and spoils the transaction. */
+static PyObject *s_lost;
 
 /* The plan's tuple of (func, prefix, other_entries, update), checked. */
 static int
@@ -195,13 +199,20 @@ note_failure(PyObject *slot, PyObject *full, PyObject *old, PyObject *rkey,
         old_entries ? old_entries : Py_None, new_entries,
         inserted ? Py_True : Py_False);
     if (state == NULL || PyList_Append(slot, state) < 0) {
-        /* Cannot record it: the caller cannot undo, so say so instead. */
+        /* Cannot record it: the caller cannot undo, so it must spoil the
+         * transaction. Raise LOST, the first error as its context; nothing
+         * here allocates. */
         Py_XDECREF(state);
+        PyErr_Clear();
+        if (value != NULL && value != s_lost && PyExceptionInstance_Check(value)) {
+            PyException_SetContext(s_lost, value); /* steals value */
+            value = NULL;
+        }
         Py_XDECREF(type);
         Py_XDECREF(value);
         Py_XDECREF(tb);
-        PyErr_SetString(PyExc_MemoryError,
-                        "put failed half-way and its undo state was lost");
+        PyException_SetTraceback(s_lost, Py_None);
+        PyErr_Restore(Py_NewRef(PyExc_MemoryError), Py_NewRef(s_lost), NULL);
         return;
     }
     Py_DECREF(state);
@@ -527,8 +538,14 @@ PyInit__writepath(void)
     s_delete = PyUnicode_InternFromString("delete");
     s_zero_byte = PyBytes_FromStringAndSize("\0", 1);
     s_one = PyLong_FromLong(1);
-    if (!s_replace || !s_put || !s_delete || !s_zero_byte || !s_one) {
+    s_lost = PyObject_CallFunction(
+        PyExc_MemoryError, "s", "put failed half-way and its undo state was lost");
+    if (!s_replace || !s_put || !s_delete || !s_zero_byte || !s_one || !s_lost) {
         return NULL;
     }
-    return PyModule_Create(&wp_module);
+    PyObject *m = PyModule_Create(&wp_module);
+    if (m != NULL && PyModule_AddObjectRef(m, "LOST", s_lost) < 0) {
+        Py_CLEAR(m);
+    }
+    return m;
 }

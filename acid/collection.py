@@ -63,11 +63,12 @@ _pack = keylib.pack
 # key encoder. The Python code of put below is its reference and its
 # fallback, and runs every case it leaves out (see Collection._make_plan).
 _cput: Callable[..., tuple[Any, ...]] | None = None
+_LOST: BaseException | None = None  # its error when it cannot say what to undo
 if keylib.IMPLEMENTATION == "c":
     try:
         from acid import _writepath
 
-        _cput = _writepath.put
+        _cput, _LOST = _writepath.put, _writepath.LOST
     except ImportError:  # pragma: no cover - built with the C key encoder
         pass
 #: What ``_fast`` holds when put cannot take the C path: ``(transaction it
@@ -589,9 +590,11 @@ class Collection(AtomicOps, ExpiryOps):
             # The C path: the same steps as below.
             try:
                 return _cput(fast[1], txn, rec, key, fast[2], fast[3])  # type: ignore[misc]
-            except BaseException:
+            except BaseException as exc:
                 slot = fast[3]
                 if not slot or type(slot[-1]) is not tuple:
+                    if exc is _LOST:  # it wrote and could not say what
+                        spoil(txn, _SPOILED)
                     raise  # the key, value or entries failed: nothing to do
                 state = slot.pop()
                 if len(state) != 1:  # failed after writing: put back what it wrote

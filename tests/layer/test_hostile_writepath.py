@@ -562,15 +562,17 @@ def test_a_ttl_put_failing_to_drop_the_old_deadline_changes_nothing(
     assert report.ok, report
 
 
-def _fail_one_allocation(n: int, call: Callable[[], Any]) -> BaseException | None:
-    """Run ``call`` with the n-th memory allocation from now failing
-    (CPython's test hooks); return what it raised."""
+def _fail_allocations(
+    n: int, count: int, call: Callable[[], Any]
+) -> BaseException | None:
+    """Run ``call`` with ``count`` memory allocations failing from the n-th
+    from now (CPython's test hooks); return what it raised."""
     testcapi = pytest.importorskip("_testcapi")
     if not hasattr(testcapi, "set_nomemory"):  # pragma: no cover
         pytest.skip("this Python cannot make allocations fail")
     gc.disable()
     try:
-        testcapi.set_nomemory(n, n + 1)
+        testcapi.set_nomemory(n, n + count)
         try:
             call()
         finally:
@@ -583,13 +585,19 @@ def _fail_one_allocation(n: int, call: Callable[[], Any]) -> BaseException | Non
 
 
 @needs_c
+@pytest.mark.parametrize("count", [1, 2])
 @pytest.mark.parametrize("key", [1, 2], ids=["update", "insert"])
-def test_a_put_failing_for_memory_changes_nothing_or_spoils_the_block(key: int) -> None:
-    # Each allocation of one put fails in turn. A put that raises must leave
-    # its transaction as it found it, or unable to commit (spoiled). The C
-    # path, when making the entries' common tail failed after the record was
-    # replaced, left the old record out of its undo state: the undo deleted
-    # the record, and the block could commit without it.
+def test_a_put_failing_for_memory_changes_nothing_or_spoils_the_block(
+    key: int, count: int
+) -> None:
+    # Each allocation of one put fails in turn (with the next one too when
+    # count is 2). A put that raises must leave its transaction as it found
+    # it, or unable to commit (spoiled). The C path, when making the entries'
+    # common tail failed after the record was replaced, left the old record
+    # out of its undo state: the undo deleted the record, and the block could
+    # commit without it. When the undo state itself could not be recorded it
+    # raised MemoryError and left the half-written put in a block that could
+    # still commit.
     store = acid.open("memory:/")
     coll = store.add_collection("c", key_func=lambda r: r["k"])
     coll.add_index("n", lambda r: r["n"])
@@ -600,8 +608,8 @@ def test_a_put_failing_for_memory_changes_nothing_or_spoils_the_block(key: int) 
         with store.begin(write=True) as txn:
             coll.put({"k": 9, "n": 9, "tags": []})  # the C path is set up
             before = list(txn.iter(b""))
-            error = _fail_one_allocation(
-                n, lambda: coll.put({"k": key, "n": 2, "tags": ["b", "c"]})
+            error = _fail_allocations(
+                n, count, lambda: coll.put({"k": key, "n": 2, "tags": ["b", "c"]})
             )
             spoiled = getattr(txn, "failure", None) is not None
             if error is not None and not spoiled and list(txn.iter(b"")) != before:
