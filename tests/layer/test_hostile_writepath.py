@@ -618,3 +618,124 @@ def test_a_put_failing_for_memory_changes_nothing_or_spoils_the_block(
     assert changed == []
     assert store.check().ok and len(coll) == 1
     store.close()
+
+
+# -- schema changes around the C path (these held; kept as regressions) ------
+
+
+def _schema_script(name: str, store: acid.Store, coll: acid.Collection) -> Any:
+    out: list[Any] = []
+    if name == "add_index_in_block":
+        with store.begin(write=True):
+            coll.put({"k": 1, "n": 1, "m": 1})
+            coll.add_index("m", lambda r: r.get("m"))
+            coll.put({"k": 2, "n": 2, "m": 2})
+            coll.put({"k": 1, "n": 3, "m": 3})
+    elif name == "add_index_aborted":
+        with store.begin(write=True):
+            coll.put({"k": 1, "n": 1, "m": 1})
+            coll.add_index("m", lambda r: r.get("m"))
+            coll.put({"k": 2, "n": 2, "m": 2})
+            acid.abort()
+        coll.put({"k": 3, "n": 3, "m": 3})
+        out.append(outcome(lambda: coll.put({"k": 1, "n": 4})))
+    elif name == "drop_index_in_block":
+        coll.put({"k": 5, "n": 5})
+        with store.begin(write=True):
+            coll.put({"k": 1, "n": 1})
+            coll.drop_index("n")
+            coll.put({"k": 2, "n": 2})
+            coll.put({"k": 5, "n": 6})
+    elif name == "drop_index_aborted":
+        coll.put({"k": 5, "n": 5})
+        with store.begin(write=True):
+            coll.put({"k": 1, "n": 1})
+            coll.drop_index("n")
+            coll.put({"k": 2, "n": 2})
+            acid.abort()
+        coll.put({"k": 5, "n": 7})
+    elif name == "drop_collection_in_block":
+        coll.put({"k": 5, "n": 5})
+        with store.begin(write=True):
+            coll.put({"k": 1, "n": 1})
+            store.drop_collection("c")
+            out.append(outcome(lambda: coll.put({"k": 2, "n": 2})))
+            acid.abort()
+        coll.put({"k": 5, "n": 8})
+    elif name == "drop_collection":
+        coll.put({"k": 5, "n": 5})
+        store.drop_collection("c")
+        out.append(outcome(lambda: coll.put({"k": 2, "n": 2})))
+        again = _schema_setup(store)
+        out.append(outcome(lambda: coll.put({"k": 3, "n": 3})))
+        again.put({"k": 4, "n": 4})
+        coll = again
+    elif name == "index_function_aborts":
+        coll.add_index("a", lambda r: acid.abort() if r.get("n") == "stop" else 0)
+        out.append(outcome(lambda: coll.put({"k": 1, "n": "stop"})))
+        with store.begin(write=True):
+            coll.put({"k": 2, "n": 2})
+            out.append(outcome(lambda: coll.put({"k": 2, "n": "stop"})))
+        out.append(outcome(lambda: coll.put({"k": 3, "n": 3})))
+    out.append((len(coll), sorted(coll.indices)))
+    return out
+
+
+def _schema_setup(store: acid.Store) -> acid.Collection:
+    coll = store.add_collection("c", key_func=lambda r: r["k"])
+    coll.add_index("n", lambda r: r.get("n"))
+    return coll
+
+
+@needs_c
+@pytest.mark.parametrize("url", ["memory:/", "memory:/?writers=optimistic"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "add_index_in_block",
+        "add_index_aborted",
+        "drop_index_in_block",
+        "drop_index_aborted",
+        "drop_collection_in_block",
+        "drop_collection",
+        "index_function_aborts",
+    ],
+)
+def test_schema_changes_around_puts_give_the_same_store(
+    monkeypatch: pytest.MonkeyPatch, name: str, url: str
+) -> None:
+    results = []
+    for store, coll in open_both(monkeypatch, _schema_setup, url):
+        out = outcome(lambda s=store, c=coll: _schema_script(name, s, c))
+        report = store.check()
+        results.append((out, raw_spaces(store, range(10, 14)), report.ok))
+        store.close()
+    assert results[0][2], results[0]
+    assert results[0] == results[1]
+
+
+@needs_c
+@pytest.mark.parametrize("url", ["memory:/", "memory:/?writers=optimistic"])
+def test_asyncio_tasks_writing_through_one_collection_count_exactly(url: str) -> None:
+    store = acid.open(url)
+    coll = store.add_collection("c", key_func=lambda r: r["k"])
+    coll.add_index("n", lambda r: r["n"])
+
+    async def task(i: int) -> None:
+        for j in range(60):
+            coll.put({"k": (i * 7 + j) % 90, "n": j % 5})  # autocommit
+            await asyncio.sleep(0)
+            with store.begin(write=True):
+                coll.put({"k": (i * 11 + j) % 90, "n": j % 3})
+                coll.delete((i + j) % 90 + 1)
+
+    async def main() -> None:
+        with store.begin(write=True):  # tasks made in a block outlive it
+            coll.put({"k": 500, "n": 1})
+            tasks = [asyncio.create_task(task(i)) for i in range(8)]
+        await asyncio.gather(*tasks)
+
+    asyncio.run(main())
+    assert len(coll) == len(list(coll.keys()))
+    assert store.check().ok
+    store.close()
