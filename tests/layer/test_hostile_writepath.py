@@ -310,6 +310,7 @@ def test_malformed_new_indexes_in_the_slot_raise_type_error(carried: Any) -> Non
     store.close()
 
 
+@needs_c
 @pytest.mark.xfail(
     strict=True,
     reason="Collection.put (both paths) takes the indexes before the index "
@@ -334,6 +335,7 @@ def test_an_index_declared_by_an_index_function_gets_the_record(
     assert report.ok, report
 
 
+@needs_c
 @pytest.mark.xfail(
     strict=True,
     reason="_undo (shared by both paths) takes any failed delete of a new "
