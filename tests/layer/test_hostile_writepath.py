@@ -741,3 +741,148 @@ def test_asyncio_tasks_writing_through_one_collection_count_exactly(url: str) ->
     assert len(coll) == len(list(coll.keys()))
     assert store.check().ok
     store.close()
+
+
+@needs_c
+def test_puts_failing_at_every_phase_leak_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A reference leaked per put (a key, a value, an entry tuple, an undo
+    # state) would grow memory by tens of bytes each time: 8000 puts here.
+    import tracemalloc
+
+    store = acid.open("memory:/")
+    fail: list[str] = []
+
+    def key_func(rec: Any) -> Any:
+        if fail == ["key"]:
+            raise ValueError("key")
+        return rec["k"]
+
+    def index(rec: Any) -> Any:
+        if fail == ["index"] or (fail == ["old"] and rec.get("old")):
+            raise ValueError("index")
+        return rec.get("n")
+
+    coll = store.add_collection("c", key_func=key_func)
+    coll.add_index("n", index)
+    coll.add_index("tags", lambda r: r.get("tags"))
+    coll.put({"k": 0, "n": 0, "old": True})
+    with store.begin(write=True) as txn:
+        cls = type(txn)
+        acid.abort()
+    real_put, real_replace = cls.put, cls.replace
+
+    def put(self: Any, key: bytes, value: bytes) -> None:
+        if fail == ["entry"] and value == b"\x1b\x07":
+            raise acid.errors.EngineError("entry")
+        real_put(self, key, value)
+
+    def replace(self: Any, key: bytes, value: bytes) -> bytes | None:
+        if fail == ["replace"]:
+            raise acid.errors.EngineError("replace")
+        return real_replace(self, key, value)
+
+    monkeypatch.setattr(cls, "put", put)
+    monkeypatch.setattr(cls, "replace", replace)
+    cases: list[tuple[str, dict[str, Any], Any]] = [
+        ("", {"k": 5, "n": 1, "tags": ["a", "b"]}, None),  # an update after the first
+        ("key", {"k": 1, "n": 1}, None),
+        ("index", {"k": 1, "n": 1}, None),
+        ("old", {"k": 0, "n": 1}, None),
+        ("", {"k": 1}, object()),  # a key that does not pack
+        ("replace", {"k": 1, "n": 1}, None),
+        ("entry", {"k": 7, "n": 3}, None),
+        ("", {"k": 1, "n": object()}, None),  # an entry that does not pack
+    ]
+
+    def run(rounds: int) -> None:
+        with store.begin(write=True):
+            for i in range(rounds):
+                for phase, rec, key in cases:
+                    fail[:] = [phase] if phase else []
+                    try:
+                        coll.put(dict(rec, i=i % 3), key)
+                    except (ValueError, TypeError, acid.errors.Error):
+                        pass
+            fail.clear()
+            acid.abort()
+
+    run(200)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        run(2000)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 64 * 1024, grown
+    assert store.check().ok and len(coll) == 1
+    store.close()
+
+
+@needs_c
+@pytest.mark.parametrize("engine", ["memory", "optimistic", "lmdb", "leveldb"])
+def test_threads_with_failing_puts_keep_counts_exact(
+    tmp_path: Any, engine: str
+) -> None:
+    import random
+    import threading
+
+    url = {
+        "memory": "memory:/",
+        "optimistic": "memory:/?writers=optimistic",
+        "lmdb": f"lmdb:{tmp_path}/db",
+        "leveldb": f"leveldb:{tmp_path}/db",
+    }[engine]
+    store = acid.open(url)
+    coll = store.add_collection("c", key_func=lambda r: r["k"])
+
+    def index(rec: Any) -> Any:
+        if rec.get("n") == "boom":
+            raise ValueError("index function failed")
+        return rec.get("n")
+
+    coll.add_index("n", index)
+    coll.add_index("t", lambda r: r.get("t"))
+    errors: list[BaseException] = []
+
+    def writer(seed: int) -> None:
+        rnd = random.Random(seed)
+
+        def one() -> None:
+            rec = {"k": rnd.randrange(60), "n": rnd.choice([1, 2, "boom"])}
+            rec["t"] = [rnd.randrange(3), rnd.randrange(3)]
+            try:
+                coll.put(rec)
+            except ValueError:
+                pass
+
+        def block() -> None:
+            for _ in range(3):
+                one()
+            if rnd.random() < 0.3:
+                coll.delete(rnd.randrange(60))
+            if rnd.random() < 0.1:
+                acid.abort()
+
+        try:
+            for _ in range(60):
+                if rnd.random() < 0.4:
+                    one()
+                else:
+                    store.transact(block)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(coll) == len(list(coll.keys()))
+    assert store.check().ok
+    store.close()
