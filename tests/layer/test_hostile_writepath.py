@@ -886,3 +886,45 @@ def test_threads_with_failing_puts_keep_counts_exact(
     assert len(coll) == len(list(coll.keys()))
     assert store.check().ok
     store.close()
+
+
+@needs_c
+@pytest.mark.xfail(
+    strict=True,
+    reason="an index function may commit the engine transaction (store.txn) "
+    "while put runs: the record written so far lands without its entries, and "
+    "pending record counts are skipped (both paths; nothing refuses a commit "
+    "in the middle of a write)",
+)
+@pytest.mark.parametrize("python", [False, True], ids=["c", "python"])
+def test_an_index_function_committing_the_transaction_lands_no_half_put(
+    monkeypatch: pytest.MonkeyPatch, python: bool
+) -> None:
+    armed: list[acid.Store] = []
+
+    def setup(store: acid.Store) -> acid.Collection:
+        coll = store.add_collection("c", key_func=lambda r: r["k"])
+
+        def index(rec: Any) -> Any:
+            if armed and armed[0] is store and rec["n"] == 1:  # the old record
+                armed.clear()
+                store.txn.commit()  # type: ignore[union-attr]
+            return rec["n"]
+
+        coll.add_index("n", index)
+        return coll
+
+    sides = open_both(monkeypatch, setup)
+    store, coll = sides[1 if python else 0]
+    sides[0 if python else 1][0].close()
+    coll.put({"k": 1, "n": 1})
+    armed.append(store)
+    with pytest.raises(acid.errors.TxnError):
+        with store.begin(write=True):
+            coll.put({"k": 5, "n": 5})
+            coll.put({"k": 1, "n": 2})
+    report = store.check()
+    counted = len(coll)
+    store.close()
+    assert report.ok, report
+    assert counted == 2
