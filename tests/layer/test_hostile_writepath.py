@@ -928,3 +928,31 @@ def test_an_index_function_committing_the_transaction_lands_no_half_put(
     store.close()
     assert report.ok, report
     assert counted == 2
+
+
+@needs_c
+def test_two_stores_on_one_lmdb_path_write_through_both(tmp_path: Any) -> None:
+    url = f"lmdb:{tmp_path}/db"
+    stores = [acid.open(url), acid.open(url)]
+    colls = [_schema_setup(s) for s in stores]
+    for i in range(40):
+        colls[0].put({"k": i % 13, "n": i})
+        with stores[1].begin(write=True):
+            colls[1].put({"k": i % 7, "n": -i})
+            colls[1].put({"k": 100 + i, "n": i})
+        if i == 20:  # an index declared through the other store's object
+            colls[1].add_index("m", lambda r: r["n"] % 3)
+            with pytest.raises(acid.errors.ConstraintError):
+                colls[0].put({"k": 1, "n": 1})
+            colls[0].add_index("m", lambda r: r["n"] % 3)
+        if i == 30:  # the collection dropped through the other store
+            stores[1].drop_collection("c")
+            for coll in colls:
+                with pytest.raises(acid.errors.SchemaError):
+                    coll.put({"k": 1, "n": 1})
+            colls = [_schema_setup(s) for s in stores]
+    for store, coll in zip(stores, colls, strict=True):
+        assert len(coll) == len(list(coll.keys())) == 22
+        assert store.check().ok
+    for store in stores:
+        store.close()
