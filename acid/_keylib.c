@@ -1369,6 +1369,180 @@ kl_prefix_bound(PyObject *module, PyObject *raw)
     return result;
 }
 
+/* ------------------------------------------------------- records, exactly */
+
+/* See acid/_keylib_exact.py. The walk only reads types and container slots
+ * (no Python code runs, so borrowed references stay valid and nothing can
+ * change the record under it); depth is capped at MAX_DEPTH (deeper is "not
+ * exact", as in the twin) and guarded by Py_EnterRecursiveCall. */
+#define EXACT_JSON 0
+#define EXACT_MSGPACK 1
+#define EXACT_PICKLE 2
+
+static inline int
+exact_key_scalar(PyObject *k, int kind)
+{
+    PyTypeObject *t = Py_TYPE(k);
+    if (t == &PyUnicode_Type)
+        return 1;
+    if (kind == EXACT_JSON)
+        return 0;
+    return t == &PyBytes_Type || t == &PyLong_Type || t == &PyBool_Type ||
+           k == Py_None;
+}
+
+/* 1: a tuple key pickle gives back as it is; 0: not known; -1: error. */
+static int
+exact_key_tuple(PyObject *key, int depth)
+{
+    if (depth >= MAX_DEPTH)
+        return 0;
+    if (Py_EnterRecursiveCall(" while checking a record"))
+        return -1;
+    int r = 1;
+    for (Py_ssize_t i = 0; r == 1 && i < PyTuple_GET_SIZE(key); i++) {
+        PyObject *k = PyTuple_GET_ITEM(key, i);
+        if (exact_key_scalar(k, EXACT_PICKLE))
+            continue;
+        r = PyTuple_CheckExact(k) ? exact_key_tuple(k, depth + 1) : 0;
+    }
+    Py_LeaveRecursiveCall();
+    return r;
+}
+
+/* A tzinfo pickle gives back equal: none, or a datetime.timezone. */
+static int
+exact_zone(PyObject *tz)
+{
+    return tz == Py_None || Py_TYPE(tz) == Py_TYPE(PyDateTimeAPI->TimeZone_UTC);
+}
+
+/* 1: a set whose elements pickle gives back as they are (tuple keys); 0: not
+ * known; -1: error. Iterating a set runs no Python code either. */
+static int
+exact_key_set(PyObject *set, int depth)
+{
+    if (depth >= MAX_DEPTH)
+        return 0;
+    if (Py_EnterRecursiveCall(" while checking a record"))
+        return -1;
+    PyObject *it = PyObject_GetIter(set);
+    if (it == NULL) {
+        Py_LeaveRecursiveCall();
+        return -1;
+    }
+    int r = 1;
+    PyObject *k;
+    while (r == 1 && (k = PyIter_Next(it)) != NULL) {
+        if (!exact_key_scalar(k, EXACT_PICKLE))
+            r = PyTuple_CheckExact(k) ? exact_key_tuple(k, depth + 1) : 0;
+        Py_DECREF(k);
+    }
+    if (r == 1 && PyErr_Occurred())
+        r = -1;
+    Py_DECREF(it);
+    Py_LeaveRecursiveCall();
+    return r;
+}
+
+/* Whether obj is a scalar every built-in encoder gives back as it is: the
+ * usual element, tested inline before any recursive call. */
+static inline int
+exact_leaf(PyObject *obj)
+{
+    PyTypeObject *t = Py_TYPE(obj);
+    return t == &PyUnicode_Type || t == &PyLong_Type || t == &PyFloat_Type ||
+           t == &PyBool_Type || obj == Py_None;
+}
+
+/* 1: the encoder `kind` gives obj back as it is; 0: not known; -1: error. */
+static int
+exact_value(PyObject *obj, int kind, int depth)
+{
+    if (exact_leaf(obj))
+        return 1;
+    PyTypeObject *t = Py_TYPE(obj);
+    if (t == &PyBytes_Type)
+        return kind != EXACT_JSON;
+    if (kind == EXACT_PICKLE) {
+        if (t == &PyComplex_Type || t == (PyTypeObject *)UUIDType ||
+            PyDate_CheckExact(obj) || PyDelta_CheckExact(obj))
+            return 1;
+        if (PyDateTime_CheckExact(obj))
+            return exact_zone(PyDateTime_DATE_GET_TZINFO(obj));
+        if (PyTime_CheckExact(obj))
+            return exact_zone(PyDateTime_TIME_GET_TZINFO(obj));
+        if (t == &PySet_Type || t == &PyFrozenSet_Type)
+            return exact_key_set(obj, depth);
+    }
+    int is_seq = t == &PyList_Type || (t == &PyTuple_Type && kind == EXACT_PICKLE);
+    if (!is_seq && t != &PyDict_Type)
+        return 0;
+    if (depth >= MAX_DEPTH)
+        return 0;
+    if (Py_EnterRecursiveCall(" while checking a record"))
+        return -1;
+    int r = 1;
+    if (t == &PyList_Type) {
+        /* The size is read again on every step (it cannot change here). */
+        for (Py_ssize_t i = 0; r == 1 && i < PyList_GET_SIZE(obj); i++) {
+            PyObject *v = PyList_GET_ITEM(obj, i);
+            if (!exact_leaf(v))
+                r = exact_value(v, kind, depth + 1);
+        }
+    }
+    else if (is_seq) {
+        for (Py_ssize_t i = 0; r == 1 && i < PyTuple_GET_SIZE(obj); i++) {
+            PyObject *v = PyTuple_GET_ITEM(obj, i);
+            if (!exact_leaf(v))
+                r = exact_value(v, kind, depth + 1);
+        }
+    }
+    else {
+        Py_ssize_t pos = 0;
+        PyObject *k, *v;
+        while (r == 1 && PyDict_Next(obj, &pos, &k, &v)) {
+            if (!exact_key_scalar(k, kind)) {
+                if (kind != EXACT_PICKLE || !PyTuple_CheckExact(k)) {
+                    r = 0;
+                    break;
+                }
+                r = exact_key_tuple(k, depth + 1);
+                if (r != 1)
+                    break;
+            }
+            if (!exact_leaf(v))
+                r = exact_value(v, kind, depth + 1);
+        }
+    }
+    Py_LeaveRecursiveCall();
+    return r;
+}
+
+static PyObject *
+exact_result(int r)
+{
+    return r < 0 ? NULL : PyBool_FromLong(r);
+}
+
+static PyObject *
+kl_exact_json(PyObject *module, PyObject *obj)
+{
+    return exact_result(exact_value(obj, EXACT_JSON, 0));
+}
+
+static PyObject *
+kl_exact_msgpack(PyObject *module, PyObject *obj)
+{
+    return exact_result(exact_value(obj, EXACT_MSGPACK, 0));
+}
+
+static PyObject *
+kl_exact_pickle(PyObject *module, PyObject *obj)
+{
+    return exact_result(exact_value(obj, EXACT_PICKLE, 0));
+}
+
 /* ----------------------------------------------------------------- module */
 
 PyDoc_STRVAR(pack_doc, "pack(tup, prefix=b'') -> bytes\n\nSee acid._keylib_py.pack.");
@@ -1378,6 +1552,12 @@ PyDoc_STRVAR(unpack_doc,
              "unpack(raw, prefix=b'') -> tuple\n\nSee acid._keylib_py.unpack.");
 PyDoc_STRVAR(unpacks_doc,
              "unpacks(raw, prefix=b'') -> list\n\nSee acid._keylib_py.unpacks.");
+PyDoc_STRVAR(exact_json_doc,
+             "exact_json(obj) -> bool\n\nSee acid._keylib_exact.exact_json.");
+PyDoc_STRVAR(exact_msgpack_doc,
+             "exact_msgpack(obj) -> bool\n\nSee acid._keylib_exact.exact_msgpack.");
+PyDoc_STRVAR(exact_pickle_doc,
+             "exact_pickle(obj) -> bool\n\nSee acid._keylib_exact.exact_pickle.");
 PyDoc_STRVAR(prefix_bound_doc,
              "prefix_bound(raw) -> bytes | None\n\n"
              "See acid._keylib_py.prefix_bound.");
@@ -1392,6 +1572,9 @@ static PyMethodDef methods[] = {
     {"unpacks", (PyCFunction)(void (*)(void))kl_unpacks,
      METH_FASTCALL | METH_KEYWORDS, unpacks_doc},
     {"prefix_bound", (PyCFunction)kl_prefix_bound, METH_O, prefix_bound_doc},
+    {"exact_json", (PyCFunction)kl_exact_json, METH_O, exact_json_doc},
+    {"exact_msgpack", (PyCFunction)kl_exact_msgpack, METH_O, exact_msgpack_doc},
+    {"exact_pickle", (PyCFunction)kl_exact_pickle, METH_O, exact_pickle_doc},
     {NULL, NULL, 0, NULL},
 };
 

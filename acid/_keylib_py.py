@@ -20,10 +20,21 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID
 
+from acid._keylib_exact import exact_json, exact_msgpack, exact_pickle
 from acid._keylib_groups import ONE_CHUNK, groups, ungroup
 from acid.errors import KeyEncodingError
 
-__all__ = ["Desc", "pack", "packs", "prefix_bound", "unpack", "unpacks"]
+__all__ = [
+    "Desc",
+    "exact_json",
+    "exact_msgpack",
+    "exact_pickle",
+    "pack",
+    "packs",
+    "prefix_bound",
+    "unpack",
+    "unpacks",
+]
 
 # Type bytes (docs/format.md, "Elements").
 END = 0x00

@@ -11,10 +11,14 @@
  *
  * 1. Everything that can fail without writing: the key function, the
  *    encoder, every index function, the key's packing. An error here
- *    propagates and nothing was written; one in making the key a tuple or
- *    packing it appends ``(key,)`` to the list ``slot`` first, so that the
- *    caller can run the put again with that key, on its own, when its
- *    transaction ended under it (as the Python code does).
+ *    propagates and nothing was written. Index functions see the record as
+ *    a read will give it back: ``rec`` when ``plan[P_EXACT](rec)`` says the
+ *    encoder gives it back unchanged, else ``plan[P_STORED](rec, value)``
+ *    (which refuses a record that would not come back whole). An error in
+ *    making the key a tuple or packing it appends ``(key,)`` to the list
+ *    ``slot`` first, so that the caller can run the put again with that
+ *    key, on its own, when its transaction ended under it (as the Python
+ *    code does).
  * 2. ``old = txn.replace(full_key, value)``. An error here propagates too,
  *    after appending ``(key,)``: the engine wrote nothing.
  * 3. Index entries: new ones for a new record (then one more record is
@@ -37,6 +41,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <string.h>
+#include <structmember.h>
 
 enum {
     P_KEY_FUNC,  /* rec -> key, or None (then a key must be given) */
@@ -50,6 +55,8 @@ enum {
     P_SCALARS,   /* frozenset of the types a key or index value wraps */
     P_AS_TUPLE,  /* key -> tuple, for keys that are not tuples or scalars */
     P_COUNT_NOW, /* txn -> None: count one new record at once */
+    P_EXACT,     /* rec -> bool: the encoder surely gives rec back as it is */
+    P_STORED,    /* (rec, value) -> rec as a read of value gives it back */
     P_LEN
 };
 
@@ -303,14 +310,9 @@ count_one(PyObject *plan, PyObject *txn, PyObject *cell)
 }
 
 static PyObject *
-wp_put(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+put_impl(PyObject *plan, PyObject *txn, PyObject *rec, PyObject *key_arg,
+         PyObject *cell, PyObject *slot)
 {
-    if (nargs != 6) {
-        PyErr_SetString(PyExc_TypeError, "put(plan, txn, rec, key, cell, slot)");
-        return NULL;
-    }
-    PyObject *plan = args[0], *txn = args[1], *rec = args[2];
-    PyObject *cell = args[4], *slot = args[5];
     if (check_plan(plan) < 0) {
         return NULL;
     }
@@ -326,11 +328,12 @@ wp_put(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *key = NULL, *payload = NULL, *value = NULL, *new_entries = NULL;
     PyObject *rkey = NULL, *full = NULL, *old = NULL, *tail = NULL;
     PyObject *old_rec = NULL, *old_entries = NULL, *result = NULL;
+    PyObject *seen = NULL; /* rec as a read gives it back */
     Py_INCREF(indexes);
 
     /* 1. Nothing written yet: errors propagate as they are. */
-    if (args[3] != Py_None) {
-        key = Py_NewRef(args[3]);
+    if (key_arg != Py_None) {
+        key = Py_NewRef(key_arg);
     } else if (PyTuple_GET_ITEM(plan, P_KEY_FUNC) == Py_None) {
         PyErr_SetString(PyExc_TypeError, "put: no key and no key function");
         goto done;
@@ -355,6 +358,24 @@ wp_put(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     } else {
         value = Py_NewRef(payload);
     }
+    seen = PyObject_CallOneArg(PyTuple_GET_ITEM(plan, P_EXACT), rec);
+    if (seen == NULL) {
+        goto done;
+    }
+    if (seen == Py_True) {
+        Py_SETREF(seen, Py_NewRef(rec));
+    } else {
+        int exact = PyObject_IsTrue(seen);
+        if (exact < 0) {
+            goto done;
+        }
+        Py_SETREF(seen, exact ? Py_NewRef(rec)
+                              : PyObject_CallFunctionObjArgs(
+                                    PyTuple_GET_ITEM(plan, P_STORED), rec, value, NULL));
+        if (seen == NULL) {
+            goto done;
+        }
+    }
     /* The key function or the encoder may have changed the collection's
      * indexes (Collection._update_refusal): then the slot's last item is
      * [new indexes], taken here as the Python path reads them now. */
@@ -374,7 +395,7 @@ wp_put(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     }
     for (Py_ssize_t i = 0; i < nidx; i++) {
-        PyObject *e = entries_of(PyTuple_GET_ITEM(indexes, i), rec, pack, scalars);
+        PyObject *e = entries_of(PyTuple_GET_ITEM(indexes, i), seen, pack, scalars);
         if (e == NULL) {
             goto done;
         }
@@ -506,6 +527,7 @@ done:
     Py_XDECREF(key);
     Py_XDECREF(payload);
     Py_XDECREF(value);
+    Py_XDECREF(seen);
     Py_XDECREF(new_entries);
     Py_XDECREF(rkey);
     Py_XDECREF(full);
@@ -516,7 +538,424 @@ done:
     return result;
 }
 
+static PyObject *
+wp_put(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "put(plan, txn, rec, key, cell, slot)");
+        return NULL;
+    }
+    return put_impl(args[0], args[1], args[2], args[3], args[4], args[5]);
+}
+
+/* PutBase: the base class of acid.Collection whose ``put`` runs the C path
+ * without a Python frame. It reads two attributes that Collection keeps:
+ * ``_fast`` (see Collection._writable: ``(txn, plan, cell, slot)``) and
+ * ``_ctx_get`` (returns the active transaction). Whatever it does not serve
+ * itself it hands to ``self._put`` (the Python reference, same arguments);
+ * a failure of the C path goes to ``self._put_failed(exc, txn, rec, key,
+ * slot)``, which undoes what was written and raises, or runs the put again
+ * on its own (see Collection). */
+typedef struct {
+    PyObject_HEAD
+    PyObject *fast;
+    PyObject *ctx_get;
+} PutBase;
+
+static PyObject *s_put_py, *s_put_failed, *s_key, *s_ttl;
+
+static PyObject *
+pb_forward(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    PyObject *small[8];
+    PyObject **all = small;
+    if (nargs + nkw + 1 > 8) {
+        all = PyMem_Malloc((size_t)(nargs + nkw + 1) * sizeof(PyObject *));
+        if (all == NULL) {
+            return PyErr_NoMemory();
+        }
+    }
+    all[0] = self;
+    for (Py_ssize_t i = 0; i < nargs + nkw; i++) {
+        all[i + 1] = args[i];
+    }
+    PyObject *out = PyObject_VectorcallMethod(s_put_py, all, (size_t)(nargs + 1), kwnames);
+    if (all != small) {
+        PyMem_Free(all);
+    }
+    return out;
+}
+
+static PyObject *
+pb_put(PyObject *self, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *rec, *key = Py_None;
+    if (nargs < 1 || nargs > 2) {
+        return pb_forward(self, args, (size_t)nargs, kwnames);
+    }
+    rec = args[0];
+    if (nargs == 2) {
+        key = args[1];
+    }
+    if (kwnames != NULL) {
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
+            PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+            PyObject *value = args[nargs + i];
+            if (name == s_key && nargs == 1) {
+                key = value;
+            } else if (!(name == s_ttl && value == Py_None)) {
+                /* ttl, or anything the Python signature must judge */
+                return pb_forward(self, args, (size_t)nargs, kwnames);
+            }
+        }
+    }
+    PutBase *pb = (PutBase *)self;
+    PyObject *fast = pb->fast;
+    if (fast == NULL || !PyTuple_CheckExact(fast) || PyTuple_GET_SIZE(fast) != 4 ||
+        pb->ctx_get == NULL) {
+        return pb_forward(self, args, (size_t)nargs, kwnames);
+    }
+    Py_INCREF(fast); /* a key function may replace self._fast meanwhile */
+    PyObject *txn = PyObject_CallNoArgs(pb->ctx_get);
+    if (txn == NULL) {
+        Py_DECREF(fast);
+        return NULL;
+    }
+    PyObject *plan = PyTuple_GET_ITEM(fast, 1);
+    if (txn != PyTuple_GET_ITEM(fast, 0) || !PyTuple_CheckExact(plan) ||
+        PyTuple_GET_SIZE(plan) != P_LEN ||
+        (key == Py_None && PyTuple_GET_ITEM(plan, P_KEY_FUNC) == Py_None)) {
+        Py_DECREF(txn);
+        Py_DECREF(fast);
+        return pb_forward(self, args, (size_t)nargs, kwnames);
+    }
+    PyObject *slot = PyTuple_GET_ITEM(fast, 3);
+    PyObject *out = put_impl(plan, txn, rec, key, PyTuple_GET_ITEM(fast, 2), slot);
+    if (out == NULL) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        if (value == NULL) { /* cannot happen: an error is set */
+            value = Py_NewRef(Py_None);
+        }
+        if (tb != NULL) {
+            PyException_SetTraceback(value, tb);
+        }
+        PyObject *fargs[6] = {self, value, txn, rec, key, slot};
+        out = PyObject_VectorcallMethod(s_put_failed, fargs, 6, NULL);
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+    }
+    Py_DECREF(txn);
+    Py_DECREF(fast);
+    return out;
+}
+
+static int
+pb_traverse(PutBase *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->fast);
+    Py_VISIT(self->ctx_get);
+    return 0;
+}
+
+static int
+pb_clear(PutBase *self)
+{
+    Py_CLEAR(self->fast);
+    Py_CLEAR(self->ctx_get);
+    return 0;
+}
+
+static void
+pb_dealloc(PutBase *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    pb_clear(self);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyMemberDef pb_members[] = {
+    {"_fast", T_OBJECT, offsetof(PutBase, fast), 0,
+     "(transaction, plan, count cell, undo slot) of the C path, or None"},
+    {"_ctx_get", T_OBJECT, offsetof(PutBase, ctx_get), 0,
+     "returns the active transaction"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyMethodDef pb_methods[] = {
+    {"put", (PyCFunction)(void (*)(void))pb_put, METH_FASTCALL | METH_KEYWORDS,
+     "put($self, /, rec, key=None, *, ttl=None)\n--\n\n"
+     "Create or replace a record; return its key.\n\n"
+     "``key`` overrides the key function (a scalar becomes a 1-tuple).\n"
+     "``ttl``: seconds until the record expires, :data:`acid.FOREVER`, or\n"
+     "``None`` for the collection's default (see \"Expiry\" below).\n"
+     "Index entries change in the same transaction as the record. A put\n"
+     "that fails (an index function or encoder that raises, a value the\n"
+     "engine rejects) changes nothing, so the caller may catch the error\n"
+     "and commit the rest of the transaction."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot pb_slots[] = {
+    {Py_tp_doc, "Base class of acid.Collection: put without a Python frame."},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_dealloc, pb_dealloc},
+    {Py_tp_traverse, pb_traverse},
+    {Py_tp_clear, pb_clear},
+    {Py_tp_members, pb_members},
+    {Py_tp_methods, pb_methods},
+    {0, NULL},
+};
+
+static PyType_Spec pb_spec = {
+    .name = "acid._writepath.PutBase",
+    .basicsize = sizeof(PutBase),
+    .itemsize = 0,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .slots = pb_slots,
+};
+
+/* keys, values and index entries of many records, for put_many:
+ *
+ * prepare_many(plan, recs, keys, encode) -> (keys, rkeys, fulls, values, news)
+ *
+ * ``keys`` is None (the key function makes them) or the list of keys.
+ * ``encode`` packs a record (the bulk packer). In the order put_many's
+ * Python code takes: every key first, then every value, then the entries of
+ * each index for every record (``news[i][j]``: index i, record j). Nothing
+ * is written, so an error simply propagates. */
+static PyObject *
+wp_prepare_many(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "prepare_many(plan, recs, keys, encode)");
+        return NULL;
+    }
+    PyObject *plan = args[0], *recs = args[1], *given = args[2], *encode = args[3];
+    if (check_plan(plan) < 0) {
+        return NULL;
+    }
+    if (!PyList_CheckExact(recs) || (given != Py_None && !PyList_CheckExact(given))) {
+        PyErr_SetString(PyExc_TypeError, "prepare_many: recs and keys must be lists");
+        return NULL;
+    }
+    PyObject *pack = PyTuple_GET_ITEM(plan, P_PACK);
+    PyObject *scalars = PyTuple_GET_ITEM(plan, P_SCALARS);
+    PyObject *indexes = PyTuple_GET_ITEM(plan, P_INDEXES);
+    PyObject *prefix = PyTuple_GET_ITEM(plan, P_PREFIX);
+    PyObject *key_func = PyTuple_GET_ITEM(plan, P_KEY_FUNC);
+    Py_ssize_t nidx = PyTuple_GET_SIZE(indexes);
+    int plain = PyObject_IsTrue(PyTuple_GET_ITEM(plan, P_PLAIN));
+    if (plain < 0) {
+        return NULL;
+    }
+    if (given == Py_None && key_func == Py_None) {
+        PyErr_SetString(PyExc_TypeError, "prepare_many: no keys and no key function");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(recs);
+    if (given != Py_None && PyList_GET_SIZE(given) != n) {
+        PyErr_SetString(PyExc_ValueError, "prepare_many: one key per record");
+        return NULL;
+    }
+    PyObject *keys = PyList_New(n), *rkeys = PyList_New(n), *fulls = PyList_New(n);
+    PyObject *values = PyList_New(n), *news = PyList_New(nidx), *out = NULL;
+    if (!keys || !rkeys || !fulls || !values || !news) {
+        goto done;
+    }
+    /* The list may change under a key function: index it as it is now. */
+    for (Py_ssize_t j = 0; j < n; j++) {
+        if (j >= PyList_GET_SIZE(recs)) {
+            PyErr_SetString(PyExc_RuntimeError, "records changed during put_many");
+            goto done;
+        }
+        PyObject *key;
+        if (given != Py_None) {
+            if (j >= PyList_GET_SIZE(given)) {
+                PyErr_SetString(PyExc_RuntimeError, "keys changed during put_many");
+                goto done;
+            }
+            key = Py_NewRef(PyList_GET_ITEM(given, j));
+        } else {
+            PyObject *rec = Py_NewRef(PyList_GET_ITEM(recs, j));
+            key = PyObject_CallOneArg(key_func, rec);
+            Py_DECREF(rec);
+            if (key == NULL) {
+                goto done;
+            }
+        }
+        if (!PyTuple_CheckExact(key)) {
+            int scalar = PySet_Contains(scalars, (PyObject *)Py_TYPE(key));
+            PyObject *t = NULL;
+            if (scalar > 0) {
+                t = PyTuple_Pack(1, key);
+            } else if (scalar == 0) {
+                t = PyObject_CallOneArg(PyTuple_GET_ITEM(plan, P_AS_TUPLE), key);
+            }
+            Py_DECREF(key);
+            if (t == NULL) {
+                goto done;
+            }
+            key = t;
+        }
+        PyList_SET_ITEM(keys, j, key);
+    }
+    for (Py_ssize_t j = 0; j < n; j++) {
+        if (j >= PyList_GET_SIZE(recs)) {
+            PyErr_SetString(PyExc_RuntimeError, "records changed during put_many");
+            goto done;
+        }
+        PyObject *rec = Py_NewRef(PyList_GET_ITEM(recs, j));
+        PyObject *payload = PyObject_CallOneArg(encode, rec);
+        Py_DECREF(rec);
+        if (payload == NULL) {
+            goto done;
+        }
+        PyObject *value = plain ? PySequence_Concat(s_zero_byte, payload)
+                                : Py_NewRef(payload);
+        Py_DECREF(payload);
+        if (value == NULL) {
+            goto done;
+        }
+        PyList_SET_ITEM(values, j, value);
+    }
+    for (Py_ssize_t i = 0; i < nidx; i++) {
+        PyObject *col = PyList_New(n);
+        if (col == NULL) {
+            goto done;
+        }
+        PyList_SET_ITEM(news, i, col);
+        PyObject *idx = PyTuple_GET_ITEM(indexes, i);
+        for (Py_ssize_t j = 0; j < n; j++) {
+            if (j >= PyList_GET_SIZE(recs)) {
+                PyErr_SetString(PyExc_RuntimeError, "records changed during put_many");
+                goto done;
+            }
+            PyObject *rec = Py_NewRef(PyList_GET_ITEM(recs, j));
+            PyObject *e = entries_of(idx, rec, pack, scalars);
+            Py_DECREF(rec);
+            if (e == NULL) {
+                goto done;
+            }
+            PyList_SET_ITEM(col, j, e);
+        }
+    }
+    for (Py_ssize_t j = 0; j < n; j++) {
+        PyObject *rkey = pack_one(pack, PyList_GET_ITEM(keys, j), NULL, 0);
+        if (rkey == NULL) {
+            goto done;
+        }
+        PyList_SET_ITEM(rkeys, j, rkey);
+        PyObject *full = concat3(prefix, rkey, NULL);
+        if (full == NULL) {
+            goto done;
+        }
+        PyList_SET_ITEM(fulls, j, full);
+    }
+    out = PyTuple_Pack(5, keys, rkeys, fulls, values, news);
+
+done:
+    Py_XDECREF(keys);
+    Py_XDECREF(rkeys);
+    Py_XDECREF(fulls);
+    Py_XDECREF(values);
+    Py_XDECREF(news);
+    return out;
+}
+
+/* The pairs to write for records none of which was stored:
+ *
+ * new_pairs(fulls, values, news, rkeys, sep) -> [(key, value), ...]
+ *
+ * every (full, value), then for each index every entry of every record:
+ * (entry + sep + rkey, rkey), as Index.entry_pairs makes them. */
+static PyObject *
+wp_new_pairs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "new_pairs(fulls, values, news, rkeys, sep)");
+        return NULL;
+    }
+    PyObject *fulls = args[0], *values = args[1], *news = args[2], *rkeys = args[3];
+    PyObject *sep = args[4];
+    if (!PyList_CheckExact(fulls) || !PyList_CheckExact(values) ||
+        !PyList_CheckExact(news) || !PyList_CheckExact(rkeys) || !PyBytes_Check(sep)) {
+        PyErr_SetString(PyExc_TypeError, "new_pairs: lists and bytes expected");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(fulls);
+    if (PyList_GET_SIZE(values) != n || PyList_GET_SIZE(rkeys) != n) {
+        PyErr_SetString(PyExc_ValueError, "new_pairs: lists of different lengths");
+        return NULL;
+    }
+    PyObject *pairs = PyList_New(0);
+    if (pairs == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t j = 0; j < n; j++) {
+        PyObject *pair = PyTuple_Pack(2, PyList_GET_ITEM(fulls, j),
+                                      PyList_GET_ITEM(values, j));
+        if (pair == NULL || PyList_Append(pairs, pair) < 0) {
+            Py_XDECREF(pair);
+            goto fail;
+        }
+        Py_DECREF(pair);
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(news); i++) {
+        PyObject *col = PyList_GET_ITEM(news, i);
+        if (!PyList_CheckExact(col) || PyList_GET_SIZE(col) != n) {
+            PyErr_SetString(PyExc_ValueError, "new_pairs: one entry set per record");
+            goto fail;
+        }
+        for (Py_ssize_t j = 0; j < n; j++) {
+            PyObject *rkey = PyList_GET_ITEM(rkeys, j);
+            if (!PyBytes_Check(rkey)) {
+                PyErr_SetString(PyExc_TypeError, "new_pairs: rkeys must be bytes");
+                goto fail;
+            }
+            PyObject *it = PyObject_GetIter(PyList_GET_ITEM(col, j));
+            if (it == NULL) {
+                goto fail;
+            }
+            PyObject *p;
+            while ((p = PyIter_Next(it)) != NULL) {
+                PyObject *k = concat3(p, sep, rkey);
+                Py_DECREF(p);
+                PyObject *pair = k ? PyTuple_Pack(2, k, rkey) : NULL;
+                Py_XDECREF(k);
+                if (pair == NULL || PyList_Append(pairs, pair) < 0) {
+                    Py_XDECREF(pair);
+                    Py_DECREF(it);
+                    goto fail;
+                }
+                Py_DECREF(pair);
+            }
+            Py_DECREF(it);
+            if (PyErr_Occurred()) {
+                goto fail;
+            }
+        }
+    }
+    return pairs;
+
+fail:
+    Py_DECREF(pairs);
+    return NULL;
+}
+
 static PyMethodDef wp_methods[] = {
+    {"prepare_many", (PyCFunction)(void (*)(void))wp_prepare_many, METH_FASTCALL,
+     "prepare_many(plan, recs, keys, encode) -> (keys, rkeys, fulls, values, news)"},
+    {"new_pairs", (PyCFunction)(void (*)(void))wp_new_pairs, METH_FASTCALL,
+     "new_pairs(fulls, values, news, rkeys, sep) -> pairs of new records"},
     {"put", (PyCFunction)(void (*)(void))wp_put, METH_FASTCALL,
      "put(plan, txn, rec, key, cell, slot) -> key: the hot part of Collection.put."},
     {NULL, NULL, 0, NULL},
@@ -538,14 +977,29 @@ PyInit__writepath(void)
     s_delete = PyUnicode_InternFromString("delete");
     s_zero_byte = PyBytes_FromStringAndSize("\0", 1);
     s_one = PyLong_FromLong(1);
+    s_put_py = PyUnicode_InternFromString("_put");
+    s_put_failed = PyUnicode_InternFromString("_put_failed");
+    s_key = PyUnicode_InternFromString("key");
+    s_ttl = PyUnicode_InternFromString("ttl");
     s_lost = PyObject_CallFunction(
         PyExc_MemoryError, "s", "put failed half-way and its undo state was lost");
-    if (!s_replace || !s_put || !s_delete || !s_zero_byte || !s_one || !s_lost) {
+    if (!s_replace || !s_put || !s_delete || !s_zero_byte || !s_one || !s_put_py ||
+        !s_put_failed || !s_key || !s_ttl || !s_lost) {
         return NULL;
     }
-    PyObject *m = PyModule_Create(&wp_module);
-    if (m != NULL && PyModule_AddObjectRef(m, "LOST", s_lost) < 0) {
-        Py_CLEAR(m);
+    PyObject *module = PyModule_Create(&wp_module);
+    if (module == NULL) {
+        return NULL;
     }
-    return m;
+    if (PyModule_AddObjectRef(module, "LOST", s_lost) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    PyObject *type = PyType_FromSpec(&pb_spec);
+    if (type == NULL || PyModule_AddObject(module, "PutBase", type) < 0) {
+        Py_XDECREF(type);
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
 }

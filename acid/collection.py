@@ -64,13 +64,29 @@ _pack = keylib.pack
 # fallback, and runs every case it leaves out (see Collection._make_plan).
 _cput: Callable[..., tuple[Any, ...]] | None = None
 _LOST: BaseException | None = None  # its error when it cannot say what to undo
+_prepare_many: Callable[..., Any] = None  # type: ignore[assignment]
+_new_pairs: Callable[..., list[tuple[bytes, bytes]]] = None  # type: ignore[assignment]
 if keylib.IMPLEMENTATION == "c":
     try:
         from acid import _writepath
 
         _cput, _LOST = _writepath.put, _writepath.LOST
+        _prepare_many = _writepath.prepare_many
+        _new_pairs = _writepath.new_pairs
     except ImportError:  # pragma: no cover - built with the C key encoder
         pass
+
+
+class _PutPy:
+    """What :class:`Collection` derives from without the C extension (with
+    it, ``acid._writepath.PutBase``, whose ``put`` runs the C path without a
+    Python frame and hands everything else to ``Collection._put``)."""
+
+
+_PutBase: type = _PutPy
+if _cput is not None:
+    _PutBase = _writepath.PutBase
+
 #: What ``_fast`` holds when put cannot take the C path: ``(transaction it
 #: serves, plan, count cell, undo slot)``.
 _NO_FAST: tuple[Any, Any, Any, Any] = (_NO_TXN, None, None, None)
@@ -80,7 +96,7 @@ def _key_kind(key_func: Any) -> str:
     return "auto" if key_func is None else "func"
 
 
-class Collection(AtomicOps, ExpiryOps):
+class Collection(_PutBase, AtomicOps, ExpiryOps):
     """Records of one kind in a :class:`~acid.Store`, with their indexes.
 
     ``info`` is the collection's name. ``key_func(rec)`` makes a record's
@@ -177,6 +193,9 @@ class Collection(AtomicOps, ExpiryOps):
         self._pack = enc.pack
         self._packer = enc.packer
         self._unpack = enc.unpack
+        # Index entries come from the record as a read gives it back:
+        # Encoder.exact(rec) says when that is rec itself (no decode).
+        self._exact: Callable[[Any], bool] = enc.exact or self._unindexed
         self._cid = self.codec.cid
         stored_indexes = {n[1] for n, _ in store.index_metas(name)}
         self._undeclared: set[str] = stored_indexes
@@ -362,6 +381,8 @@ class Collection(AtomicOps, ExpiryOps):
             _SCALARS,
             _query.as_tuple,
             count_now,
+            self._exact,
+            self._stored,
         )
 
     def _refuse_detached(self) -> None:
@@ -563,16 +584,19 @@ class Collection(AtomicOps, ExpiryOps):
 
     # -- writes -----------------------------------------------------------
 
-    def put(self, rec: Any, key: Any = None, *, ttl: Any = None) -> tuple[Any, ...]:
+    def _put(self, rec: Any, key: Any = None, *, ttl: Any = None) -> tuple[Any, ...]:
         """Create or replace a record; return its key.
 
         ``key`` overrides the key function (a scalar becomes a 1-tuple).
         ``ttl``: seconds until the record expires, :data:`acid.FOREVER`, or
         ``None`` for the collection's default (see "Expiry" below).
-        Index entries change in the same transaction as the record. A put
-        that fails (an index function or encoder that raises, a value the
-        engine rejects) changes nothing, so the caller may catch the error
-        and commit the rest of the transaction.
+        Index entries change in the same transaction as the record, and are
+        computed from the record as stored (as ``get`` returns it: JSON
+        turns a tuple into a list); a record the encoder would not give
+        back whole raises ``ValueError`` (docs/guide.md). A put that fails
+        (an index function or encoder that raises, a value the engine
+        rejects) changes nothing, so the caller may catch the error and
+        commit the rest of the transaction.
         """
         if ttl is not None:  # the first record that expires: see "Expiry"
             return self.put_with_ttl(rec, key, ttl)
@@ -591,18 +615,7 @@ class Collection(AtomicOps, ExpiryOps):
             try:
                 return _cput(fast[1], txn, rec, key, fast[2], fast[3])  # type: ignore[misc]
             except BaseException as exc:
-                slot = fast[3]
-                if not slot or type(slot[-1]) is not tuple:
-                    if exc is _LOST:  # it wrote and could not say what
-                        spoil(txn, _SPOILED)
-                    raise  # the key, value or entries failed: nothing to do
-                state = slot.pop()
-                if len(state) != 1:  # failed after writing: put back what it wrote
-                    _roll_back(txn, lambda: _undo(txn, *state))
-                elif txn.ended and inherited(txn):  # as below, with the key made
-                    ctx, again = self._ctx, state[0]
-                    return run_alone(self._engine, ctx, True, self.put, rec, again)
-                raise
+                return self._put_failed(exc, txn, rec, key, fast[3])
         # Everything that can fail without writing comes first. The key
         # function runs before the value and the entries are made: one that
         # changes the record changes both alike (as in put_many).
@@ -613,11 +626,12 @@ class Collection(AtomicOps, ExpiryOps):
             else:
                 key = self.key_func(rec)
         value = self.codec.encode(rec) if self._cid else b"\x00" + self._pack(rec)
+        stored = rec if self._exact(rec) else self._stored(rec, value)
         indexes = self._indexes
         if len(indexes) == 1:  # no list comprehension frame for the usual case
-            new = [indexes[0].entries(rec)]
+            new = [indexes[0].entries(stored)]
         else:
-            new = [idx.entries(rec) for idx in indexes]
+            new = [idx.entries(stored) for idx in indexes]
         counted = False
         if auto:
             if txn.ended:  # inherited by a task: the counter must not run alone
@@ -675,6 +689,27 @@ class Collection(AtomicOps, ExpiryOps):
             raise
         return key
 
+    def _put_failed(
+        self, exc: BaseException, txn: Txn, rec: Any, key: Any, slot: list[Any]
+    ) -> tuple[Any, ...]:
+        """After the C path of put raised ``exc``: put back what it wrote
+        (its undo state is in ``slot``) and raise ``exc``; or, if ``txn``
+        came with a context whose block is over, run the put on its own."""
+        if slot and type(slot[-1]) is tuple:  # what it left for this failure
+            state = slot.pop()
+            if len(state) != 1:  # failed after writing: put back what it wrote
+                _roll_back(txn, lambda: _undo(txn, *state))
+            elif txn.ended and inherited(txn):  # as in the Python path
+                again = state[0]  # the key it made: the key function ran once
+                return run_alone(self._engine, self._ctx, True, self.put, rec, again)
+        elif exc is _LOST:  # it wrote and could not say what: only abort undoes
+            spoil(txn, _SPOILED)
+        raise exc
+
+    # With the C extension, put is PutBase.put; without it, the code above.
+    if TYPE_CHECKING or _PutBase is _PutPy:
+        put = _put
+
     def delete(self, key: Any) -> bool:
         """Delete the record under ``key`` and its index entries.
 
@@ -719,6 +754,17 @@ class Collection(AtomicOps, ExpiryOps):
             raise
         return True
 
+    def _unindexed(self, rec: Any) -> bool:
+        """``exact`` for an encoder that has none: decode while indexed."""
+        return not self._indexes
+
+    def _stored(self, rec: Any, value: bytes) -> Any:
+        """``rec`` as a read of its stored ``value`` gives it back.
+
+        Raises ``ValueError`` for a record that would not read back whole.
+        """
+        return self.codec.encoder.stored(rec, self.codec.decompress(value))
+
     def _decode(self, value: bytes) -> Any:
         """``codec.decode(value)`` with the plain case inlined (the hot path)."""
         if value and value[0] == 0:
@@ -759,24 +805,41 @@ class Collection(AtomicOps, ExpiryOps):
         # Everything that can fail without writing comes first; the key
         # function first of all, as in put (it may change the record).
         key_func = self.key_func
+        keys: list[tuple[Any, ...]] | None = None
         if key_func is None:
             first = self.store.bump(self.counter_name, 0, 1)  # bumped below
-            keys: list[tuple[Any, ...]] = [
-                (i,) for i in range(first, first + len(recs))
-            ]
+            keys = [(i,) for i in range(first, first + len(recs))]
+        # Records the encoder may change are indexed as a read gives them
+        # back, which only the Python steps below do.
+        exact = all(map(self._exact, recs))
+        plan = self._plan if exact else None
+        news: list[list[Entries]] | None = None
+        if plan is not None:  # the same steps in C (acid/_writepath.c)
+            encode = self.codec.encode if self._cid else self._packer()
+            keys, rkeys, fulls, values, news = _prepare_many(plan, recs, keys, encode)
         else:
-            keys = [
-                k if type(k) is tuple else (k,) if type(k) in _SCALARS else _as_key(k)
-                for k in map(key_func, recs)
-            ]
-        if self._cid:
-            values = [self.codec.encode(r) for r in recs]
-        else:
-            pack = self._packer()
-            values = [b"\x00" + pack(r) for r in recs]
-        rkeys = [_pack(k) for k in keys]
-        kp = self.key_prefix
-        fulls = [kp + k for k in rkeys]
+            if keys is None:
+                keys = [
+                    k
+                    if type(k) is tuple
+                    else (k,)
+                    if type(k) in _SCALARS
+                    else _as_key(k)
+                    for k in map(key_func, recs)  # type: ignore[arg-type]
+                ]
+            if self._cid:
+                values = [self.codec.encode(r) for r in recs]
+            else:
+                pack = self._packer()
+                values = [b"\x00" + pack(r) for r in recs]
+            if not exact:  # index them as a read gives them
+                recs = [
+                    r if self._exact(r) else self._stored(r, v)
+                    for r, v in zip(recs, values, strict=True)
+                ]
+            rkeys = [_pack(k) for k in keys]
+            kp = self.key_prefix
+            fulls = [kp + k for k in rkeys]
         if key_func is None or len(set(rkeys)) == len(rkeys):  # no key twice
             last: Sequence[int] = range(len(rkeys))
         else:  # the last record under each key is the one that lands
@@ -789,12 +852,16 @@ class Collection(AtomicOps, ExpiryOps):
         batch = Batch(txn, fulls, olds)
         if len(fulls) == len(recs) and olds.count(None) == len(olds):
             # Only new keys (a load): the pairs are all there is to write.
-            pairs = batch.written = list(zip(fulls, values, strict=True))
-            for idx in self._indexes:
-                idx.entry_pairs(recs, rkeys, pairs)
+            if news is not None:
+                pairs = batch.written = _new_pairs(fulls, values, news, rkeys, SEP)
+            else:
+                pairs = batch.written = list(zip(fulls, values, strict=True))
+                for idx in self._indexes:
+                    idx.entry_pairs(recs, rkeys, pairs)
         else:
             pairs = [(f, values[j]) for f, j in zip(fulls, last, strict=True)]
-            news = [idx.entries_many(recs) for idx in self._indexes]
+            if news is None:
+                news = [idx.entries_many(recs) for idx in self._indexes]
             batch.changed = changes(news, self._entries_of(olds), rkeys, last)
         try:
             if key_func is None:

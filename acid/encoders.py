@@ -23,6 +23,7 @@ from typing import Any
 import msgpack
 import zstandard
 
+from acid import keylib
 from acid.errors import ConfigError, NameInUse
 
 __all__ = [
@@ -47,12 +48,23 @@ class Encoder:
     ``name`` is stored in the collection's metadata, so it must stay the same
     for the same format. ``unpack`` receives a ``bytes`` or ``memoryview``.
 
+    Index entries are computed from a record as a later read gives it back,
+    which may differ from the record given to ``put`` (JSON turns a tuple
+    into a list). ``exact(rec) -> bool`` says when it surely does not: when
+    ``unpack(pack(rec))`` gives ``rec`` back equal and of the same types all
+    the way down. A write decodes what it encoded only when ``exact`` says
+    ``False``, and refuses (``ValueError``) a record that does not decode.
+    Without ``exact``, a collection decodes every record it writes while it
+    has indexes, and none while it has none.
+
     >>> upper = Encoder("upper", lambda s: s.upper().encode(), bytes.decode)
     >>> upper.unpack(upper.pack("abc"))
     'ABC'
+    >>> upper.stored("abc", upper.pack("abc"))
+    'ABC'
     """
 
-    __slots__ = ("name", "pack", "packer", "unpack")
+    __slots__ = ("name", "pack", "packer", "unpack", "exact", "_whole")
 
     def __init__(
         self,
@@ -60,11 +72,15 @@ class Encoder:
         pack: Callable[[Any], bytes],
         unpack: Callable[[Any], Any],
         packer: Callable[[], Callable[[Any], bytes]] | None = None,
+        *,
+        exact: Callable[[Any], bool] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError("an encoder name must be a non-empty str")
         if not callable(pack) or not callable(unpack):
             raise TypeError(f"encoder {name!r}: pack and unpack must be callable")
+        if exact is not None and not callable(exact):
+            raise TypeError(f"encoder {name!r}: exact must be callable or None")
         self.name = name
         self.pack = pack
         self.unpack = unpack
@@ -72,9 +88,79 @@ class Encoder:
         #: times in a row in one thread (the bulk path): it may skip set-up
         #: that ``pack`` repeats on every call.
         self.packer: Callable[[], Callable[[Any], bytes]] = packer or (lambda: pack)
+        #: ``exact(rec)``: whether ``unpack(pack(rec))`` surely is ``rec``.
+        self.exact = exact
+        # Built-in JSON and msgpack: a dict whose keys become one key when
+        # stored (JSON: 1 and "1") loses values; refuse it (see stored()).
+        self._whole = False
+
+    def stored(self, rec: Any, data: Any) -> Any:
+        """The record a read of ``data`` (which is ``pack(rec)``) gives back.
+
+        Raises ``ValueError`` naming the encoder when ``data`` does not
+        decode (msgpack packs a dict with a tuple key, but cannot give it
+        back) or, for the built-in JSON and msgpack encoders, when two keys
+        of one dict become one (JSON stores ``1`` and ``"1"`` alike).
+
+        >>> JSON.stored({"a": (1, 2), 3: None}, JSON.pack({"a": (1, 2), 3: None}))
+        {'a': [1, 2], '3': None}
+        >>> try:
+        ...     JSON.stored({1: "a", "1": "b"}, JSON.pack({1: "a", "1": "b"}))
+        ... except ValueError as exc:
+        ...     print(str(exc).split(": ")[1])
+        the dict keys 1 and '1' (int and str) are both stored as '1'
+        """
+        try:
+            back = self.unpack(data)
+        except Exception as exc:
+            raise ValueError(
+                f"encoder {self.name!r} cannot give this record back once "
+                f"stored ({type(exc).__name__}: {exc}); change the record (a "
+                "tuple as a dict key, say) or use another encoder"
+            ) from exc
+        if self._whole:
+            _same_keys(self, rec, back)
+        return back
 
     def __repr__(self) -> str:
         return f"<Encoder {self.name!r}>"
+
+
+def _same_keys(enc: Encoder, rec: Any, back: Any) -> None:
+    """Raise ValueError if a dict in ``back`` (``rec`` decoded) lost keys.
+
+    The built-in encoders keep the order of dict items and the length of
+    sequences, so the two walk in step; a loop, not recursion, as the
+    encoders take deeper records than the Python stack.
+    """
+    todo = [(rec, back)]
+    while todo:
+        a, b = todo.pop()
+        if isinstance(a, dict) and type(b) is dict:
+            if len(a) != len(b):
+                raise ValueError(_collision(enc, a))
+            todo.extend(zip(a.values(), b.values(), strict=False))
+        elif isinstance(a, list | tuple) and type(b) is list:
+            todo.extend(zip(a, b, strict=False))
+
+
+def _collision(enc: Encoder, a: dict) -> str:
+    """Which two keys of ``a`` became one when stored."""
+    seen: dict[Any, Any] = {}
+    for k in a:
+        stored = next(iter(enc.unpack(enc.pack({k: None}))))
+        if stored in seen:
+            types = sorted({type(k).__name__, type(seen[stored]).__name__})
+            return (
+                f"encoder {enc.name!r} cannot store this record as it is: the "
+                f"dict keys {seen[stored]!r} and {k!r} ({' and '.join(types)}) "
+                f"are both stored as {stored!r}"
+            )
+        seen[stored] = k
+    return (  # not seen: a dict that changed while it was encoded
+        f"encoder {enc.name!r} cannot store this record as it is: a dict of "
+        f"{len(a)} keys is stored with fewer"
+    )
 
 
 def _json_unpack(data: Any) -> Any:
@@ -85,7 +171,9 @@ JSON = Encoder(
     "json",
     lambda obj: json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode(),
     _json_unpack,
+    exact=keylib.exact_json,
 )
+JSON._whole = True
 _packers = threading.local()
 
 
@@ -110,11 +198,34 @@ def _msgpack_packer() -> Callable[[Any], bytes]:
     return pack
 
 
-MSGPACK = Encoder("msgpack", _msgpack_pack, msgpack.unpackb, _msgpack_packer)
+def _msgpack_unpack(data: Any, _unpackb: Any = msgpack.unpackb) -> Any:
+    # strict_map_key (msgpack's default) refuses any map key but str and
+    # bytes, a guard against hash flooding by untrusted input; stored
+    # values are trusted, and a record with an int key must read back.
+    # Passing the option costs more than the retry (the usual record has
+    # str keys only), so only a refused value is read again without it.
+    try:
+        return _unpackb(data)
+    except ValueError:
+        return _unpackb(data, strict_map_key=False)
+
+
+MSGPACK = Encoder(
+    "msgpack",
+    _msgpack_pack,
+    _msgpack_unpack,
+    _msgpack_packer,
+    exact=keylib.exact_msgpack,
+)
+MSGPACK._whole = True
+# Pickle gives ordinary data back exactly (tuples, any keys); exact_pickle
+# lets through what surely does, and instances of other classes are decoded
+# (their pickling may drop or change state).
 PICKLE = Encoder(
     "pickle",
     lambda obj: pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL),
     pickle.loads,
+    exact=keylib.exact_pickle,
 )
 
 

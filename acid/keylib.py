@@ -38,6 +38,9 @@ __all__ = [
     "IMPLEMENTATION",
     "Desc",
     "Key",
+    "exact_json",
+    "exact_msgpack",
+    "exact_pickle",
     "implementations",
     "pack",
     "packs",
@@ -58,6 +61,11 @@ unpack = _impl.unpack
 packs = _impl.packs
 unpacks = _impl.unpacks
 prefix_bound = _impl.prefix_bound
+# Whether a built-in record encoder surely gives a record back as it is
+# (acid.encoders uses them; see acid._keylib_exact).
+exact_json = _impl.exact_json
+exact_msgpack = _impl.exact_msgpack
+exact_pickle = _impl.exact_pickle
 Desc = _py.Desc  # one class, shared by both twins
 
 

@@ -548,7 +548,12 @@ class Store:
         self.in_txn(run, write=True)
 
     def drop_collection(
-        self, name: str, *, online: bool = False, batch: int = 10_000
+        self,
+        name: str,
+        *,
+        online: bool = False,
+        batch: int = 10_000,
+        keep_counter: bool = False,
     ) -> None:
         """Delete collection ``name``: its records, index entries and metadata.
 
@@ -561,6 +566,9 @@ class Store:
         disappears in one short transaction and its keys are then deleted
         in transactions of ``batch`` keys; an interrupted purge is finished
         by :meth:`finish_drops`.
+
+        The collection's key counter goes too when no other collection uses
+        it, unless ``keep_counter`` (its value may belong to someone else).
         """
         if online:
             _ops.refuse_in_txn(self, "an online drop")
@@ -588,7 +596,11 @@ class Store:
             self._drop_counter(_layout.len_counter(info))
             counter = info.get("counter")
             others = [i for _, i in self.iter_meta(KIND_TABLE)]
-            if counter and all(i.get("counter") != counter for i in others):
+            if (
+                counter
+                and not keep_counter
+                and all(i.get("counter") != counter for i in others)
+            ):
                 self._drop_counter(counter)
             self.schema.reconcile_peers()
 

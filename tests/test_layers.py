@@ -13,7 +13,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "acid"
 #: Bottom-up; a module may import modules of its own layer or below.
 LAYERS: list[set[str]] = [
     {"acid.errors"},
-    {"acid.keylib", "acid._keylib_py", "acid._keylib_groups", "acid._keylib"},
+    {
+        "acid.keylib",
+        "acid._keylib_py",
+        "acid._keylib_groups",
+        "acid._keylib_exact",
+        "acid._keylib",
+    },
     {"acid.engines", "acid.encoders", "acid._query", "acid._txn", "acid._retry"},
     {"acid._text", "acid._fields"},
     {"acid._spec", "acid._plan"},

@@ -30,11 +30,16 @@ from acid.cli.transfer import (
     DumpError,
     DumpReader,
     Loader,
+    blob_stores,
+    drop_leftovers,
     items,
     left_out,
+    leftovers,
     open_collection,
     open_index,
+    shown_name,
     to_line,
+    user_collections,
 )
 from acid.engines import from_url, known_schemes, parse_url
 from acid.errors import (
@@ -174,6 +179,11 @@ MODULE = click.option(
 NO_PROGRESS = click.option(
     "--no-progress", is_flag=True, help="Never show a progress bar."
 )
+WITHOUT_BLOBS = click.option(
+    "--without-blobs",
+    is_flag=True,
+    help="Leave the store's blob stores out (otherwise they are refused).",
+)
 BATCH = click.option(
     "--batch",
     type=click.IntRange(min=1),
@@ -241,8 +251,9 @@ def info(url: str, as_json: bool) -> None:
     click.echo(f"records: {st['records']}")
     rows = []
     for name, c in st["collections"].items():
+        shown = shown_name(name)
         rows.append(
-            (name, c["records"], c["encoder"], c["compressor"], c["keys"], c["bytes"])
+            (shown, c["records"], c["encoder"], c["compressor"], c["keys"], c["bytes"])
         )
         for iname, i in c["indexes"].items():
             rows.append((f"  .{iname}", i["entries"], "", "", "index", i["bytes"]))
@@ -438,19 +449,22 @@ def _counted(
     type=click.Path(dir_okay=False),
     help="Write to this file, not standard output.",
 )
+@WITHOUT_BLOBS
 @NO_PROGRESS
 @MODULE
 def dump(
     url: str,
     colls: tuple[str, ...],
     output_path: str | None,
+    without_blobs: bool,
     no_progress: bool,
     module: str | None,
 ) -> None:
     """Write the store (or some collections) as JSON lines, from one snapshot:
-    settings, index declarations and entries, records, counters, metadata."""
+    settings (expiry too), index declarations and entries, records with
+    their deadlines, counters, metadata. Blob stores are not carried."""
     with opened(url, module=module) as store:
-        _warn_left_out(store, colls)
+        _warn_left_out(store, colls, without_blobs, "dump")
         total = _total(store, list(colls)) if not no_progress else None
         out = (
             open(output_path, "w", encoding="utf-8")  # noqa: SIM115
@@ -467,11 +481,28 @@ def dump(
                 out.close()
 
 
-def _warn_left_out(store: Store, colls: Iterable[str]) -> None:
-    """Name on standard error what a dump or copy does not carry."""
+def _warn_left_out(
+    store: Store, colls: Iterable[str], without_blobs: bool, verb: str
+) -> None:
+    """Refuse to leave blob stores out silently; name on standard error
+    what else a dump or copy does not carry."""
+    blobs = [] if list(colls) else blob_stores(store)
+    if blobs and not without_blobs:
+        raise Failed(
+            f"the store has blob stores ({', '.join(map(repr, blobs))}), which "
+            f"{verb} does not carry; use acid backup to copy everything, or "
+            "pass --without-blobs to leave them out"
+        )
     for what in left_out(store, colls):
+        click.echo(f"acid: warning: not carried: {what}", err=True)
+
+
+def _warn_leftovers(store: Store, url: str) -> None:
+    """Name the temporaries of unfinished loads (never reused)."""
+    for left in leftovers(store):
         click.echo(
-            f"acid: warning: not carried: {what}; acid backup copies everything",
+            f"acid: warning: {left.describe()}; remove interrupted loads with "
+            f"acid leftovers --drop {url}",
             err=True,
         )
 
@@ -498,23 +529,19 @@ def load(
     wrote. Creates the store if needed."""
     store = open_store(url, create=True)
     try:
-        if module:
-            names = store.collections()
-            if names and not force:
-                raise Failed(
-                    f"the target store is not empty (collections: "
-                    f"{', '.join(names)}); load into an empty store, or pass --force"
-                )
-            declare(store, module)
+        _warn_leftovers(store, url)
+        own = _declare_into(store, module, force, "load")
         size = _file_size(file)
         label = "load (bytes)" if size is not None else "load"
         with output.progress(label, size, enabled=not no_progress) as advance:
             if size is None:  # a pipe: count records, no ETA
                 reader = DumpReader(file)
-                loader = Loader(store, batch=batch, force=force, progress=advance)
+                loader = Loader(
+                    store, batch=batch, force=force, progress=advance, own=own
+                )
             else:  # a file: bytes read against its size give the ETA
                 reader = DumpReader(_advancing(file, advance))
-                loader = Loader(store, batch=batch, force=force)
+                loader = Loader(store, batch=batch, force=force, own=own)
             counts = loader.run(reader, lambda: reader.lineno)
     finally:
         store.close()
@@ -523,6 +550,24 @@ def load(
         f"{counts['entries']} index entries",
         err=True,
     )
+
+
+def _declare_into(
+    store: Store, module: str | None, force: bool, verb: str
+) -> list[str]:
+    """Run ``module``'s declare() on the target; returns the collections it
+    made (a failed load or copy drops them again while they are empty)."""
+    if not module:
+        return []
+    names = user_collections(store)
+    if names and not force:
+        raise Failed(
+            f"the target store is not empty (collections: {', '.join(names)}); "
+            f"{verb} into an empty store, or pass --force"
+        )
+    before = set(store.collections())
+    declare(store, module)
+    return [n for n in store.collections() if n not in before]
 
 
 def _file_size(file: Any) -> int | None:
@@ -575,6 +620,7 @@ def _verify(dst: Store, totals: dict[str, Any], module: str | None) -> None:
 @click.argument("src_url")
 @click.argument("dst_url")
 @click.option("--force", is_flag=True, help="Allow a target with other collections.")
+@WITHOUT_BLOBS
 @BATCH
 @NO_PROGRESS
 @MODULE
@@ -582,29 +628,31 @@ def copy(
     src_url: str,
     dst_url: str,
     force: bool,
+    without_blobs: bool,
     batch: int,
     no_progress: bool,
     module: str | None,
 ) -> None:
     """Copy every collection from one store to another (any engines), from
-    one snapshot, then verify counts and check() on the copy."""
+    one snapshot (expiry and deadlines included), then verify counts and
+    check() on the copy. Blob stores are not carried."""
     with opened(src_url, module=module) as src:
-        _warn_left_out(src, ())
+        _warn_left_out(src, (), without_blobs, "copy")
         dst = open_store(dst_url, create=True)
         try:
-            names = dst.collections()
+            _warn_leftovers(dst, dst_url)
+            names = user_collections(dst)
             if names and not force:
                 raise Failed(
                     f"the target store is not empty (collections: "
                     f"{', '.join(names)}); copy into an empty store, or pass --force"
                 )
-            if module:
-                declare(dst, module)
+            own = _declare_into(dst, module, True, "copy")
             total = None if no_progress else _total(src, [])
             derived = {
                 (c.name, iname) for c in dst.schema.newest() for iname in c.indices
             }
-            loader = Loader(dst, batch=batch, force=force)
+            loader = Loader(dst, batch=batch, force=force, own=own)
             stream = items(src, derived=derived)
             with output.progress("copy", total, enabled=not no_progress) as advance:
                 if not no_progress:
@@ -618,6 +666,32 @@ def copy(
         f"{counts['entries']} index entries copied as data; counts and check() agree",
         err=True,
     )
+
+
+@cli.command("leftovers")
+@click.argument("url")
+@click.option("--drop", is_flag=True, help="Remove what interrupted loads left.")
+@click.option(
+    "--running",
+    is_flag=True,
+    help="With --drop, also remove loads whose process still runs on this host.",
+)
+@BATCH
+def leftovers_(url: str, drop: bool, running: bool, batch: int) -> None:
+    """List the temporary collections of loads (and copies) that did not
+    finish, e.g. killed ones; --drop removes them. Exit 1 when some are
+    listed and not removed."""
+    with opened(url) as store:
+        found = leftovers(store)
+        gone = drop_leftovers(store, running=running, batch=batch) if drop else []
+    removed = {left.token for left in gone}
+    for left in found:
+        mark = "removed " if left.token in removed else ""
+        click.echo(f"{mark}{left.describe()}")
+    if not found:
+        click.echo("no leftovers of loads", err=True)
+    elif len(removed) < len(found):
+        raise click.exceptions.Exit(FAILED)
 
 
 @cli.command()

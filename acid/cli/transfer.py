@@ -21,14 +21,21 @@ file format is described in ``docs/cli.md``.
 from __future__ import annotations
 
 import json
+import math
+import os
+import secrets
+import socket
+import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from acid import encoders, keylib
 from acid._fields import GRAMS, TEXT
 from acid._fields import fields as field_function
-from acid._layout import KIND_BLOBS
+from acid._layout import KIND_BLOBS, len_counter
 from acid._text import TextFunction, qgrams, tokens
+from acid._ttl import FOREVER, check_ttl
 from acid.cli import typedjson
 from acid.collection import Collection
 from acid.errors import ConstraintError, Error, NameInUse, NotFound
@@ -45,17 +52,28 @@ from acid.store import (
 __all__ = [
     "DUMP_VERSION",
     "DumpError",
+    "Leftover",
     "Loader",
+    "TEMP_PREFIX",
+    "drop_leftovers",
+    "is_temporary",
     "items",
     "left_out",
+    "leftovers",
+    "user_collections",
     "open_collection",
     "open_index",
+    "shown_name",
     "DumpReader",
     "to_line",
 ]
 
 #: Version of the dump file format (its first line says which it is).
-DUMP_VERSION = 1
+#: Version 2 added expiry (a collection's ``expiring``/``ttl``, a record's
+#: deadline ``d``); version 1 files load as before.
+DUMP_VERSION = 2
+#: The dump format versions this acid reads.
+READABLE_VERSIONS = (1, 2)
 #: Metadata kinds dumped as such (tables and indexes travel as collections).
 _META_KINDS = (KIND_STRUCT, KIND_COUNTER)
 _FORMAT_META = "\x00acid"
@@ -170,29 +188,165 @@ def open_index(coll: Collection, name: str) -> Index:
     return coll.add_index(name, func)
 
 
+# -- temporaries of loads -----------------------------------------------------
+
+#: A load writes each collection under ``TEMP_PREFIX + TOKEN + ":" + NAME``
+#: and renames it to ``NAME`` in its last transaction. Names starting with
+#: NUL are acid's own (as counter and metadata names are): applications must
+#: not use this prefix. ``TOKEN`` is random and new for every load.
+TEMP_PREFIX = "\x00load:"
+#: The ``struct`` metadata of a running load (``(JOURNAL, TOKEN)``): which
+#: process on which host started it, and when. Removed with its collections.
+JOURNAL = "\x00load"
+
+
+def is_temporary(name: Any) -> bool:
+    """Whether ``name`` is a collection name a load writes under."""
+    return isinstance(name, str) and name.startswith(TEMP_PREFIX)
+
+
+def temp_name(token: str, name: str) -> str:
+    """The temporary name of collection ``name`` in the load ``token``."""
+    return f"{TEMP_PREFIX}{token}:{name}"
+
+
+def _split_temp(name: str) -> tuple[str, str]:
+    token, _, real = name[len(TEMP_PREFIX) :].partition(":")
+    return token, real
+
+
+def shown_name(name: str) -> str:
+    """A collection name for tables: a temporary as ``NAME (load TOKEN)``."""
+    if not is_temporary(name):
+        return name
+    token, real = _split_temp(name)
+    return f"{real} (unfinished load {token})"
+
+
+def user_collections(store: Store) -> list[str]:
+    """The collections of ``store`` that are not a load's temporaries."""
+    return [n for n in store.collections() if not is_temporary(n)]
+
+
+@dataclass
+class Leftover:
+    """What an interrupted load (killed, or a machine that went down) left:
+    its temporary collections, with their records, and its journal."""
+
+    token: str
+    #: ``(temporary name, real name, records)`` of each collection.
+    collections: list[tuple[str, str, int]] = field(default_factory=list)
+    #: The journal: ``{"pid", "host", "started"}``, or None if missing.
+    journal: dict[str, Any] | None = None
+
+    def running(self) -> bool:
+        """Whether the load's process still runs (known only on its host)."""
+        info = self.journal
+        if not info or info.get("host") != socket.gethostname():
+            return False
+        pid = info.get("pid")
+        if type(pid) is not int or pid <= 0:
+            return False
+        if pid == os.getpid():
+            return True
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except OSError:  # exists, owned by someone else
+            return True
+        return True
+
+    def describe(self) -> str:
+        """One line for people."""
+        names = ", ".join(f"{real!r} ({n} records)" for _, real, n in self.collections)
+        info = self.journal or {}
+        when = info.get("started")
+        started = (
+            time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(when))
+            if isinstance(when, float | int)
+            else "an unknown time"
+        )
+        who = f"pid {info.get('pid')} on {info.get('host')!r}" if info else "unknown"
+        state = "still running" if self.running() else "interrupted"
+        return (
+            f"load {self.token} ({state}; {who}, started {started}): "
+            f"{names or 'no collections'}"
+        )
+
+
+def leftovers(store: Store) -> list[Leftover]:
+    """The loads whose temporaries are in ``store`` (one read transaction):
+    interrupted ones, and any running right now (see ``Leftover.running``)."""
+
+    def run() -> list[Leftover]:
+        found: dict[str, Leftover] = {}
+        counters = store.counters()
+        for (name,), info in store.iter_meta(KIND_TABLE):
+            if is_temporary(name):
+                token, real = _split_temp(name)
+                n = counters.get(len_counter(info))  # kept with every batch
+                if n is None:
+                    n = sum(1 for _ in store.iter_space(info["id"]))
+                found.setdefault(token, Leftover(token)).collections.append(
+                    (name, real, n)
+                )
+        for mname, info in store.iter_meta(KIND_STRUCT):
+            if len(mname) == 2 and mname[0] == JOURNAL and isinstance(mname[1], str):
+                found.setdefault(mname[1], Leftover(mname[1])).journal = info
+        return [found[t] for t in sorted(found)]
+
+    return store.in_txn(run)
+
+
+def drop_leftovers(
+    store: Store, *, running: bool = False, batch: int = 10_000
+) -> list[Leftover]:
+    """Remove what interrupted loads left (their temporary collections and
+    journals); returns what was removed. A load whose process still runs on
+    this host is left alone unless ``running``."""
+    gone = []
+    for left in leftovers(store):
+        if left.running() and not running:
+            continue
+        for temp, _, _ in left.collections:
+            try:
+                store.drop_collection(temp, online=True, batch=batch, keep_counter=True)
+            except NotFound:
+                pass  # removed meanwhile
+        store.transact(_forget, store, left.token)
+        gone.append(left)
+    return gone
+
+
+def _forget(store: Store, token: str) -> None:
+    store.set_meta(KIND_STRUCT, (JOURNAL, token), None)
+
+
 # -- reading ------------------------------------------------------------------
 
 
 def left_out(store: Store, names: Iterable[str] = ()) -> list[str]:
     """What a dump or copy of the store (or of the collections ``names``)
-    does not carry: blob stores, and collections' expiry settings and record
-    deadlines (``acid backup`` copies those)."""
-    wanted = list(names)
+    does not carry: blob stores (``acid backup`` copies those), and the
+    temporaries of loads (see :func:`leftovers`)."""
+    if list(names):
+        return []
 
     def run() -> list[str]:
-        out = []
-        for (name,), info in store.iter_meta(KIND_TABLE):
-            if wanted and name not in wanted:
-                continue
-            if info.get("expiry") is not None or info.get("ttl") is not None:
-                out.append(
-                    f"the expiry of collection {name!r} (records will not expire)"
-                )
-        if not wanted:
-            out.extend(f"blob store {n[0]!r}" for n, _ in store.iter_meta(KIND_BLOBS))
+        out = [f"blob store {n[0]!r}" for n, _ in store.iter_meta(KIND_BLOBS)]
+        temps = sorted(
+            {_split_temp(n)[0] for n in store.collections() if is_temporary(n)}
+        )
+        out.extend(f"the temporaries of the unfinished load {t}" for t in temps)
         return out
 
     return store.in_txn(run)
+
+
+def blob_stores(store: Store) -> list[str]:
+    """The names of the blob stores in ``store``."""
+    return [n[0] for n, _ in store.iter_meta(KIND_BLOBS)]
 
 
 def items(
@@ -210,7 +364,7 @@ def items(
     """
     wanted = list(names)
     with store.begin():
-        every = store.collections()
+        every = user_collections(store)
         for name in wanted:
             if name not in every:
                 raise NotFound(
@@ -255,6 +409,7 @@ def _collection_items(
         for n, info in metas
         if any(k in info for k in _FUNC_META)
     }
+    expiry = coll.expiry if meta.get("expiry") is not None else None
     yield (
         "collection",
         {
@@ -265,12 +420,19 @@ def _collection_items(
             "keys": meta.get("keys", "auto"),
             "indexes": inames,
             **({"index_meta": extra} if extra else {}),
+            **({"expiring": True, "ttl": meta.get("ttl")} if expiry else {}),
         },
     )
     n = 0
-    for key, value in coll.items():
-        yield ("record", key, value)
-        n += 1
+    if expiry is None:
+        for key, value in coll.items():
+            yield ("record", key, value)
+            n += 1
+    else:  # live records (as items() sees them) with their deadlines
+        txn = store.active()
+        for key, value in coll.items():
+            yield ("record", key, value, expiry.deadline(txn, keylib.pack(key)))
+            n += 1
     totals["collections"] += 1
     totals["records"] += n
     totals.setdefault("by_collection", {})[name] = n
@@ -299,6 +461,8 @@ def to_line(item: Item) -> str:
     """One dump line for an item."""
     tag = item[0]
     if tag == "record":
+        if len(item) > 3 and item[3] is not None:
+            return typedjson.dumps({"k": list(item[1]), "v": item[2], "d": item[3]})
         return typedjson.dumps({"k": list(item[1]), "v": item[2]})
     if tag == "entry":
         return typedjson.dumps({"e": [list(item[1]), list(item[2])]})
@@ -336,9 +500,11 @@ def _parse(obj: Any) -> Item:
     if type(obj) is not dict:
         raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
     if "k" in obj:
-        if set(obj) != {"k", "v"}:
-            raise ValueError("a record line has exactly 'k' and 'v'")
-        return ("record", _key(obj["k"], "'k'"), obj["v"])
+        if set(obj) != {"k", "v"} and set(obj) != {"k", "v", "d"}:
+            raise ValueError("a record line has exactly 'k' and 'v' (and 'd')")
+        if "d" not in obj:
+            return ("record", _key(obj["k"], "'k'"), obj["v"])
+        return ("record", _key(obj["k"], "'k'"), obj["v"], _deadline(obj["d"]))
     if "e" in obj:
         pair = obj["e"]
         if type(pair) is not list or len(pair) != 2:
@@ -346,9 +512,10 @@ def _parse(obj: Any) -> Item:
         return ("entry", _key(pair[0], "the index tuple"), _key(pair[1], "the key"))
     if "acid-dump" in obj:
         version = obj["acid-dump"]
-        if version != DUMP_VERSION:
+        if type(version) is not int or version not in READABLE_VERSIONS:
             raise ValueError(
-                f"dump format {version!r}; this acid reads format {DUMP_VERSION}"
+                f"dump format {version!r}; this acid reads formats "
+                f"{', '.join(map(str, READABLE_VERSIONS))}"
             )
         return ("header", obj)
     if "collection" in obj:
@@ -364,6 +531,19 @@ def _parse(obj: Any) -> Item:
             type(v) is dict and set(v) <= set(_FUNC_META) for v in extra.values()
         ):
             raise ValueError("'index_meta' maps index names to {'text', 'q', 'fields'}")
+        if obj["counter"].startswith("\x00"):
+            raise ValueError(
+                f"counter names starting with '\\x00' are the store's own: "
+                f"{obj['counter']!r}"
+            )
+        if "expiring" in obj or "ttl" in obj:
+            if obj.get("expiring") is not True:
+                raise ValueError("'expiring' is true when a collection line has 'ttl'")
+            ttl = obj.get("ttl")
+            if ttl is not None and (
+                type(ttl) not in (int, float) or check_ttl(ttl) == FOREVER
+            ):
+                raise ValueError(f"'ttl' is null or a positive number, not {ttl!r}")
         return ("collection", obj)
     if "index" in obj:
         return ("index", _want(obj, "index", str))
@@ -384,6 +564,13 @@ def _parse(obj: Any) -> Item:
     if "end" in obj:
         return ("end", _want(obj, "end", dict))
     raise ValueError(f"unknown line with members {sorted(obj)[:5]}")
+
+
+def _deadline(value: Any) -> float:
+    """A record's deadline from a dump line: a finite number (clock time)."""
+    if type(value) not in (int, float) or not math.isfinite(value):
+        raise ValueError(f"'d' (a deadline) is a finite number, not {value!r}")
+    return float(value)
 
 
 class DumpReader:
@@ -418,9 +605,22 @@ class Loader:
     """Writes dump items into a store, ``batch`` records per transaction.
 
     The target must be empty (``force=True`` allows other collections, never
-    one of the dump's own). Counters and metadata are written last, with the
-    final batch. If anything fails, what the load wrote is removed again:
-    its collections (records, indexes) and compressors.
+    one of the dump's own). Each collection is written under a temporary
+    name (:func:`temp_name`, new for every load) that no reader confuses
+    with a real one; the last transaction compares the end line's counts,
+    checks that every real name is still free, renames the temporaries to
+    their real names and writes counters and metadata. So a load lands
+    whole or not at all: if anything fails, its temporaries (and
+    compressors no collection uses) are removed, and nothing another writer
+    committed meanwhile is touched. A load killed part-way leaves its
+    temporaries, which :func:`leftovers` lists and :func:`drop_leftovers`
+    removes; no later load reuses them.
+
+    An empty collection already declared in this process (``--module``)
+    is replaced by the loaded one, whose indexes use the declared
+    functions; it must still be empty at the end. The collections named in
+    ``own`` were made for this load (by ``--module`` in an empty target):
+    a failed load drops them again if they are still empty.
     """
 
     def __init__(
@@ -430,6 +630,7 @@ class Loader:
         batch: int = 10_000,
         force: bool = False,
         progress: Progress | None = None,
+        own: Iterable[str] = (),
     ) -> None:
         if type(batch) is not int or batch < 1:
             raise ValueError(f"batch must be a positive int, got {batch!r}")
@@ -437,7 +638,20 @@ class Loader:
         self.batch = batch
         self.force = force
         self.progress = progress
+        #: This load's random part of its temporary names.
+        self.token = secrets.token_hex(8)
+        #: Real names of the collections loaded, in order.
         self.created: list[str] = []
+        #: Real name -> the temporary Collection it is written into.
+        self._temps: dict[str, Collection] = {}
+        #: Real name -> (id, uid) of a declared empty collection to replace.
+        self._replaces: dict[str, tuple[int, bytes | None]] = {}
+        self._own = {
+            name: (info["id"], info.get("uid"))
+            for name in own
+            if (info := store.get_meta(KIND_TABLE, name)) is not None
+        }
+        self._journal = False
         self.compressors: list[str] = []
         self.derived: set[str] = set()
         self.counts = {"collections": 0, "records": 0, "entries": 0}
@@ -448,6 +662,7 @@ class Loader:
             "by_collection": {},
             "by_index": {},
         }
+        self._version = DUMP_VERSION
         self._coll: Collection | None = None
         self._index: Index | None = None
         self._skip_entries = False
@@ -475,14 +690,16 @@ class Loader:
 
     def _check_target(self) -> None:
         """Refuse a target holding records (empty declared collections, as
-        ``--module`` makes, are fine) unless ``force``."""
+        ``--module`` makes, are fine) unless ``force``. Temporaries of other
+        loads do not count (see :func:`leftovers`)."""
         store = self.store
 
         def holding() -> list[str]:
             return [
                 n[0]
                 for n, info in store.iter_meta(KIND_TABLE)
-                if next(store.iter_space(info["id"]), None) is not None
+                if not is_temporary(n[0])
+                and next(store.iter_space(info["id"]), None) is not None
             ]
 
         names = store.in_txn(holding)
@@ -515,7 +732,7 @@ class Loader:
         if not ended:
             where = f"line {lineno()}: " if lineno() else ""
             raise DumpError(f"{where}the dump ends without its end line (truncated?)")
-        self._end_block(ok=True)  # counters and metadata land with the last batch
+        self._end_block(ok=True)  # the renames land with the last batch
         if self.progress is not None and self._pending:
             self.progress(self._pending)
 
@@ -524,18 +741,35 @@ class Loader:
         if tag == "record":
             coll = self._need_coll("a record")
             self._write()
-            coll.put(item[2], key=item[1])
+            deadline = item[3] if len(item) > 3 else None
+            if coll.expiry is None:
+                if deadline is not None:
+                    raise DumpError(
+                        "a record with a deadline in a collection whose line "
+                        "does not say it expires"
+                    )
+                coll.put(item[2], key=item[1])
+            else:
+                if deadline is not None and self._version < 2:
+                    raise DumpError("deadlines are a feature of dump format 2")
+                coll.put(item[2], key=item[1], ttl=FOREVER)
+                if deadline is not None:
+                    coll.expiry.set_deadline(
+                        self.store.active(), keylib.pack(item[1]), deadline
+                    )
             self.counts["records"] += 1
             by_coll = self._seen["by_collection"]
-            by_coll[coll.name] = by_coll.get(coll.name, 0) + 1
+            real = self.created[-1]
+            by_coll[real] = by_coll.get(real, 0) + 1
             self._tick()
         elif tag == "entry":
             idx = self._index
             if idx is None:
                 raise DumpError("an index entry before its index line")
+            self._need_coll("an entry")
             self._seen["entries"] += 1
             by_index = self._seen["by_index"]
-            iname = f"{self._need_coll('an entry').name}.{idx.name}"
+            iname = f"{self.created[-1]}.{idx.name}"
             by_index[iname] = by_index.get(iname, 0) + 1
             if not self._skip_entries:
                 self._write()
@@ -566,7 +800,9 @@ class Loader:
             self.totals = item[1]
             self._finish(item[1])
             return True
-        elif tag != "header":
+        elif tag == "header":
+            self._version = item[1].get("acid-dump", DUMP_VERSION)
+        else:
             raise DumpError(f"unknown item {tag!r}")
         return False
 
@@ -617,31 +853,48 @@ class Loader:
         self._end_block(ok=True)
         name = spec["collection"]
         store = self.store
-        if name in store.collections():
-            declared = store[name] if name in store else None  # noqa: SIM401
-            if declared is None or declared.findkey() is not None:
-                raise NameInUse(f"collection {name!r} already exists in the target")
-            coll = declared
-            if coll.encoder.name != spec["encoder"]:
-                raise DumpError(
-                    f"collection {name!r} is declared with encoder "
-                    f"{coll.encoder.name!r}, the dump has {spec['encoder']!r}"
-                )
+        if is_temporary(name):
+            raise DumpError(
+                f"collection names starting with {TEMP_PREFIX!r} are the "
+                f"temporaries of loads: {name!r}"
+            )
+        if name in self._temps:
+            raise DumpError(f"collection {name!r} appears twice in the dump")
+        declared = self._declared(name, spec)
+        temp = temp_name(self.token, name)
+        if declared is not None and declared.key_func is not None:
+            key_func = declared.key_func
+        elif spec["keys"] == "func":
+            key_func = _key_func_required(name)
         else:
-            key_func = _key_func_required(name) if spec["keys"] == "func" else None
+            key_func = None
+        with store.begin(write=True):
+            if not self._journal:
+                store.set_meta(
+                    KIND_STRUCT,
+                    (JOURNAL, self.token),
+                    {
+                        "pid": os.getpid(),
+                        "host": socket.gethostname(),
+                        "started": time.time(),
+                    },
+                )
+            if store.get_meta(KIND_TABLE, temp) is not None:  # never reused
+                raise NameInUse(f"the temporary collection {temp!r} exists")
             coll = store.add_collection(
-                name,
+                temp,
                 key_func=key_func,
                 encoder=spec["encoder"],
                 compressor=spec["compressor"],
                 counter_name=spec["counter"],
             )
-        self.created.append(name)
-        self.derived = set()
-        for iname in spec["indexes"]:
-            if iname in coll.indices:
-                self.derived.add(iname)  # a module declared its function
-            else:
+            self.derived = set()
+            funcs = {} if declared is None else dict(declared.indices)
+            for iname in spec["indexes"]:
+                if iname in funcs:  # a module declared its function
+                    self.derived.add(iname)
+                    coll.add_index(iname, funcs.pop(iname).func)
+                    continue
                 meta = spec.get("index_meta", {}).get(iname, {})
                 func = function_from_meta(meta)
                 if func is not None:  # declarative: recomputed, like --module
@@ -649,27 +902,77 @@ class Loader:
                     coll.add_index(iname, func)
                 else:
                     coll.add_index(iname, placeholder(meta, _no_entries))
+            for iname, idx in funcs.items():  # declared, not in the dump
+                coll.add_index(iname, idx.func)
+            if spec.get("expiring"):
+                coll.declare_ttl(spec.get("ttl") or FOREVER)
+            elif declared is not None and declared.expiry is not None:
+                coll.declare_ttl(declared.expiry.default or FOREVER)
+        self._journal = True
+        self.created.append(name)
+        self._temps[name] = coll
         self._coll, self._index = coll, None
         self.counts["collections"] += 1
 
+    def _declared(self, name: str, spec: dict[str, Any]) -> Collection | None:
+        """The empty collection ``name`` declared in this process, which the
+        load replaces; None when the name is free. Anything else there is
+        refused before a record is written."""
+        store = self.store
+        info = store.get_meta(KIND_TABLE, name)
+        if info is None:
+            return None
+        declared = store[name] if name in store else None  # noqa: SIM401
+        if declared is None or declared.findkey() is not None:
+            raise NameInUse(f"collection {name!r} already exists in the target")
+        if declared.encoder.name != spec["encoder"]:
+            raise DumpError(
+                f"collection {name!r} is declared with encoder "
+                f"{declared.encoder.name!r}, the dump has {spec['encoder']!r}"
+            )
+        self._replaces[name] = (info["id"], info.get("uid"))
+        return declared
+
     def _finish(self, totals: dict[str, Any]) -> None:
-        self._write()
-        for item in self._late:
-            if item[0] == "counter":
-                self._set_counter(item[1], item[2])
-            else:
-                self.store.set_meta(item[1], tuple(item[2]), item[3])
         held = {k: self.counts[k] for k in ("collections", "records")}
         held.update(self._seen)
-        for field, count in held.items():
-            said = totals.get(field, count)
+        for field_name, count in held.items():
+            said = totals.get(field_name, count)
             if isinstance(count, dict) and isinstance(said, dict):
                 said = {k: v for k, v in said.items() if v}  # 0 is no line
             if said != count:
                 raise DumpError(
-                    f"the end line counts {totals.get(field)} {field}, the dump "
-                    f"held {count}: it is damaged"
+                    f"the end line counts {totals.get(field_name)} {field_name}, "
+                    f"the dump held {count}: it is damaged"
                 )
+        self._write()
+        store = self.store
+        for name in self.created:  # every check first, then every change
+            info = store.get_meta(KIND_TABLE, name)
+            if info is None:
+                continue
+            if (info["id"], info.get("uid")) != self._replaces.get(name):
+                raise NameInUse(
+                    f"collection {name!r} was created in the target by another "
+                    "writer during the load; nothing was loaded, and that "
+                    "collection is left as it is"
+                )
+            if next(store.iter_space(info["id"]), None) is not None:
+                raise NameInUse(
+                    f"another writer put records into collection {name!r} "
+                    "during the load; nothing was loaded, and that collection "
+                    "is left as it is"
+                )
+        for name in self.created:
+            if name in self._replaces and store.get_meta(KIND_TABLE, name):
+                store.drop_collection(name, keep_counter=True)
+            store.rename_collection(temp_name(self.token, name), name)
+        for item in self._late:
+            if item[0] == "counter":
+                self._set_counter(item[1], item[2])
+            else:
+                store.set_meta(item[1], tuple(item[2]), item[3])
+        store.set_meta(KIND_STRUCT, (JOURNAL, self.token), None)
 
     def _set_counter(self, name: str, value: int) -> None:
         current = self.store.counters().get(name)
@@ -679,14 +982,33 @@ class Loader:
             self.store.count(name, value - current)
 
     def _remove(self) -> None:
+        """Undo a failed load: its temporaries and journal, the collections
+        made for it (``own``) if still empty, and the compressors it added
+        that no collection names."""
         store = self.store
-        try:
-            with store.begin(write=True):
-                for name in self.created:
-                    if store.get_meta(KIND_TABLE, name) is not None:
-                        store.drop_collection(name)
-                for name in self.compressors:
+
+        def run() -> None:
+            for name, ident in self._own.items():
+                info = store.get_meta(KIND_TABLE, name)
+                if (
+                    info is not None
+                    and (info["id"], info.get("uid")) == ident
+                    and next(store.iter_space(info["id"]), None) is None
+                ):
+                    store.drop_collection(name, keep_counter=True)
+            used = {i.get("compressor") for _, i in store.iter_meta(KIND_TABLE)}
+            for name in self.compressors:
+                if name not in used:
                     store.set_meta(KIND_ENCODER, name, None)
+            store.set_meta(KIND_STRUCT, (JOURNAL, self.token), None)
+
+        try:
+            for name in self.created:  # one short transaction each, then
+                # their keys go in bounded ones: a temporary may be large
+                temp = temp_name(self.token, name)
+                if store.get_meta(KIND_TABLE, temp) is not None:
+                    store.drop_collection(temp, online=True, keep_counter=True)
+            store.transact(run)
         except Error:
             pass  # the error that stopped the load is the one to report
 

@@ -77,7 +77,10 @@ records = st.fixed_dictionaries(
     },
 )
 ops = st.lists(
-    st.tuples(st.sampled_from(["put", "put_key", "delete", "block"]), records),
+    st.tuples(
+        st.sampled_from(["put", "put_key", "delete", "block", "many", "many_new"]),
+        records,
+    ),
     max_size=25,
 )
 
@@ -99,6 +102,15 @@ def test_the_c_path_writes_what_the_python_path_writes(
                     out = coll.put(rec, key=("given", rec["k"]))
                 elif op == "delete":
                     out = coll.delete(rec["k"])
+                elif op == "many":  # a key twice: the last one lands
+                    out = coll.put_many([rec, {"k": 99, "n": 1}, dict(rec, b="z")])
+                elif op == "many_new":  # keys never used elsewhere: all new
+                    out = coll.put_many(
+                        [
+                            dict(rec, k=("new", len(dump((store, coll))), j))
+                            for j in (1, 2)
+                        ]
+                    )
                 else:  # a block with two puts, the second of a changed record
                     with store.begin(write=True):
                         coll.put(rec)

@@ -13,7 +13,14 @@ from typing import Any
 import pytest
 
 import acid
-from acid.cli.transfer import DumpError, DumpReader, Loader, items, to_line
+from acid.cli.transfer import (
+    DUMP_VERSION,
+    DumpError,
+    DumpReader,
+    Loader,
+    items,
+    to_line,
+)
 from acid.errors import NameInUse, NotFound
 from tests.conftest import HAVE_PLYVEL
 from tests.ops.conftest import Run, disk_url
@@ -184,7 +191,7 @@ def _bad(lines: list[str], case: str) -> tuple[list[str], int]:
     if case == "no header":
         return out[1:], 1
     if case == "future version":
-        out[0] = out[0].replace('"acid-dump":1', '"acid-dump":9')
+        out[0] = out[0].replace(f'"acid-dump":{DUMP_VERSION}', '"acid-dump":9')
         return out, 1
     if case == "record first":
         return [out[0], out[first_record], *out[1:]], 2
@@ -239,7 +246,16 @@ def test_a_failure_mid_load_removes_what_was_written() -> None:
     people.add_index("city", city)
     with pytest.raises(RuntimeError, match="injected"):
         load_text(b, dump_text(a), batch=1)
+    # The declared collection was there before the load: it stays, empty;
+    # nothing of the load is left (no temporary, no counter).
+    assert b.collections() == ["people"]
+    assert len(people) == 0 and list(people.items()) == []
+    assert {k for k in b.counters() if not k.startswith("\x00")} == set()
+    # Declared for this load (as --module does in an empty target): dropped.
+    with pytest.raises(RuntimeError, match="injected"):
+        load_text(b, dump_text(a), batch=1, own=["people"])
     assert b.collections() == []
+    assert b.stats()["records"] == 0
 
 
 @pytest.mark.skipif(not HAVE_PLYVEL, reason="plyvel is not installed")

@@ -1,9 +1,10 @@
-"""``acid copy`` and ``acid dump`` of what they cannot carry: blob stores and
-expiry. They used to say nothing (exit 0, "check() agree") while the copy's
-records no longer expired and its blobs were gone."""
+"""``acid copy`` and ``acid dump`` of what they used to leave out silently:
+blob stores and expiry. Expiry now travels (dump format 2); blob stores are
+refused loudly unless ``--without-blobs`` says to leave them out."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -24,31 +25,60 @@ def _source(path: Path) -> str:
     return url
 
 
-def test_copy_names_what_it_leaves_out(tmp_path: Path, acid_cmd: Run) -> None:
+def test_copy_refuses_blob_stores_unless_told(tmp_path: Path, acid_cmd: Run) -> None:
     src = _source(tmp_path / "src")
-    proc = acid_cmd("copy", src, f"lmdb:{tmp_path / 'dst'}")
+    dst = f"lmdb:{tmp_path / 'dst'}"
+    proc = acid_cmd("copy", src, dst)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith("acid: error: the store has blob stores ('files')")
+    assert "--without-blobs" in proc.stderr and "acid backup" in proc.stderr
+    assert not (tmp_path / "dst").exists()  # refused before the target opened
+    proc = acid_cmd("copy", "--without-blobs", src, dst)
     assert proc.returncode == 0, proc.stderr
     warnings = [x for x in proc.stderr.splitlines() if "warning" in x]
-    assert len(warnings) == 2, proc.stderr
-    assert "'short'" in warnings[0] and "expire" in warnings[0]
-    assert "blob store 'files'" in warnings[1]
-    assert all(x.startswith("acid: warning: not carried: ") for x in warnings)
+    assert warnings == ["acid: warning: not carried: blob store 'files'"]
+    store = acid.open(dst)
+    short = store.add_collection("short")
+    assert list(short.values()) == [{"y": 2}]
+    assert short.expiry is not None and short.expiry.default == 3600.0
+    store.close()
 
 
 @pytest.mark.parametrize(
-    "colls,expected",
-    [((), 2), (("plain",), 0), (("short",), 1)],
+    "colls,status,warned",
+    [((), 1, 0), (("plain",), 0, 0), (("short",), 0, 0), (("plain", "short"), 0, 0)],
 )
-def test_dump_names_what_it_leaves_out(
-    tmp_path: Path, acid_cmd: Run, colls: tuple[str, ...], expected: int
+def test_dump_refuses_blob_stores_only_for_the_whole_store(
+    tmp_path: Path, acid_cmd: Run, colls: tuple[str, ...], status: int, warned: int
 ) -> None:
     src = _source(tmp_path / "src")
     proc = acid_cmd("dump", src, *colls)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith('{"acid-dump"')
+    assert proc.returncode == status, proc.stderr
     assert "warning" not in proc.stdout
     warnings = [x for x in proc.stderr.splitlines() if "not carried" in x]
-    assert len(warnings) == expected, proc.stderr
+    assert len(warnings) == warned, proc.stderr
+    if status:
+        assert proc.stdout == "" and "blob stores ('files')" in proc.stderr
+        return
+    lines = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert lines[0]["acid-dump"] == 2
+    heads = {x["collection"]: x for x in lines if "collection" in x}
+    assert set(heads) == set(colls)
+    if "short" in heads:
+        assert heads["short"]["expiring"] is True and heads["short"]["ttl"] == 3600
+        (rec,) = [x for x in lines if x.get("v") == {"y": 2}]
+        assert isinstance(rec["d"], float)
+    if "plain" in heads:
+        assert "expiring" not in heads["plain"]
+
+
+def test_dump_without_blobs_warns_once(tmp_path: Path, acid_cmd: Run) -> None:
+    src = _source(tmp_path / "src")
+    proc = acid_cmd("dump", "--without-blobs", src)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == [
+        "acid: warning: not carried: blob store 'files'"
+    ]
 
 
 def test_a_plain_copy_warns_of_nothing(tmp_path: Path, acid_cmd: Run) -> None:
