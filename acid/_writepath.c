@@ -14,14 +14,22 @@
  *    propagates and nothing was written. Index functions see the record as
  *    a read will give it back: ``rec`` when ``plan[P_EXACT](rec)`` says the
  *    encoder gives it back unchanged, else ``plan[P_STORED](rec, value)``
- *    (which refuses a record that would not come back whole).
- * 2. ``old = txn.replace(full_key, value)``. An error here propagates too:
- *    the engine wrote nothing.
+ *    (which refuses a record that would not come back whole). An error in
+ *    making the key a tuple or packing it appends ``(key,)`` to the list
+ *    ``slot`` first, so that the caller can run the put again with that
+ *    key, on its own, when its transaction ended under it (as the Python
+ *    code does).
+ * 2. ``old = txn.replace(full_key, value)``. An error here propagates too,
+ *    after appending ``(key,)``: the engine wrote nothing.
  * 3. Index entries: new ones for a new record (then one more record is
  *    counted), or only those that changed against the old record. An error
  *    here appends ``(full, old, rkey, old_entries, new_entries, inserted)``
  *    to the list ``slot`` before it propagates, so that the caller can
  *    put back what was written (acid/collection.py ``_undo``).
+ *
+ * ``slot`` also carries ``[indexes]`` (a list) when the collection's indexes
+ * changed while a put ran (its key function or encoder declared or dropped
+ * one): the put takes them, as the Python code reads the indexes only then.
  *
  * ``plan`` is the tuple Collection._make_plan builds (see P_* below);
  * ``cell`` is the transaction's pending record count for the collection (a
@@ -53,6 +61,29 @@ enum {
 };
 
 static PyObject *s_replace, *s_put, *s_delete, *s_zero_byte, *s_one;
+/* The MemoryError raised when a failure's undo state cannot be recorded,
+ * made in advance (there may be no memory left to make it then): the
+ * caller knows it by identity (``LOST``) and spoils the transaction. */
+static PyObject *s_lost;
+
+/* The plan's tuple of (func, prefix, other_entries, update), checked. */
+static int
+check_indexes(PyObject *indexes)
+{
+    if (!PyTuple_CheckExact(indexes)) {
+        PyErr_SetString(PyExc_TypeError, "put: malformed plan");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(indexes); i++) {
+        PyObject *idx = PyTuple_GET_ITEM(indexes, i);
+        if (!PyTuple_CheckExact(idx) || PyTuple_GET_SIZE(idx) != 4 ||
+            !PyBytes_Check(PyTuple_GET_ITEM(idx, 1))) {
+            PyErr_SetString(PyExc_TypeError, "put: malformed index in plan");
+            return -1;
+        }
+    }
+    return 0;
+}
 
 static int
 check_plan(PyObject *plan)
@@ -68,16 +99,7 @@ check_plan(PyObject *plan)
         PyErr_SetString(PyExc_TypeError, "put: malformed plan");
         return -1;
     }
-    PyObject *indexes = PyTuple_GET_ITEM(plan, P_INDEXES);
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(indexes); i++) {
-        PyObject *idx = PyTuple_GET_ITEM(indexes, i);
-        if (!PyTuple_CheckExact(idx) || PyTuple_GET_SIZE(idx) != 4 ||
-            !PyBytes_Check(PyTuple_GET_ITEM(idx, 1))) {
-            PyErr_SetString(PyExc_TypeError, "put: malformed index in plan");
-            return -1;
-        }
-    }
-    return 0;
+    return check_indexes(PyTuple_GET_ITEM(plan, P_INDEXES));
 }
 
 /* a + b + c for bytes a, c and bytes b (c may be NULL). */
@@ -184,16 +206,41 @@ note_failure(PyObject *slot, PyObject *full, PyObject *old, PyObject *rkey,
         old_entries ? old_entries : Py_None, new_entries,
         inserted ? Py_True : Py_False);
     if (state == NULL || PyList_Append(slot, state) < 0) {
-        /* Cannot record it: the caller cannot undo, so say so instead. */
+        /* Cannot record it: the caller cannot undo, so it must spoil the
+         * transaction. Raise LOST, the first error as its context; nothing
+         * here allocates. */
         Py_XDECREF(state);
+        PyErr_Clear();
+        if (value != NULL && value != s_lost && PyExceptionInstance_Check(value)) {
+            PyException_SetContext(s_lost, value); /* steals value */
+            value = NULL;
+        }
         Py_XDECREF(type);
         Py_XDECREF(value);
         Py_XDECREF(tb);
-        PyErr_SetString(PyExc_MemoryError,
-                        "put failed half-way and its undo state was lost");
+        PyException_SetTraceback(s_lost, Py_None);
+        PyErr_Restore(Py_NewRef(PyExc_MemoryError), Py_NewRef(s_lost), NULL);
         return;
     }
     Py_DECREF(state);
+    PyErr_Restore(type, value, tb);
+}
+
+/* Append ``(key,)`` to the slot, keeping the current exception: the put
+ * failed before writing, making or packing the record's key or in
+ * ``txn.replace``, and the caller may run it again with ``key`` (the key
+ * function is not called twice) if its transaction ended under it. Without
+ * room for it the error propagates as it is, and is not retried. */
+static void
+note_key(PyObject *slot, PyObject *key)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyObject *state = PyTuple_Pack(1, key);
+    if (state == NULL || PyList_Append(slot, state) < 0) {
+        PyErr_Clear();
+    }
+    Py_XDECREF(state);
     PyErr_Restore(type, value, tb);
 }
 
@@ -276,12 +323,13 @@ put_impl(PyObject *plan, PyObject *txn, PyObject *rec, PyObject *key_arg,
     PyObject *pack = PyTuple_GET_ITEM(plan, P_PACK);
     PyObject *scalars = PyTuple_GET_ITEM(plan, P_SCALARS);
     PyObject *indexes = PyTuple_GET_ITEM(plan, P_INDEXES);
-    Py_ssize_t nidx = PyTuple_GET_SIZE(indexes);
+    Py_ssize_t nidx;
 
     PyObject *key = NULL, *payload = NULL, *value = NULL, *new_entries = NULL;
     PyObject *rkey = NULL, *full = NULL, *old = NULL, *tail = NULL;
     PyObject *old_rec = NULL, *old_entries = NULL, *result = NULL;
     PyObject *seen = NULL; /* rec as a read gives it back */
+    Py_INCREF(indexes);
 
     /* 1. Nothing written yet: errors propagate as they are. */
     if (key_arg != Py_None) {
@@ -300,7 +348,10 @@ put_impl(PyObject *plan, PyObject *txn, PyObject *rec, PyObject *key_arg,
         goto done;
     }
     if (PyObject_IsTrue(PyTuple_GET_ITEM(plan, P_PLAIN))) {
-        value = PySequence_Concat(s_zero_byte, payload);
+        /* b"\x00" + payload, as Python adds them: a payload that is not
+         * exactly bytes may have its own __radd__. */
+        value = PyBytes_CheckExact(payload) ? concat3(s_zero_byte, payload, NULL)
+                                            : PyNumber_Add(s_zero_byte, payload);
         if (value == NULL) {
             goto done;
         }
@@ -325,6 +376,20 @@ put_impl(PyObject *plan, PyObject *txn, PyObject *rec, PyObject *key_arg,
             goto done;
         }
     }
+    /* The key function or the encoder may have changed the collection's
+     * indexes (Collection._update_refusal): then the slot's last item is
+     * [new indexes], taken here as the Python path reads them now. */
+    if (PyList_GET_SIZE(slot) > 0) {
+        PyObject *last = PyList_GET_ITEM(slot, PyList_GET_SIZE(slot) - 1);
+        if (PyList_CheckExact(last) && PyList_GET_SIZE(last) == 1) {
+            PyObject *fresh = Py_NewRef(PyList_GET_ITEM(last, 0));
+            Py_SETREF(indexes, fresh);
+            if (check_indexes(indexes) < 0) {
+                goto done;
+            }
+        }
+    }
+    nidx = PyTuple_GET_SIZE(indexes);
     new_entries = PyList_New(nidx);
     if (new_entries == NULL) {
         goto done;
@@ -336,41 +401,48 @@ put_impl(PyObject *plan, PyObject *txn, PyObject *rec, PyObject *key_arg,
         }
         PyList_SET_ITEM(new_entries, i, e);
     }
+    /* From here on a failure before the write leaves (key,) in the slot. */
     if (!PyTuple_CheckExact(key)) {
         int scalar = PySet_Contains(scalars, (PyObject *)Py_TYPE(key));
         if (scalar < 0) {
+            note_key(slot, key);
             goto done;
         }
         PyObject *t = scalar ? PyTuple_Pack(1, key)
                              : PyObject_CallOneArg(PyTuple_GET_ITEM(plan, P_AS_TUPLE), key);
         if (t == NULL) {
+            note_key(slot, key);
             goto done;
         }
         Py_SETREF(key, t);
     }
     rkey = pack_one(pack, key, NULL, 0);
     if (rkey == NULL) {
+        note_key(slot, key);
         goto done;
     }
     if (!PyBytes_Check(rkey)) {
         PyErr_SetString(PyExc_TypeError, "put: pack must return bytes");
+        note_key(slot, key);
         goto done;
     }
     full = concat3(PyTuple_GET_ITEM(plan, P_PREFIX), rkey, NULL);
     if (full == NULL) {
+        note_key(slot, key);
         goto done;
     }
 
     /* 2. The record. */
     old = call_txn(txn, s_replace, full, value);
     if (old == NULL) {
+        note_key(slot, key);
         goto done;
     }
 
     /* 3. Its index entries: a failure here leaves undo state in the slot. */
     tail = concat3(PyTuple_GET_ITEM(plan, P_SEP), rkey, NULL);
     if (tail == NULL) {
-        note_failure(slot, full, NULL, rkey, NULL, new_entries, old == Py_None);
+        note_failure(slot, full, old, rkey, NULL, new_entries, old == Py_None);
         goto done;
     }
     if (old == Py_None) {
@@ -451,6 +523,7 @@ put_impl(PyObject *plan, PyObject *txn, PyObject *rec, PyObject *key_arg,
     result = Py_NewRef(key);
 
 done:
+    Py_DECREF(indexes);
     Py_XDECREF(key);
     Py_XDECREF(payload);
     Py_XDECREF(value);
@@ -908,12 +981,18 @@ PyInit__writepath(void)
     s_put_failed = PyUnicode_InternFromString("_put_failed");
     s_key = PyUnicode_InternFromString("key");
     s_ttl = PyUnicode_InternFromString("ttl");
+    s_lost = PyObject_CallFunction(
+        PyExc_MemoryError, "s", "put failed half-way and its undo state was lost");
     if (!s_replace || !s_put || !s_delete || !s_zero_byte || !s_one || !s_put_py ||
-        !s_put_failed || !s_key || !s_ttl) {
+        !s_put_failed || !s_key || !s_ttl || !s_lost) {
         return NULL;
     }
     PyObject *module = PyModule_Create(&wp_module);
     if (module == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddObjectRef(module, "LOST", s_lost) < 0) {
+        Py_DECREF(module);
         return NULL;
     }
     PyObject *type = PyType_FromSpec(&pb_spec);

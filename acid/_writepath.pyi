@@ -2,6 +2,10 @@
 
 from typing import Any
 
+#: The MemoryError put raises when it failed after writing and could not
+#: record how to undo it: the caller must spoil the transaction.
+LOST: MemoryError
+
 def put(
     plan: tuple[Any, ...],
     txn: Any,

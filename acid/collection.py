@@ -63,13 +63,14 @@ _pack = keylib.pack
 # key encoder. The Python code of put below is its reference and its
 # fallback, and runs every case it leaves out (see Collection._make_plan).
 _cput: Callable[..., tuple[Any, ...]] | None = None
+_LOST: BaseException | None = None  # its error when it cannot say what to undo
 _prepare_many: Callable[..., Any] = None  # type: ignore[assignment]
 _new_pairs: Callable[..., list[tuple[bytes, bytes]]] = None  # type: ignore[assignment]
 if keylib.IMPLEMENTATION == "c":
     try:
         from acid import _writepath
 
-        _cput = _writepath.put
+        _cput, _LOST = _writepath.put, _writepath.LOST
         _prepare_many = _writepath.prepare_many
         _new_pairs = _writepath.new_pairs
     except ImportError:  # pragma: no cover - built with the C key encoder
@@ -340,8 +341,14 @@ class Collection(_PutBase, AtomicOps, ExpiryOps):
 
     def _update_refusal(self) -> None:
         self._ok_txn = _NO_TXN
+        running = self._fast[3]
         self._fast = _NO_FAST
-        self._plan = self._make_plan()
+        self._plan = plan = self._make_plan()
+        if running is not None and plan is not None:
+            # A put in the C path may be running (this was called from its key
+            # function or encoder): like the Python path, which reads the
+            # indexes after those, it takes the new ones (see _writepath.c).
+            running.append([plan[5]])
         if self._detached is not None:
             self._refusal = self._refuse_detached
         elif self._undeclared:
@@ -688,11 +695,15 @@ class Collection(_PutBase, AtomicOps, ExpiryOps):
         """After the C path of put raised ``exc``: put back what it wrote
         (its undo state is in ``slot``) and raise ``exc``; or, if ``txn``
         came with a context whose block is over, run the put on its own."""
-        if slot:  # failed after writing
+        if slot and type(slot[-1]) is tuple:  # what it left for this failure
             state = slot.pop()
-            _roll_back(txn, lambda: _undo(txn, *state))
-        elif txn.ended and inherited(txn):  # as in the Python path
-            return run_alone(self._engine, self._ctx, True, self.put, rec, key)
+            if len(state) != 1:  # failed after writing: put back what it wrote
+                _roll_back(txn, lambda: _undo(txn, *state))
+            elif txn.ended and inherited(txn):  # as in the Python path
+                again = state[0]  # the key it made: the key function ran once
+                return run_alone(self._engine, self._ctx, True, self.put, rec, again)
+        elif exc is _LOST:  # it wrote and could not say what: only abort undoes
+            spoil(txn, _SPOILED)
         raise exc
 
     # With the C extension, put is PutBase.put; without it, the code above.
