@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from acid.engines import Txn
     from acid.index import Entries
 
-__all__ = ["Batch", "Change", "changes"]
+__all__ = ["Batch", "Change", "changes", "forget_entry"]
 
 #: ``(index number, SEP + record key, record key, old entries, new entries)``
 Change = tuple[int, bytes, bytes, "Entries", "Entries"]
@@ -50,10 +50,7 @@ class Batch:
     def undo(self) -> None:
         txn = self.txn
         for key, _ in self.written:
-            try:
-                txn.delete(key)
-            except Exception:  # a key the engine refused was never written
-                pass
+            forget_entry(txn, key)
         for full, old in zip(self.fulls, self.olds, strict=True):
             if old is None:
                 txn.delete(full)
@@ -61,14 +58,25 @@ class Batch:
                 txn.put(full, old)
         for _, tail, rkey, before, after in self.changed:
             for p in set(after) - set(before):
-                try:
-                    txn.delete(p + tail)
-                except Exception:  # a key the engine refused was never written
-                    pass
+                forget_entry(txn, p + tail)
             for p in set(before) - set(after):
                 txn.put(p + tail, rkey)
         if self.uncount is not None:
             self.uncount()
+
+
+def forget_entry(txn: Txn, key: bytes) -> None:
+    """Delete ``key``, written (or maybe refused) by a write being undone.
+
+    A delete that fails is forgiven only if ``key`` is not there: the
+    engine refused to write it. Otherwise the error propagates, and the
+    caller spoils the transaction (the entry would stay).
+    """
+    try:
+        txn.delete(key)
+    except Exception:
+        if txn.get(key) is not None:
+            raise
 
 
 def changes(

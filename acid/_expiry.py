@@ -95,33 +95,36 @@ class Expiry:
         """Give the record ``rkey`` the deadline ``when`` (None: none).
 
         Either both spaces change or neither does: the new entries are
-        written first, and undone if one of them fails (a key too long for
-        the engine, say); only then is the old queue entry deleted.
+        written first, then the old queue entry is deleted; if any of that
+        fails (a key too long for the engine, say), what was written is
+        undone.
         """
         old = self.deadline(txn, rkey)
         if old == when:
             return
-        if when is not None:
-            by_key, queue = self._by_key + rkey, self._queue_key(when, rkey)
-            before = None if old is None else keylib.pack((old,))
-            try:
+        by_key = self._by_key + rkey
+        before = None if old is None else keylib.pack((old,))
+        queue = None if when is None else self._queue_key(when, rkey)
+
+        def undo() -> None:
+            if before is None:
+                txn.delete(by_key)
+            else:
+                txn.put(by_key, before)
+            if queue is not None:
+                txn.delete(queue)
+
+        try:
+            if queue is not None:
                 txn.put(by_key, keylib.pack((when,)))
                 txn.put(queue, rkey)
-            except BaseException:
-
-                def undo() -> None:
-                    if before is None:
-                        txn.delete(by_key)
-                    else:
-                        txn.put(by_key, before)
-                    txn.delete(queue)
-
-                _undo(txn, undo)
-                raise
-        else:
-            txn.delete(self._by_key + rkey)
-        if old is not None:
-            txn.delete(self._queue_key(old, rkey))
+            else:
+                txn.delete(by_key)
+            if old is not None:  # last: if it fails, the new entries go too
+                txn.delete(self._queue_key(old, rkey))
+        except BaseException:
+            _undo(txn, undo)
+            raise
 
     def _queue_key(self, when: float, rkey: bytes) -> bytes:
         return keylib.pack((when,), self._queue) + SEP + rkey

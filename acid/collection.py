@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from acid import _facade, _fields, _online, _ops, _query, _ttl, encoders, keylib
 from acid._atomic import AtomicOps
-from acid._bulk import Batch, changes
+from acid._bulk import Batch, changes, forget_entry
 from acid._expiry import Expiry, ExpiryOps
 from acid._facade import COUNT_UNKNOWN
 from acid._layout import KIND_INDEX, KIND_TABLE, SEP, ValueCodec, len_counter
@@ -1286,10 +1286,7 @@ def _undo(
     for i, entries in enumerate(new):
         before = set(old[i]) if old is not None else set()
         for p in set(entries) - before:
-            try:
-                txn.delete(p + tail)
-            except Exception:  # a key the engine refused was never written
-                pass
+            forget_entry(txn, p + tail)
         for p in before - set(entries):
             txn.put(p + tail, rkey)
 

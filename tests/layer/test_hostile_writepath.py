@@ -336,14 +336,8 @@ def test_an_index_declared_by_an_index_function_gets_the_record(
 
 
 @needs_c
-@pytest.mark.xfail(
-    strict=True,
-    reason="_undo (shared by both paths) takes any failed delete of a new "
-    "index entry for one the engine refused to write, and goes on: an entry "
-    "that was written stays when the delete failed for another reason",
-)
 @pytest.mark.parametrize("python", [False, True], ids=["c", "python"])
-def test_a_failed_put_whose_undo_delete_fails_leaves_no_entry(
+def test_a_failed_put_whose_undo_delete_fails_lands_nothing(
     monkeypatch: pytest.MonkeyPatch, python: bool
 ) -> None:
     def setup(store: acid.Store) -> acid.Collection:
@@ -359,28 +353,34 @@ def test_a_failed_put_whose_undo_delete_fails_leaves_no_entry(
     rkey = acid.keylib.pack((1,))
     with store.begin(write=True) as txn:
         cls = type(txn)
-        real_put, real_delete = cls.put, cls.delete
-        writes: list[bytes] = []
+    real_put, real_delete = cls.put, cls.delete
+    writes: list[bytes] = []
 
-        def put(self: Any, key: bytes, value: bytes) -> None:
-            if key.startswith(entries) and value == rkey:
-                writes.append(key)
-                if len(writes) == 2:  # the second entry of record 1
-                    raise acid.errors.EngineError("entry refused")
-            real_put(self, key, value)
+    def put(self: Any, key: bytes, value: bytes) -> None:
+        if key.startswith(entries) and value == rkey:
+            writes.append(key)
+            if len(writes) == 2:  # the second entry of record 1
+                raise acid.errors.EngineError("entry refused")
+        real_put(self, key, value)
 
-        def delete(self: Any, key: bytes) -> None:
-            if key == writes[0]:  # the undo of the first entry, which was written
-                raise acid.errors.EngineError("a transient failure")
-            real_delete(self, key)
+    def delete(self: Any, key: bytes) -> None:
+        if writes and key == writes[0]:  # the undo of the first, written, entry
+            raise acid.errors.EngineError("a transient failure")
+        real_delete(self, key)
 
-        monkeypatch.setattr(cls, "put", put)
-        monkeypatch.setattr(cls, "delete", delete)
-        with pytest.raises(acid.errors.EngineError, match="entry refused"):
-            coll.put({"k": 1, "tags": ["a", "b"]})
-        monkeypatch.undo()
-    # The put failed, so it changed nothing, and the block committed the rest.
-    assert coll.get(1) is None and len(coll) == 1
+    monkeypatch.setattr(cls, "put", put)
+    monkeypatch.setattr(cls, "delete", delete)
+    with pytest.raises(acid.errors.TxnError, match="could not be undone"):
+        with store.begin(write=True):
+            coll.put({"k": 0, "tags": ["z"]})  # lands with the block, or not
+            with pytest.raises(acid.errors.EngineError, match="entry refused"):
+                coll.put({"k": 1, "tags": ["a", "b"]})
+            # Leaving the block commits it: refused, the block is spoiled.
+    monkeypatch.undo()
+    # The undo could not remove an entry it wrote (the delete failed and the
+    # entry is there): the block aborted whole instead of landing it.
+    assert coll.get(1) is None and coll.get(0) == {"k": 0, "tags": []}
+    assert len(coll) == 1
     report = store.check()
     store.close()
     assert report.ok, report
@@ -528,12 +528,6 @@ def test_hostile_results_keys_and_engine_failures_give_the_same_store(
         store.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Expiry.set_deadline writes the new deadline entries, then deletes "
-    "the old queue entry; when that delete fails, put_with_ttl raises but the "
-    "new entries stay beside the old one (acid/_expiry.py, not the write path)",
-)
 def test_a_ttl_put_failing_to_drop_the_old_deadline_changes_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
