@@ -548,8 +548,8 @@ wp_put(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return put_impl(args[0], args[1], args[2], args[3], args[4], args[5]);
 }
 
-/* PutBase: the base class of acid.Collection whose ``put`` runs the C path
- * without a Python frame. It reads two attributes that Collection keeps:
+/* PutBase: the base class of acid.Collection whose ``put`` (and ``get``)
+ * run the C path without a Python frame. It reads two attributes that Collection keeps:
  * ``_fast`` (see Collection._writable: ``(txn, plan, cell, slot)``) and
  * ``_ctx_get`` (returns the active transaction). Whatever it does not serve
  * itself it hands to ``self._put`` (the Python reference, same arguments);
@@ -560,9 +560,16 @@ typedef struct {
     PyObject_HEAD
     PyObject *fast;
     PyObject *ctx_get;
+    PyObject *getplan;
 } PutBase;
 
 static PyObject *s_put_py, *s_put_failed, *s_key, *s_ttl;
+static PyObject *s_get_py, *s_get, *s_ended, *s_default, *s_raw;
+
+/* ``getplan``: what get needs, or None where Collection._get must run
+ * (a detached collection): (key prefix, keylib.pack, as_tuple, engine.get,
+ * unpack, codec.decode). */
+enum { G_PREFIX, G_PACK, G_AS_TUPLE, G_ENGINE_GET, G_UNPACK, G_DECODE, G_LEN };
 
 static PyObject *
 pb_forward(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
@@ -655,12 +662,138 @@ pb_put(PyObject *self, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwnam
     return out;
 }
 
+static PyObject *
+pb_forward_get(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    PyObject *small[8];
+    PyObject **all = small;
+    if (nargs + nkw + 1 > 8) {
+        all = PyMem_Malloc((size_t)(nargs + nkw + 1) * sizeof(PyObject *));
+        if (all == NULL) {
+            return PyErr_NoMemory();
+        }
+    }
+    all[0] = self;
+    for (Py_ssize_t i = 0; i < nargs + nkw; i++) {
+        all[i + 1] = args[i];
+    }
+    PyObject *out = PyObject_VectorcallMethod(s_get_py, all, (size_t)(nargs + 1), kwnames);
+    if (all != small) {
+        PyMem_Free(all);
+    }
+    return out;
+}
+
+/* Collection.get's usual case (not raw, a live collection, a transaction
+ * that has not ended or none): the steps of Collection._get, which runs
+ * every other case. */
+static PyObject *
+pb_get(PyObject *self, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs < 1 || nargs > 3) {
+        return pb_forward_get(self, args, (size_t)nargs, kwnames);
+    }
+    PyObject *key = args[0];
+    PyObject *deflt = nargs >= 2 ? args[1] : Py_None;
+    PyObject *raw = nargs >= 3 ? args[2] : Py_False;
+    if (kwnames != NULL) {
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
+            PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+            if (name == s_default && nargs < 2) {
+                deflt = args[nargs + i];
+            } else if (name == s_raw && nargs < 3) {
+                raw = args[nargs + i];
+            } else {
+                return pb_forward_get(self, args, (size_t)nargs, kwnames);
+            }
+        }
+    }
+    PutBase *pb = (PutBase *)self;
+    PyObject *plan = pb->getplan;
+    if (raw != Py_False || plan == NULL || !PyTuple_CheckExact(plan) ||
+        PyTuple_GET_SIZE(plan) != G_LEN || pb->ctx_get == NULL ||
+        !PyBytes_Check(PyTuple_GET_ITEM(plan, G_PREFIX))) {
+        return pb_forward_get(self, args, (size_t)nargs, kwnames);
+    }
+    Py_INCREF(plan);
+    PyObject *tup = NULL, *full = NULL, *txn = NULL, *value = NULL, *out = NULL;
+    if (PyTuple_CheckExact(key)) {
+        tup = Py_NewRef(key);
+    } else {
+        tup = PyObject_CallOneArg(PyTuple_GET_ITEM(plan, G_AS_TUPLE), key);
+        if (tup == NULL) {
+            goto done;
+        }
+    }
+    full = pack_one(PyTuple_GET_ITEM(plan, G_PACK), tup, PyTuple_GET_ITEM(plan, G_PREFIX), 0);
+    if (full == NULL) {
+        goto done;
+    }
+    txn = PyObject_CallNoArgs(pb->ctx_get);
+    if (txn == NULL) {
+        goto done;
+    }
+    if (txn == Py_None) {
+        value = PyObject_CallOneArg(PyTuple_GET_ITEM(plan, G_ENGINE_GET), full);
+    } else {
+        PyObject *ended = PyObject_GetAttr(txn, s_ended);
+        if (ended == NULL) {
+            goto done;
+        }
+        int is_ended = PyObject_IsTrue(ended);
+        Py_DECREF(ended);
+        if (is_ended < 0) {
+            goto done;
+        }
+        if (is_ended) { /* inherited from a finished block, or an error: Python */
+            out = pb_forward_get(self, args, (size_t)nargs, kwnames);
+            goto done;
+        }
+        value = call_txn(txn, s_get, full, NULL);
+    }
+    if (value == NULL) {
+        goto done;
+    }
+    if (value == Py_None) {
+        out = Py_NewRef(deflt);
+        goto done;
+    }
+    if (PyBytes_Check(value) && PyBytes_GET_SIZE(value) > 0 &&
+        PyBytes_AS_STRING(value)[0] == 0) {
+        /* The plain case, as Collection._get inlines it. */
+        PyObject *data = PyBytes_FromStringAndSize(PyBytes_AS_STRING(value) + 1,
+                                                   PyBytes_GET_SIZE(value) - 1);
+        if (data == NULL) {
+            goto done;
+        }
+        out = PyObject_CallOneArg(PyTuple_GET_ITEM(plan, G_UNPACK), data);
+        Py_DECREF(data);
+        if (out != NULL || !PyErr_ExceptionMatches(PyExc_Exception)) {
+            goto done;
+        }
+        PyErr_Clear(); /* the codec says what is wrong: CorruptionError */
+    }
+    out = PyObject_CallOneArg(PyTuple_GET_ITEM(plan, G_DECODE), value);
+
+done:
+    Py_XDECREF(tup);
+    Py_XDECREF(full);
+    Py_XDECREF(txn);
+    Py_XDECREF(value);
+    Py_DECREF(plan);
+    return out;
+}
+
 static int
 pb_traverse(PutBase *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->fast);
     Py_VISIT(self->ctx_get);
+    Py_VISIT(self->getplan);
     return 0;
 }
 
@@ -669,6 +802,7 @@ pb_clear(PutBase *self)
 {
     Py_CLEAR(self->fast);
     Py_CLEAR(self->ctx_get);
+    Py_CLEAR(self->getplan);
     return 0;
 }
 
@@ -687,10 +821,16 @@ static PyMemberDef pb_members[] = {
      "(transaction, plan, count cell, undo slot) of the C path, or None"},
     {"_ctx_get", T_OBJECT, offsetof(PutBase, ctx_get), 0,
      "returns the active transaction"},
+    {"_getplan", T_OBJECT, offsetof(PutBase, getplan), 0,
+     "what get needs, or None (see Collection._update_refusal)"},
     {NULL, 0, 0, 0, NULL},
 };
 
 static PyMethodDef pb_methods[] = {
+    {"get", (PyCFunction)(void (*)(void))pb_get, METH_FASTCALL | METH_KEYWORDS,
+     "get($self, /, key, default=None, raw=False)\n--\n\n"
+     "The record under ``key`` (a scalar is a 1-tuple), or ``default``.\n\n"
+     "With ``raw=True``, the encoded bytes instead of the decoded record."},
     {"put", (PyCFunction)(void (*)(void))pb_put, METH_FASTCALL | METH_KEYWORDS,
      "put($self, /, rec, key=None, *, ttl=None)\n--\n\n"
      "Create or replace a record; return its key.\n\n"
@@ -977,6 +1117,14 @@ PyInit__writepath(void)
     s_delete = PyUnicode_InternFromString("delete");
     s_zero_byte = PyBytes_FromStringAndSize("\0", 1);
     s_one = PyLong_FromLong(1);
+    s_get_py = PyUnicode_InternFromString("_get");
+    s_get = PyUnicode_InternFromString("get");
+    s_ended = PyUnicode_InternFromString("ended");
+    s_default = PyUnicode_InternFromString("default");
+    s_raw = PyUnicode_InternFromString("raw");
+    if (!s_get_py || !s_get || !s_ended || !s_default || !s_raw) {
+        return NULL;
+    }
     s_put_py = PyUnicode_InternFromString("_put");
     s_put_failed = PyUnicode_InternFromString("_put_failed");
     s_key = PyUnicode_InternFromString("key");

@@ -344,6 +344,18 @@ class Collection(_PutBase, AtomicOps, ExpiryOps):
         running = self._fast[3]
         self._fast = _NO_FAST
         self._plan = plan = self._make_plan()
+        self._getplan = (
+            None
+            if self._detached is not None
+            else (
+                self.key_prefix,
+                keylib.pack,
+                _query.as_tuple,
+                self._engine_get,
+                self._unpack,
+                self.codec.decode,
+            )
+        )
         if running is not None and plan is not None:
             # A put in the C path may be running (this was called from its key
             # function or encoder): like the Python path, which reads the
@@ -959,7 +971,7 @@ class Collection(_PutBase, AtomicOps, ExpiryOps):
 
     # -- reads ------------------------------------------------------------
 
-    def get(self, key: Any, default: Any = None, raw: bool = False) -> Any:
+    def _get(self, key: Any, default: Any = None, raw: bool = False) -> Any:
         """The record under ``key`` (a scalar is a 1-tuple), or ``default``.
 
         With ``raw=True``, the encoded bytes instead of the decoded record.
@@ -989,6 +1001,11 @@ class Collection(_PutBase, AtomicOps, ExpiryOps):
             except Exception as exc:
                 raise self.codec.corrupt(exc) from exc
         return self.codec.decode(value)
+
+    # With the C extension, get is PutBase.get (its usual case in C, the rest
+    # in _get); without it, the code above.
+    if TYPE_CHECKING or _PutBase is _PutPy:
+        get = _get
 
     def _scan(
         self,

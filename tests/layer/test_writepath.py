@@ -312,3 +312,106 @@ def test_two_threads_writing_through_one_collection_count_exactly() -> None:
     assert not errors
     assert len(coll) == sum(1 for _ in coll.keys())
     assert store.check().ok
+
+
+# -- get: the C path (PutBase.get) against Collection._get ---------------------
+
+
+@needs_c
+@pytest.mark.parametrize("url", ["memory:/", "lmdb", "leveldb"])
+def test_the_c_get_answers_what_the_python_get_answers(url: str, tmp_path: Any) -> None:
+    if url == "lmdb":
+        url = f"lmdb:{tmp_path}/db"
+    elif url == "leveldb":
+        pytest.importorskip("plyvel")
+        url = f"leveldb:{tmp_path}/ldb"
+    store = acid.open(url)
+    plain = store.add_collection("p", encoder="msgpack")
+    packed = store.add_collection("z", encoder="json", compressor="zlib")
+    keys: list[Any] = [
+        1,
+        (1,),
+        "a",
+        ("a", 2),
+        acid.keylib.Key((3, "k")),
+        b"x",
+        None,
+        2.5,
+        (),
+        [1],  # not a key: both raise the same error
+        {"a": 1},
+        object(),
+    ]
+    for coll in (plain, packed):
+        for i, key in enumerate(keys[:9]):
+            coll.put({"i": i}, key=key)
+
+    def both(coll: acid.Collection, *args: Any, **kwargs: Any) -> None:
+        outs = []
+        for get in (coll.get, lambda *a, **k: coll._get(*a, **k)):
+            try:
+                outs.append(("ok", get(*args, **kwargs)))
+            except Exception as exc:
+                outs.append((type(exc), str(exc)))
+        assert outs[0] == outs[1], (args, kwargs)
+
+    for coll in (plain, packed):
+        for key in keys + [999, ("missing",)]:
+            both(coll, key)
+            both(coll, key, "dflt")
+            both(coll, key, default=0)
+            both(coll, key, raw=True)
+            both(coll, key, None, 1)  # raw given as a truthy non-bool
+            with store.begin():
+                both(coll, key)
+            with store.begin(write=True):
+                coll.put({"in": "txn"}, key=("txn-only",))
+                both(coll, ("txn-only",))  # sees its own write
+                acid.abort()
+            both(coll, ("txn-only",))
+        both(coll)  # no key: TypeError from the signature
+        both(coll, 1, 2, 3, 4)
+        both(coll, 1, bogus=1)
+    store.close()
+
+
+@needs_c
+def test_the_c_get_reports_corruption_and_detachment() -> None:
+    store = acid.open("memory:/")
+    coll = store.add_collection("c", encoder="msgpack")
+    coll.put({"a": 1}, key=1)
+    with store.begin(write=True) as txn:
+        txn.put(coll.key_prefix + acid.keylib.pack((2,)), b"\x00\xc1")  # never msgpack
+        txn.put(coll.key_prefix + acid.keylib.pack((3,)), b"")  # no codec byte
+    for key in (2, 3):
+        with pytest.raises(acid.errors.CorruptionError) as c_err:
+            coll.get(key)
+        with pytest.raises(acid.errors.CorruptionError) as py_err:
+            coll._get(key)
+        assert str(c_err.value) == str(py_err.value)
+    store.drop_collection("c")
+    with pytest.raises(acid.errors.SchemaError):
+        coll.get(1)
+
+
+@needs_c
+def test_the_c_get_in_a_task_that_outlived_its_block() -> None:
+    import asyncio
+
+    store = acid.open("memory:/")
+    coll = store.add_collection("c")
+    coll.put({"a": 1}, key=1)
+
+    async def main() -> Any:
+        gate = asyncio.Event()
+
+        async def reader() -> Any:
+            await gate.wait()
+            return coll.get(1)  # its context holds the block's ended transaction
+
+        with store.begin():
+            task = asyncio.get_running_loop().create_task(reader())
+        gate.set()
+        return await task
+
+    assert asyncio.run(main()) == {"a": 1}
