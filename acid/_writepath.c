@@ -813,9 +813,10 @@ pb_get(PyObject *self, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwnam
         out = Py_NewRef(deflt);
         goto done;
     }
-    if (PyBytes_Check(value) && PyBytes_GET_SIZE(value) > 0 &&
+    if (PyBytes_CheckExact(value) && PyBytes_GET_SIZE(value) > 0 &&
         PyBytes_AS_STRING(value)[0] == 0) {
-        /* The plain case, as Collection._get inlines it. */
+        /* The plain case, as Collection._get inlines it (exact bytes only:
+         * a subclass's own indexing decides, in the codec). */
         PyObject *data = PyBytes_FromStringAndSize(PyBytes_AS_STRING(value) + 1,
                                                    PyBytes_GET_SIZE(value) - 1);
         if (data == NULL) {

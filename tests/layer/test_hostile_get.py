@@ -381,6 +381,27 @@ def test_a_custom_transaction_context_is_asked_once(hand: Callable[[], Any]) -> 
         assert outs[0][1] == 1
 
 
+class Lying(bytes):
+    """A stored value whose slices say something else than its bytes."""
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return b'"sliced"'
+        return bytes.__getitem__(self, index)
+
+
+def test_a_value_of_a_bytes_subclass_is_read_through_its_own_indexing() -> None:
+    # The C get read a bytes subclass's buffer directly where the reference
+    # slices it (a transaction context handing out its own transactions).
+    ctx = CountingContext()
+    store = acid.Store(acid.engines.from_url("memory:/"), txn_context=ctx)
+    coll = store.add_collection("c", encoder="json")
+    ctx.hand = FakeTxn(False, Lying(b'\x00"buffer"'))
+    assert both(coll, 1) == ("ok", repr("sliced"))
+    ctx.hand = FakeTxn(False, Lying(b'\x00"buffer'))
+    assert both(coll, 1) == ("ok", repr("sliced"))
+
+
 def test_an_inherited_transaction_and_one_ended_under_its_block() -> None:
     store = acid.open("memory:/")
     coll = store.add_collection("c")
