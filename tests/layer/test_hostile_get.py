@@ -175,6 +175,47 @@ def test_every_key_and_argument_form_answers_as_the_reference(
     both(coll, 1, bogus=1)
 
 
+def test_optimistic_writers_answer_as_the_reference(
+    open_optimistic_store: Callable[..., acid.Store],
+) -> None:
+    store = open_optimistic_store()
+    coll = store.add_collection("c", encoder="msgpack")
+    for key in STORED_KEYS[:9]:
+        if key is not None:  # None: a key from the counter
+            coll.put({"k": repr(key)}, key=key)
+    for key in PROBE_KEYS:
+        for args, kwargs in arg_forms(key)[:4]:
+            both(coll, *args, **kwargs)
+    with store.begin(write=True):
+        coll.put({"k": "mine"}, key=1)
+        assert both(coll, 1) == ("ok", repr({"k": "mine"}))
+        acid.abort()
+    assert both(coll, 1) == ("ok", repr({"k": "(1,)"}))  # 1 is (1,)
+
+
+def test_schema_changes_in_a_block_that_aborts(store: acid.Store) -> None:
+    coll = store.add_collection("c")
+    coll.put([1], key=1)
+    with store.begin(write=True):
+        store.drop_collection("c")
+        assert both(coll, 1)[0] is SchemaError
+        acid.abort()
+    assert both(coll, 1) == ("ok", repr([1]))  # attached again
+    with store.begin(write=True):
+        coll.put([2], key=2)
+        store.rename_collection("c", "d")
+        assert both(coll, 2) == ("ok", repr([2]))
+        acid.abort()
+    assert both(coll, 2, "gone") == ("ok", repr("gone"))
+    assert coll.name == "c"
+    with store.begin(write=True):
+        new = store.add_collection("n")
+        new.put([9], key=9)
+        assert both(new, 9) == ("ok", repr([9]))
+        acid.abort()
+    assert both(new, 9)[0] is SchemaError
+
+
 def test_a_bad_call_names_collection_get(store: acid.Store) -> None:
     # Was "Collection._get() missing ...": a private name in the user's face.
     coll = store.add_collection("c")
