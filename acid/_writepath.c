@@ -568,8 +568,18 @@ static PyObject *s_get_py, *s_get, *s_ended, *s_default, *s_raw;
 
 /* ``getplan``: what get needs, or None where Collection._get must run
  * (a detached collection): (key prefix, keylib.pack, as_tuple, engine.get,
- * unpack, codec.decode). */
-enum { G_PREFIX, G_PACK, G_AS_TUPLE, G_ENGINE_GET, G_UNPACK, G_DECODE, G_LEN };
+ * unpack, codec.decode, codec.corrupt, _txn.check_ended). */
+enum {
+    G_PREFIX,
+    G_PACK,
+    G_AS_TUPLE,
+    G_ENGINE_GET,
+    G_UNPACK,
+    G_DECODE,
+    G_CORRUPT,
+    G_CHECK_ENDED,
+    G_LEN
+};
 
 static PyObject *
 pb_forward(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
@@ -686,9 +696,43 @@ pb_forward_get(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *k
     return out;
 }
 
-/* Collection.get's usual case (not raw, a live collection, a transaction
- * that has not ended or none): the steps of Collection._get, which runs
- * every other case. */
+/* With the encoder's error set: ``raise corrupt(exc) from exc``, as
+ * Collection._get does (the encoder runs once: a second try might answer). */
+static void
+raise_corrupt(PyObject *corrupt)
+{
+    PyObject *type, *exc, *tb;
+    PyErr_Fetch(&type, &exc, &tb);
+    PyErr_NormalizeException(&type, &exc, &tb);
+    Py_XDECREF(type);
+    if (exc == NULL) { /* cannot happen: an error is set */
+        Py_XDECREF(tb);
+        PyErr_SetString(PyExc_SystemError, "get: no error to report");
+        return;
+    }
+    if (tb != NULL) {
+        PyException_SetTraceback(exc, tb);
+        Py_DECREF(tb);
+    }
+    PyObject *err = PyObject_CallOneArg(corrupt, exc);
+    if (err == NULL) {
+        Py_DECREF(exc);
+        return;
+    }
+    if (!PyExceptionInstance_Check(err)) {
+        Py_DECREF(err);
+        Py_DECREF(exc);
+        PyErr_SetString(PyExc_TypeError, "exceptions must derive from BaseException");
+        return;
+    }
+    PyException_SetContext(err, Py_NewRef(exc));
+    PyException_SetCause(err, exc); /* steals exc; sets __suppress_context__ */
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(err)), err, NULL);
+}
+
+/* Collection.get's usual case (not raw, a live collection): the steps of
+ * Collection._get, which runs every other case (and the calls the C code
+ * cannot judge: missing, extra or repeated arguments). */
 static PyObject *
 pb_get(PyObject *self, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwnames)
 {
@@ -748,11 +792,19 @@ pb_get(PyObject *self, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwnam
         if (is_ended < 0) {
             goto done;
         }
-        if (is_ended) { /* inherited from a finished block, or an error: Python */
-            out = pb_forward_get(self, args, (size_t)nargs, kwnames);
-            goto done;
+        if (is_ended) {
+            /* Inherited from a finished block (read on its own), or ended
+             * under a block that still runs (TxnError): as Collection._get,
+             * without running the key's conversion or the context again. */
+            PyObject *checked = PyObject_CallOneArg(PyTuple_GET_ITEM(plan, G_CHECK_ENDED), txn);
+            if (checked == NULL) {
+                goto done;
+            }
+            Py_DECREF(checked);
+            value = PyObject_CallOneArg(PyTuple_GET_ITEM(plan, G_ENGINE_GET), full);
+        } else {
+            value = call_txn(txn, s_get, full, NULL);
         }
-        value = call_txn(txn, s_get, full, NULL);
     }
     if (value == NULL) {
         goto done;
@@ -761,9 +813,10 @@ pb_get(PyObject *self, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwnam
         out = Py_NewRef(deflt);
         goto done;
     }
-    if (PyBytes_Check(value) && PyBytes_GET_SIZE(value) > 0 &&
+    if (PyBytes_CheckExact(value) && PyBytes_GET_SIZE(value) > 0 &&
         PyBytes_AS_STRING(value)[0] == 0) {
-        /* The plain case, as Collection._get inlines it. */
+        /* The plain case, as Collection._get inlines it (exact bytes only:
+         * a subclass's own indexing decides, in the codec). */
         PyObject *data = PyBytes_FromStringAndSize(PyBytes_AS_STRING(value) + 1,
                                                    PyBytes_GET_SIZE(value) - 1);
         if (data == NULL) {
@@ -771,10 +824,10 @@ pb_get(PyObject *self, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwnam
         }
         out = PyObject_CallOneArg(PyTuple_GET_ITEM(plan, G_UNPACK), data);
         Py_DECREF(data);
-        if (out != NULL || !PyErr_ExceptionMatches(PyExc_Exception)) {
-            goto done;
+        if (out == NULL && PyErr_ExceptionMatches(PyExc_Exception)) {
+            raise_corrupt(PyTuple_GET_ITEM(plan, G_CORRUPT));
         }
-        PyErr_Clear(); /* the codec says what is wrong: CorruptionError */
+        goto done;
     }
     out = PyObject_CallOneArg(PyTuple_GET_ITEM(plan, G_DECODE), value);
 

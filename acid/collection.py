@@ -354,6 +354,8 @@ class Collection(_PutBase, AtomicOps, ExpiryOps):
                 self._engine_get,
                 self._unpack,
                 self.codec.decode,
+                self.codec.corrupt,
+                check_ended,
             )
         )
         if running is not None and plan is not None:
@@ -971,7 +973,7 @@ class Collection(_PutBase, AtomicOps, ExpiryOps):
 
     # -- reads ------------------------------------------------------------
 
-    def _get(self, key: Any, default: Any = None, raw: bool = False) -> Any:
+    def get(self, key: Any, default: Any = None, raw: bool = False) -> Any:
         """The record under ``key`` (a scalar is a 1-tuple), or ``default``.
 
         With ``raw=True``, the encoded bytes instead of the decoded record.
@@ -1003,9 +1005,11 @@ class Collection(_PutBase, AtomicOps, ExpiryOps):
         return self.codec.decode(value)
 
     # With the C extension, get is PutBase.get (its usual case in C, the rest
-    # in _get); without it, the code above.
-    if TYPE_CHECKING or _PutBase is _PutPy:
-        get = _get
+    # in _get, the code above); without it, the code above. Named get, so that
+    # a bad call's TypeError names Collection.get either way.
+    _get = get
+    if not TYPE_CHECKING and _PutBase is not _PutPy:
+        del get
 
     def _scan(
         self,
