@@ -598,7 +598,7 @@ class Collection(_PutBase, AtomicOps, ExpiryOps):
 
     # -- writes -----------------------------------------------------------
 
-    def _put(self, rec: Any, key: Any = None, *, ttl: Any = None) -> tuple[Any, ...]:
+    def put(self, rec: Any, key: Any = None, *, ttl: Any = None) -> tuple[Any, ...]:
         """Create or replace a record; return its key.
 
         ``key`` overrides the key function (a scalar becomes a 1-tuple).
@@ -720,9 +720,12 @@ class Collection(_PutBase, AtomicOps, ExpiryOps):
             spoil(txn, _SPOILED)
         raise exc
 
-    # With the C extension, put is PutBase.put; without it, the code above.
-    if TYPE_CHECKING or _PutBase is _PutPy:
-        put = _put
+    # With the C extension, put is PutBase.put (its usual case in C, the rest
+    # in _put, the code above); without it, the code above. Named put, so that
+    # a bad call's TypeError names Collection.put either way.
+    _put = put
+    if not TYPE_CHECKING and _PutBase is not _PutPy:
+        del put
 
     def delete(self, key: Any) -> bool:
         """Delete the record under ``key`` and its index entries.

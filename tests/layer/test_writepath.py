@@ -415,3 +415,15 @@ def test_the_c_get_in_a_task_that_outlived_its_block() -> None:
         return await task
 
     assert asyncio.run(main()) == {"a": 1}
+
+
+def test_a_bad_put_call_names_collection_put(store: acid.Store) -> None:
+    coll = store.add_collection("c")
+    for call in (
+        lambda: coll.put(),
+        lambda: coll.put(1, 2, 3),
+        lambda: coll.put(1, x=1),
+    ):
+        with pytest.raises(TypeError, match=r"^Collection\.put\(\)"):
+            call()
+    assert len(coll) == 0
