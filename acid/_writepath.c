@@ -581,8 +581,10 @@ enum {
     G_LEN
 };
 
+/* self.<name>(*args, **kwargs): the Python code, for what C leaves to it. */
 static PyObject *
-pb_forward(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+forward(PyObject *name, PyObject *self, PyObject *const *args, size_t nargsf,
+        PyObject *kwnames)
 {
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
@@ -598,12 +600,16 @@ pb_forward(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnam
     for (Py_ssize_t i = 0; i < nargs + nkw; i++) {
         all[i + 1] = args[i];
     }
-    PyObject *out = PyObject_VectorcallMethod(s_put_py, all, (size_t)(nargs + 1), kwnames);
+    PyObject *out = PyObject_VectorcallMethod(name, all, (size_t)(nargs + 1), kwnames);
     if (all != small) {
         PyMem_Free(all);
     }
     return out;
 }
+
+#define pb_forward(self, args, nargsf, kwnames) forward(s_put_py, self, args, nargsf, kwnames)
+#define pb_forward_get(self, args, nargsf, kwnames) \
+    forward(s_get_py, self, args, nargsf, kwnames)
 
 static PyObject *
 pb_put(PyObject *self, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwnames)
@@ -669,30 +675,6 @@ pb_put(PyObject *self, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwnam
     }
     Py_DECREF(txn);
     Py_DECREF(fast);
-    return out;
-}
-
-static PyObject *
-pb_forward_get(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
-{
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-    PyObject *small[8];
-    PyObject **all = small;
-    if (nargs + nkw + 1 > 8) {
-        all = PyMem_Malloc((size_t)(nargs + nkw + 1) * sizeof(PyObject *));
-        if (all == NULL) {
-            return PyErr_NoMemory();
-        }
-    }
-    all[0] = self;
-    for (Py_ssize_t i = 0; i < nargs + nkw; i++) {
-        all[i + 1] = args[i];
-    }
-    PyObject *out = PyObject_VectorcallMethod(s_get_py, all, (size_t)(nargs + 1), kwnames);
-    if (all != small) {
-        PyMem_Free(all);
-    }
     return out;
 }
 
