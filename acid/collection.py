@@ -344,9 +344,9 @@ class Collection(_PutBase, AtomicOps, ExpiryOps):
         running = self._fast[3]
         self._fast = _NO_FAST
         self._plan = plan = self._make_plan()
-        self._getplan = (
+        self._getplan = (  # what PutBase.get needs (unused without C)
             None
-            if self._detached is not None
+            if self._detached is not None or _cput is None
             else (
                 self.key_prefix,
                 keylib.pack,
@@ -828,7 +828,8 @@ class Collection(_PutBase, AtomicOps, ExpiryOps):
             keys = [(i,) for i in range(first, first + len(recs))]
         # Records the encoder may change are indexed as a read gives them
         # back, which only the Python steps below do.
-        exact = all(map(self._exact, recs))
+        flags = list(map(self._exact, recs))
+        exact = all(flags)
         plan = self._plan if exact else None
         news: list[list[Entries]] | None = None
         if plan is not None:  # the same steps in C (acid/_writepath.c)
@@ -851,8 +852,8 @@ class Collection(_PutBase, AtomicOps, ExpiryOps):
                 values = [b"\x00" + pack(r) for r in recs]
             if not exact:  # index them as a read gives them
                 recs = [
-                    r if self._exact(r) else self._stored(r, v)
-                    for r, v in zip(recs, values, strict=True)
+                    r if ok else self._stored(r, v)
+                    for r, v, ok in zip(recs, values, flags, strict=True)
                 ]
             rkeys = [_pack(k) for k in keys]
             kp = self.key_prefix
